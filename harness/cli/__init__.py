@@ -1,0 +1,89 @@
+"""The ``harness`` command line: one module per command group, assembled here."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from harness import __version__
+from harness.errors import HarnessError
+
+DEBUG_ENV = "HARNESS_DEBUG"
+
+
+class _Group(TyperGroup):
+    """Turns expected errors into one line on stderr and an exit code, not a traceback."""
+
+    def invoke(self, ctx):  # noqa: D102 - click API
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted (finished stages are cached; rerun to resume)", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if os.environ.get(DEBUG_ENV) or isinstance(exc, _click_exceptions()):
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            typer.echo(f"error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
+                       err=True)
+            raise typer.Exit(1) from None
+
+
+def _click_exceptions() -> tuple[type, ...]:
+    import click
+
+    return (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Benchmark harness for visual learning supervised by ambient sound.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _assemble() -> None:
+    from harness.cli import data, evaluate, features, label, leaderboard, plugins, pretrain, run
+
+    app.command("plugins")(plugins.plugins)
+    app.command("features")(features.features)
+    app.command("label")(label.label)
+    app.command("pretrain")(pretrain.pretrain)
+    app.command("eval")(evaluate.evaluate)
+    app.command("run")(run.run)
+    app.command("sweep")(run.sweep)
+    app.command("leaderboard")(leaderboard.leaderboard)
+    app.command("figures")(leaderboard.figures)
+    app.add_typer(data.app, name="data", help="Build clip datasets and VOC folders.")
+
+
+_assemble()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

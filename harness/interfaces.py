@@ -1,0 +1,175 @@
+"""The typed contract of each plugin kind.
+
+Each kind is an abstract base class. A plugin provides a *class*; the core instantiates it
+with keyword parameters (all optional, with documented defaults) and records
+``params()`` in caches and result records, so two objects with equal ``params()`` must
+produce equal outputs. :mod:`harness.testing` checks these promises.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily so that `harness --version` stays fast
+    from harness.nets import BackboneNet
+
+OutputKind = Literal["classes", "bits"]
+
+
+class Plugin(ABC):
+    """What every provided class has: a registry name, a one-line description, parameters."""
+
+    #: the name users type (``--repr mfcc``); unique within its kind
+    name: ClassVar[str]
+    #: one line shown by ``harness plugins``
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Every parameter that determines the output, as JSON-serialisable values."""
+
+
+# --------------------------------------------------------------------------- repr
+class SoundRepresentation(Plugin):
+    """A fixed-length vector per audio window (kind ``repr``).
+
+    Input: a batch of mono waveforms, float, shape [B, num_samples], already at
+    ``sample_rate`` (the core loads, mixes down and resamples files). Output: [B, dim],
+    float32 by default, rows in input order, each row equal to what the clip alone gives.
+    A clip the representation cannot describe (wrong length, NaN/Inf, digital silence)
+    raises :class:`harness.errors.BadClipError` with its batch index; no NaN or Inf ever
+    leaves ``compute``.
+    """
+
+    #: samples per second the waveforms must have
+    sample_rate: int
+    #: window length in seconds (the paper's 3.75 s)
+    clip_seconds: float = 3.75
+    #: length of the output vector
+    dim: int
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in one window at ``sample_rate``."""
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    def invalid_reason(self, waveform: np.ndarray) -> str | None:
+        """Why one clip cannot be used, or None. Subclasses extend (e.g. a loudness floor)."""
+        if waveform.ndim != 1:
+            return f"expected a mono waveform, got shape {tuple(waveform.shape)}"
+        if waveform.shape[0] != self.num_samples:
+            return (f"clip has {waveform.shape[0]} samples, the window needs "
+                    f"{self.num_samples} ({self.clip_seconds} s at {self.sample_rate} Hz)")
+        if not np.all(np.isfinite(waveform)):
+            return "clip contains NaN or Inf samples"
+        return None
+
+    def validate(self, waveforms: np.ndarray) -> None:
+        """Raise BadClipError for the first clip of the batch that cannot be used."""
+        from harness.errors import BadClipError
+
+        if waveforms.ndim != 2:
+            raise BadClipError(f"expected a batch [B, samples], got shape {tuple(waveforms.shape)}")
+        for i, w in enumerate(waveforms):
+            reason = self.invalid_reason(w)
+            if reason is not None:
+                raise BadClipError(reason, index=i)
+
+    @abstractmethod
+    def compute(self, waveforms: np.ndarray, *, dtype: Any = np.float32,
+                device: str = "cpu") -> np.ndarray:
+        """Features of a batch: [B, num_samples] -> [B, dim] of ``dtype``, in input order."""
+
+
+# --------------------------------------------------------------------------- labeler
+@dataclass
+class Labels:
+    """Pseudo-labels and what the trainer needs to know about them."""
+
+    #: int64 [N] cluster ids for ``classes``; uint8 0/1 [N, L] for ``bits``
+    values: np.ndarray
+    kind: OutputKind
+    #: number of classes, or number of bits
+    num_outputs: int
+    #: sizes, inertia, ... (JSON-serialisable); shown by ``harness label``
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class Labeler(Plugin):
+    """Turns a feature matrix [N, D] into pseudo-labels (kind ``labeler``).
+
+    ``output_kind`` says whether the labels are classes (softmax + cross-entropy) or
+    bits (sigmoids + binary cross-entropy); the trainer picks its loss from it.
+    The same parameters (including ``seed``) give the same labels.
+    """
+
+    output_kind: ClassVar[OutputKind]
+
+    @abstractmethod
+    def fit_predict(self, features: np.ndarray) -> Labels:
+        """Labels for every row of ``features``; raise BadInputError on unusable input."""
+
+
+# --------------------------------------------------------------------------- backbone
+class Backbone(Plugin):
+    """A randomly initialised network family (kind ``backbone``).
+
+    ``create(num_outputs)`` returns a :class:`harness.nets.BackboneNet`: a trunk (the
+    convolutional part) and a head (the fully connected part, ending in the output layer),
+    so that downstream "Head" evaluation can freeze the trunk. Nothing is downloaded.
+    """
+
+    #: the input side length the architecture was designed for (e.g. 224)
+    input_size: int = 224
+    #: per-channel normalisation applied to [0, 1] RGB input
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @abstractmethod
+    def create(self, num_outputs: int) -> "BackboneNet":
+        """A freshly initialised network with ``num_outputs`` outputs."""
+
+
+# --------------------------------------------------------------------------- evaluator
+@dataclass
+class PretrainedModel:
+    """A network to evaluate and where it came from.
+
+    ``origin`` is ``"pretext"`` (trained by ``harness pretrain``), ``"random"`` (never
+    trained: ``random:<backbone>``) or ``"supervised"``; evaluators that freeze the trunk
+    recompute BatchNorm statistics for a random one.
+    """
+
+    backbone: Backbone
+    net: "BackboneNet"
+    origin: str
+    checkpoint: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(Plugin):
+    """Scores a pretrained network on a downstream task (kind ``evaluator``).
+
+    ``evaluate`` returns a JSON-serialisable metrics dictionary that includes at least
+    ``map`` (the headline figure, in percent), ``ap`` (per class, keyed by class name),
+    the names of the formulas used and the protocol's full parameters.
+    """
+
+    @abstractmethod
+    def evaluate(self, model: PretrainedModel, data_root: Path, *, device: str = "cpu",
+                 workdir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+        """Train/test on ``data_root`` and return metrics; resumable through ``workdir``."""
+
+
+KIND_CLASSES: dict[str, type[Plugin]] = {
+    "repr": SoundRepresentation,
+    "labeler": Labeler,
+    "backbone": Backbone,
+    "evaluator": Evaluator,
+}
+

@@ -1,0 +1,51 @@
+"""The network shape every backbone returns: a trunk, then a fully connected head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BackboneNet(nn.Module):
+    """``head(trunk(x))``, with the split that downstream "Head" evaluation needs.
+
+    ``trunk`` maps images [B, 3, H, W] to a flat feature vector [B, F]; ``head`` is an
+    ``nn.Sequential`` of the fully connected part whose last module is the output
+    ``nn.Linear`` (fc6-fc8 for AlexNet; only the final layer for ResNet).
+    """
+
+    def __init__(self, trunk: nn.Module, head: nn.Sequential):
+        super().__init__()
+        if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear):
+            raise TypeError("head must be an nn.Sequential ending in nn.Linear")
+        self.trunk = trunk
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    @property
+    def num_outputs(self) -> int:
+        return self.head[-1].out_features
+
+    def classifier(self) -> nn.Linear:
+        """The output layer."""
+        return self.head[-1]
+
+    def reset_classifier(self, num_outputs: int) -> None:
+        """Replace the output layer by a fresh one with ``num_outputs`` outputs."""
+        old = self.head[-1]
+        self.head[-1] = nn.Linear(old.in_features, num_outputs).to(old.weight.device)
+
+    def reset_head(self, num_outputs: int) -> None:
+        """Re-initialise every layer of the head and give it ``num_outputs`` outputs."""
+        for module in self.head.modules():
+            if module is not self.head and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        self.reset_classifier(num_outputs)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())

@@ -1,0 +1,1 @@
+"""Built-in plugins of harness, installed under the name ``harness_plugins``."""
