@@ -28,21 +28,15 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("error: interrupted (finished stages are cached; rerun to resume)", err=True)
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit):  # usage errors and normal exits
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-            if os.environ.get(DEBUG_ENV) or isinstance(exc, _click_exceptions()):
+            if os.environ.get(DEBUG_ENV) or isinstance(exc, typer.TyperException):
                 raise
             msg = str(exc).splitlines()[0] if str(exc) else ""
             typer.echo(f"error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
                        err=True)
             raise typer.Exit(1) from None
-
-
-def _click_exceptions() -> tuple[type, ...]:
-    import click
-
-    return (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,

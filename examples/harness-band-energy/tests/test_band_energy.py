@@ -1,0 +1,9 @@
+"""The plugin author's whole test: harness's conformance checks."""
+
+from harness.testing import check_repr
+
+from harness_band_energy import BandEnergy
+
+
+def test_band_energy_conforms():
+    check_repr(BandEnergy)

@@ -1,0 +1,272 @@
+"""The clip dataset: one video frame and the audio window around it, per row of a manifest.
+
+On disk a clip dataset is a folder holding
+
+* ``manifest.csv`` -- one row per clip with the columns :data:`COLUMNS` (``clip_id``,
+  ``video``, ``timestamp``, ``frame``, ``audio``, ``sample_rate``) and optionally extra
+  columns (the toy world writes its ground truth as ``scene`` and ``objects``, the latter
+  ``;``-joined VOC class names);
+* ``dataset.json`` -- metadata: how the dataset was made and a report of what was skipped;
+* the frames (PNG/JPEG) and audio windows (WAV, mono, PCM16 or float32) that the
+  manifest names, by paths relative to the folder.
+
+Paths are confined: a manifest naming an absolute path, a ``..`` component or a link that
+leads outside the folder is rejected, so a dataset can be moved, shared and read without
+trusting its author. The manifest is written last and atomically (:func:`write_dataset`),
+so it only ever names files that were completely written: it is the dataset's commit point.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch.utils.data
+
+from harness.errors import BadInputError
+from harness.io import write_json, write_text
+
+#: format tag written into dataset.json
+FORMAT = "harness-clips/1"
+MANIFEST_NAME = "manifest.csv"
+METADATA_NAME = "dataset.json"
+#: the columns every manifest has, in this order (extra columns follow)
+COLUMNS = ("clip_id", "video", "timestamp", "frame", "audio", "sample_rate")
+
+
+@dataclass
+class Clip:
+    """One row of a manifest, with the file paths made absolute."""
+
+    clip_id: str
+    #: the source video (a path relative to the ingested folder, or a generator's name)
+    video: str
+    #: seconds from the start of the video to the frame
+    timestamp: float
+    frame: Path
+    audio: Path
+    sample_rate: int
+    #: the manifest's extra columns (e.g. ``scene``, ``objects``)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def confined_path(root: Path, relative: str, where: str) -> Path:
+    """``root / relative`` as an absolute path, refusing anything that leaves ``root``.
+
+    ``where`` names the offending place (manifest file and line) in the error message.
+    """
+    if not relative:
+        raise BadInputError(f"{where}: empty path")
+    if "\\" in relative or PureWindowsPath(relative).drive:
+        raise BadInputError(f"{where}: path {relative!r} must use '/' and no drive letter")
+    pure = PurePosixPath(relative)
+    if pure.is_absolute():
+        raise BadInputError(f"{where}: absolute path {relative!r} is not allowed "
+                            "(paths are relative to the dataset folder)")
+    if ".." in pure.parts:
+        raise BadInputError(f"{where}: path {relative!r} leaves the dataset folder ('..')")
+    root = root.resolve()
+    full = (root / pure).resolve()
+    if not full.is_relative_to(root):
+        raise BadInputError(f"{where}: path {relative!r} resolves outside the dataset folder")
+    return full
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """A clip dataset folder, read and checked; a torch Dataset of clips.
+
+    ``dataset[i]`` is ``{"image": PIL.Image (RGB), "waveform": float32 [T], "clip": Clip}``.
+    With ``check_files`` (the default) every file the manifest names must exist, so a
+    missing file is reported now, by name, and not halfway through a long stage.
+    """
+
+    def __init__(self, root: str | Path, *, check_files: bool = True):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise BadInputError(f"{self.root}: not a clip dataset folder (no such directory)")
+        self.manifest_path = self.root / MANIFEST_NAME
+        self.metadata_path = self.root / METADATA_NAME
+        self.metadata: dict[str, Any] = _read_metadata(self.metadata_path)
+        self.clips: list[Clip] = _read_manifest(self.root, self.manifest_path, check_files)
+        self.extra_columns: list[str] = _extra_columns(self.manifest_path)
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image": self.load_frame(i), "waveform": self.load_audio(i), "clip": self.clips[i]}
+
+    def load_frame(self, i: int):
+        """The frame of clip ``i`` as an RGB PIL image."""
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.clips[i].frame
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise BadInputError(f"{path}: cannot read frame image ({exc})") from None
+
+    def load_audio(self, i: int) -> np.ndarray:
+        """The audio window of clip ``i``: float32 mono samples at the clip's sample rate."""
+        import soundfile as sf
+
+        clip = self.clips[i]
+        try:
+            data, rate = sf.read(clip.audio, dtype="float32", always_2d=True)
+        except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+            raise BadInputError(f"{clip.audio}: cannot read audio window ({exc})") from None
+        if rate != clip.sample_rate:
+            raise BadInputError(f"{clip.audio}: sample rate {rate} Hz, but the manifest says "
+                                f"{clip.sample_rate} Hz")
+        return np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
+
+    def column(self, name: str) -> list[str]:
+        """The values of one extra column (e.g. ``scene``) for every clip, in order."""
+        if name not in self.extra_columns:
+            raise BadInputError(f"{self.manifest_path}: no column {name!r} "
+                                f"(extra columns: {', '.join(self.extra_columns) or 'none'})")
+        return [c.extra[name] for c in self.clips]
+
+    def fingerprint(self) -> str:
+        """A content hash of the dataset for cache keys: sha256 of manifest + dataset.json.
+
+        Hashing only these two small files (not every frame and window) is safe because the
+        files a manifest names are immutable once written: ingest and the toy generator
+        write each file once, to a name that belongs to one clip of one configuration, and
+        publish it only by (atomically) rewriting the manifest and dataset.json, whose
+        bytes change whenever the set of clips, a source, or a generation option does.
+        Editing a frame or WAV in place behind the manifest's back is outside the contract.
+        """
+        if self._fingerprint is None:
+            h = hashlib.sha256(FORMAT.encode())
+            for path in (self.manifest_path, self.metadata_path):
+                h.update(b"\0" + path.read_bytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BadInputError(f"{path}: missing (not a clip dataset, or an unfinished one)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path}: malformed JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BadInputError(f"{path}: expected a JSON object")
+    if meta.get("format", FORMAT) != FORMAT:
+        raise BadInputError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def _extra_columns(path: Path) -> list[str]:
+    return [c for c in _header(path) if c not in COLUMNS]
+
+
+def _read_manifest(root: Path, path: Path, check_files: bool) -> list[Clip]:
+    if not path.is_file():
+        raise BadInputError(f"{path}: missing (not a clip dataset, or an unfinished one)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: not UTF-8 text ({exc})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise BadInputError(f"{path}: missing column(s) {', '.join(missing)}")
+    if len(set(header)) != len(header):
+        raise BadInputError(f"{path}: duplicate column names in the header")
+    extras = [c for c in header if c not in COLUMNS]
+    clips: list[Clip] = []
+    seen: set[str] = set()
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if None in row or any(row[c] is None for c in header):
+            raise BadInputError(f"{where}: expected {len(header)} fields")
+        clips.append(_parse_row(root, row, extras, where, check_files))
+        if clips[-1].clip_id in seen:
+            raise BadInputError(f"{where}: duplicate clip_id {clips[-1].clip_id!r}")
+        seen.add(clips[-1].clip_id)
+    return clips
+
+
+def _parse_row(root: Path, row: Mapping[str, str], extras: list[str], where: str,
+               check_files: bool) -> Clip:
+    if not row["clip_id"]:
+        raise BadInputError(f"{where}: empty clip_id")
+    try:
+        timestamp = float(row["timestamp"])
+        rate = int(row["sample_rate"])
+    except ValueError:
+        raise BadInputError(f"{where}: timestamp {row['timestamp']!r} / sample_rate "
+                            f"{row['sample_rate']!r} are not numbers") from None
+    if not math.isfinite(timestamp) or timestamp < 0 or rate <= 0:
+        raise BadInputError(f"{where}: timestamp must be >= 0 and sample_rate > 0")
+    frame = confined_path(root, row["frame"], where)
+    audio = confined_path(root, row["audio"], where)
+    if check_files:
+        for p in (frame, audio):
+            if not p.is_file():
+                raise BadInputError(f"{where}: names missing file {p}")
+    return Clip(clip_id=row["clip_id"], video=row["video"], timestamp=timestamp, frame=frame,
+                audio=audio, sample_rate=rate, extra={c: row[c] for c in extras})
+
+
+def write_dataset(root: str | Path, clips_rows: Iterable[Mapping[str, Any]],
+                  metadata: Mapping[str, Any]) -> ClipDataset:
+    """Publish a clip dataset: check the rows, write dataset.json, then the manifest.
+
+    ``clips_rows`` are mappings with the :data:`COLUMNS` (``frame`` and ``audio`` relative
+    to ``root``, files already written) plus the same extra columns in every row. Both
+    files are written atomically and the manifest last, so an interrupted writer leaves
+    either the previous manifest or the new one, never one naming missing files.
+    Returns the dataset as read back.
+    """
+    root = Path(root)
+    rows = [dict(r) for r in clips_rows]
+    extras: list[str] = []
+    for r in rows:
+        for key in r:
+            if key not in COLUMNS and key not in extras:
+                extras.append(key)
+    header = [*COLUMNS, *extras]
+    for n, r in enumerate(rows):
+        where = f"{root / MANIFEST_NAME} row {n + 1}"
+        missing = [c for c in header if c not in r]
+        if missing:
+            raise BadInputError(f"{where}: missing field(s) {', '.join(missing)}")
+        for key in ("frame", "audio"):
+            if not confined_path(root, str(r[key]), where).is_file():
+                raise BadInputError(f"{where}: {key} file {r[key]!r} does not exist")
+    meta = {**metadata, "format": FORMAT, "num_clips": len(rows), "columns": header}
+    write_json(root / METADATA_NAME, meta)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _cell(r[k]) for k in header})
+    write_text(root / MANIFEST_NAME, buf.getvalue())
+    return ClipDataset(root)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    if isinstance(value, Path):
+        return value.as_posix()
+    return str(value)

@@ -1,0 +1,94 @@
+"""The plugin manager and registry rules."""
+
+import types
+
+import pytest
+
+from harness.errors import PluginError
+from harness.hookspecs import hookimpl
+from harness.plugins import build_registry, default_registry, get_plugin_manager
+from tests.fakeplugins import TinyRepr, plugin_providing
+
+BUILTIN = {
+    "repr": {"sound_texture", "mfcc"},
+    "labeler": {"kmeans", "pca_binary"},
+    "backbone": {"alexnet", "resnet18", "timm:"},
+    "evaluator": {"voc07_linear", "voc07_full"},
+}
+
+
+def registry_with(*plugins, entry_points=False):
+    pm = get_plugin_manager(entry_points=entry_points,
+                            extra=[(f"p{i}", p) for i, p in enumerate(plugins)])
+    return build_registry(pm)
+
+
+def test_builtins_are_found_through_entry_points():
+    registry = default_registry()
+    for kind, names in BUILTIN.items():
+        assert names <= set(registry.names(kind)), kind
+    entry = registry.get("repr", "mfcc")
+    assert entry.distribution == "harness" and entry.version
+
+
+def test_no_manager_is_built_at_import():
+    import harness.plugins as module
+
+    assert not any(isinstance(v, type(get_plugin_manager(entry_points=False)))
+                   for v in vars(module).values())
+
+
+def test_registration_goes_through_the_callback():
+    registry = registry_with(plugin_providing("harness_register_reprs", TinyRepr))
+    rep = registry.create("repr", "tiny", scale=2.0)
+    assert isinstance(rep, TinyRepr) and rep.scale == 2.0
+    assert registry.get("repr", "tiny").plugin == "p0"
+
+
+def test_duplicate_name_names_both_plugins():
+    a = plugin_providing("harness_register_reprs", TinyRepr)
+    b = plugin_providing("harness_register_reprs", TinyRepr)
+    with pytest.raises(PluginError, match=r"duplicate repr name 'tiny'.*'p0'.*'p1'"):
+        registry_with(a, b)
+
+
+def test_unknown_name_lists_available():
+    registry = registry_with(plugin_providing("harness_register_reprs", TinyRepr))
+    with pytest.raises(PluginError, match=r"unknown repr 'nope'; available: tiny"):
+        registry.get("repr", "nope")
+
+
+def test_misspelled_hook_is_reported():
+    broken = types.SimpleNamespace(harness_register_repr=hookimpl(lambda register: None))
+    with pytest.raises(PluginError, match="harness_register_repr"):
+        get_plugin_manager(entry_points=False, extra=[("broken", broken)])
+
+
+def test_registering_a_non_plugin_class_is_reported():
+    with pytest.raises(PluginError, match="not a subclass"):
+        registry_with(plugin_providing("harness_register_reprs", dict))
+
+
+def test_environment_variable_blocks_plugins(monkeypatch):
+    monkeypatch.setenv("HARNESS_BLOCK_PLUGINS", "mfcc, labeler:kmeans")
+    registry = build_registry(get_plugin_manager())
+    assert "mfcc" not in registry.names("repr")
+    assert "kmeans" not in registry.names("labeler")
+    assert "sound_texture" in registry.names("repr")
+
+
+def test_family_names_pass_the_variant():
+    class Family(TinyRepr):
+        name = "fam:"
+
+        def __init__(self, *, variant: str = "x"):
+            self.variant = variant
+
+    registry = registry_with(plugin_providing("harness_register_reprs", Family))
+    assert registry.create("repr", "fam:abc").variant == "abc"
+
+
+def test_bad_parameters_are_one_clear_error():
+    registry = registry_with(plugin_providing("harness_register_reprs", TinyRepr))
+    with pytest.raises(PluginError, match=r"repr 'tiny': bad parameters \['colour'\]"):
+        registry.create("repr", "tiny", colour="red")
