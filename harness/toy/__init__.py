@@ -1,0 +1,13 @@
+"""The toy audio-visual world: the embedded default dataset (see DESIGN.md).
+
+Scenes with ambient sound textures and 20 object classes (named after VOC's) that look
+like a shape in a colour and sound like a characteristic tone, chirp, click train or
+hiss. :func:`generate_clips` writes a clip dataset; :func:`generate_voc` writes a toy
+VOC2007 in the real layout, so the real readers (:mod:`harness.clips`, :mod:`harness.voc`)
+are what read it. Parameters live in :class:`ToyConfig`.
+"""
+
+from harness.toy.config import ToyConfig
+from harness.toy.generate import generate_clips, generate_voc
+
+__all__ = ["ToyConfig", "generate_clips", "generate_voc"]

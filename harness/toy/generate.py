@@ -1,0 +1,280 @@
+"""Write the toy world to disk: a clip dataset, or a toy VOC2007 in the real layout.
+
+Every clip and image draws from its own random stream, derived from the seed and its
+index, so the output is the same for a seed whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from harness.errors import BadInputError
+from harness.progress import make_progress
+from harness.toy.config import ToyConfig
+from harness.toy.picture import render
+from harness.toy.sound import synthesize
+from harness.toy.world import SCENE_NAMES, sample_composition
+from harness.voc import CLASSES, SPLITS
+
+GENERATOR = "harness.toy"
+#: independent random streams: clips, toy VOC trainval, toy VOC test, train/val split
+_CLIPS, _TRAINVAL, _TEST, _SPLIT = 0, 1, 2, 3
+_CHUNK = 25
+#: marker file that says a VOC2007 folder was written by this generator (safe to replace)
+VOC_MARKER = "toy.json"
+
+
+def item_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The random generator of item ``index`` of ``stream`` for ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(stream, index)))
+
+
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BadInputError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _default_jobs(jobs: int | None) -> int:
+    if jobs is None:
+        return max(1, min(os.cpu_count() or 1, 8))
+    if jobs < 1:
+        raise BadInputError(f"jobs must be >= 1, got {jobs}")
+    return jobs
+
+
+def _run_chunks(work: Callable[[Sequence[int]], list], n: int, jobs: int,
+                description: str, progress: bool) -> list:
+    """Apply ``work`` to chunks of range(n), in worker processes when ``jobs`` > 1."""
+    chunks = [range(i, min(n, i + _CHUNK)) for i in range(0, n, _CHUNK)]
+    results: list = []
+    with make_progress(transient=not progress) as bar:
+        task = bar.add_task(description, total=n, visible=progress)
+        if jobs == 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                results.extend(work(chunk))
+                bar.advance(task, len(chunk))
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(chunks))) as pool:
+                futures = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
+                for future in as_completed(futures):
+                    results.extend(future.result())
+                    bar.advance(task, futures[future])
+    return results
+
+
+# --------------------------------------------------------------------------- clips
+def _clip_paths(index: int) -> tuple[str, str]:
+    shard = f"{index // 1000:03d}"
+    return f"frames/{shard}/{index:06d}.png", f"audio/{shard}/{index:06d}.wav"
+
+
+def _make_clips(out: Path, seed: int, cfg: ToyConfig, indices: Sequence[int]) -> list[dict]:
+    import soundfile as sf
+    from PIL import Image
+
+    rows = []
+    for index in indices:
+        rng = item_rng(seed, _CLIPS, index)
+        comp = sample_composition(rng, cfg, cfg.clip_object_counts)
+        pixels, placed = render(rng, comp, cfg)
+        audio = synthesize(rng, comp, cfg)
+        frame, wav = _clip_paths(index)
+        (out / frame).parent.mkdir(parents=True, exist_ok=True)
+        (out / wav).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(out / frame, compress_level=1)
+        buf = io.BytesIO()  # soundfile fsyncs real files on close; memory is much faster
+        sf.write(buf, audio, cfg.sample_rate, format="WAV", subtype="PCM_16")
+        (out / wav).write_bytes(buf.getvalue())
+        seen = sorted({CLASSES[p.cls] for p in placed if p.visible >= cfg.min_visible},
+                      key=CLASSES.index)
+        audible = [o for o in comp.objects if o.audible]
+        heard = sorted({CLASSES[o.cls] for o in audible}, key=CLASSES.index)
+        loudest = CLASSES[max(audible, key=lambda o: o.gain_db).cls] if audible else ""
+        rows.append({"clip_id": f"toy-{index:06d}", "video": f"toy/{index:06d}",
+                     "timestamp": cfg.clip_seconds / 2, "frame": frame, "audio": wav,
+                     "sample_rate": cfg.sample_rate, "scene": SCENE_NAMES[comp.scene],
+                     "objects": ";".join(seen), "sounding": ";".join(heard),
+                     "loudest": loudest, "_index": index})
+    return rows
+
+
+def _prepare_clip_folder(out: Path) -> None:
+    """Make ``out`` ready: new/empty, or a previous toy dataset (unpublished first)."""
+    from harness.clips import MANIFEST_NAME, METADATA_NAME
+
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not any(out.iterdir()):
+        return
+    meta_path = out / METADATA_NAME
+    try:
+        previous = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    if not isinstance(previous, dict) or previous.get("generator") != GENERATOR:
+        raise BadInputError(f"{out}: folder is not empty and holds no toy clip dataset; "
+                            "choose a new or empty folder")
+    # unpublish first: a killed run then leaves no manifest naming half-rewritten files
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
+    for sub in ("frames", "audio"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+
+
+def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfig | None = None,
+                   jobs: int | None = None, progress: bool = True):
+    """Write a toy clip dataset of ``n_clips`` clips to ``out``; return it as a ClipDataset.
+
+    Ground truth goes in the manifest's extra columns: ``scene``, ``objects`` (classes
+    visible in the frame), ``sounding`` (classes audible) and ``loudest`` (the loudest
+    audible class), ``;``-joined in VOC order. None of it is drawn into pixels or audio.
+    """
+    from harness.clips import write_dataset
+
+    cfg = config or ToyConfig()
+    _check_seed(seed)
+    if n_clips < 1:
+        raise BadInputError(f"--clips must be >= 1, got {n_clips}")
+    out = Path(out)
+    _prepare_clip_folder(out)
+    work = partial(_make_clips, out, int(seed), cfg)
+    rows = _run_chunks(work, n_clips, _default_jobs(jobs), "toy clips", progress)
+    rows.sort(key=lambda r: r.pop("_index"))
+    meta = {"generator": GENERATOR, "kind": "clips", "seed": int(seed), "n_clips": n_clips,
+            "config": cfg.to_dict(), "classes": list(CLASSES), "scenes": list(SCENE_NAMES),
+            "report": {"videos": n_clips, "clips": n_clips, "skipped": {}}}
+    return write_dataset(out, rows, meta)
+
+
+# --------------------------------------------------------------------------- toy VOC
+def _annotation_xml(image_id: str, size: int, objects: list[dict]) -> bytes:
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2007"
+    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
+    source = ET.SubElement(root, "source")
+    ET.SubElement(source, "database").text = "harness toy world"
+    sz = ET.SubElement(root, "size")
+    for tag, value in (("width", size), ("height", size), ("depth", 3)):
+        ET.SubElement(sz, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for obj in objects:
+        node = ET.SubElement(root, "object")
+        ET.SubElement(node, "name").text = obj["name"]
+        ET.SubElement(node, "pose").text = "Unspecified"
+        ET.SubElement(node, "truncated").text = str(int(obj["truncated"]))
+        ET.SubElement(node, "difficult").text = str(int(obj["difficult"]))
+        box = ET.SubElement(node, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), obj["bbox"]):
+            ET.SubElement(box, tag).text = str(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8") + b"\n"
+
+
+def _make_images(voc: Path, seed: int, stream: int, first_id: int, cfg: ToyConfig,
+                 indices: Sequence[int]) -> list[tuple[int, str, list[dict]]]:
+    from PIL import Image
+
+    done = []
+    for index in indices:
+        rng = item_rng(seed, stream, index)
+        while True:  # redraw the rare picture whose every object ended up hidden
+            comp = sample_composition(rng, cfg, cfg.voc_object_counts)
+            pixels, placed = render(rng, comp, cfg)
+            kept = [p for p in placed if p.bbox is not None and p.visible >= cfg.min_visible]
+            if kept:
+                break
+        image_id = f"{first_id + index:06d}"
+        objects = []
+        for p in kept:
+            side = max(p.bbox[2] - p.bbox[0], p.bbox[3] - p.bbox[1]) + 1
+            difficult = p.visible < cfg.difficult_visible or side < cfg.difficult_size * cfg.image_size
+            objects.append({"name": CLASSES[p.cls], "bbox": p.bbox, "truncated": p.truncated,
+                            "difficult": difficult})
+        Image.fromarray(pixels).save(voc / "JPEGImages" / f"{image_id}.jpg",
+                                     quality=cfg.jpeg_quality)
+        (voc / "Annotations" / f"{image_id}.xml").write_bytes(
+            _annotation_xml(image_id, cfg.image_size, objects))
+        done.append((index, image_id, objects))
+    return done
+
+
+def _class_file_lines(ids: list[str], objects_of: dict[str, list[dict]], cls: str) -> str:
+    """VOC's per-class list: 1 present, -1 absent, 0 only difficult instances."""
+    lines = []
+    for image_id in ids:
+        flags = [o["difficult"] for o in objects_of[image_id] if o["name"] == cls]
+        label = -1 if not flags else (0 if all(flags) else 1)
+        lines.append(f"{image_id} {label:2d}")
+    return "\n".join(lines) + "\n"
+
+
+def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
+                 n_trainval: int = 1000, n_test: int = 1000, jobs: int | None = None,
+                 progress: bool = True) -> Path:
+    """Write a toy VOC2007 (JPEGImages, Annotations, ImageSets/Main) under ``out/VOC2007``.
+
+    trainval is split in half into train and val. Objects that are small or mostly
+    hidden are flagged ``difficult``. The folder is built beside its destination and
+    renamed into place when complete. Returns the VOC2007 path.
+    """
+    cfg = config or ToyConfig()
+    _check_seed(seed)
+    if n_trainval < 2 or n_test < 1:
+        raise BadInputError("toy VOC needs at least 2 trainval images and 1 test image")
+    out = Path(out)
+    final = out / "VOC2007"
+    if final.exists() and not (final / VOC_MARKER).is_file():
+        raise BadInputError(f"{final}: exists and was not written by the toy generator; "
+                            "choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = _default_jobs(jobs)
+    tmp = Path(tempfile.mkdtemp(prefix=".VOC2007.", suffix=".partial", dir=out))
+    try:
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+            (tmp / sub).mkdir(parents=True)
+        objects_of: dict[str, list[dict]] = {}
+        split_ids: dict[str, list[str]] = {}
+        for part, stream, count, first in (("trainval", _TRAINVAL, n_trainval, 1),
+                                           ("test", _TEST, n_test, n_trainval + 1)):
+            work = partial(_make_images, tmp, int(seed), stream, first, cfg)
+            done = sorted(_run_chunks(work, count, jobs, f"toy VOC {part}", progress))
+            split_ids[part] = [image_id for _, image_id, _ in done]
+            objects_of.update({image_id: objs for _, image_id, objs in done})
+        order = item_rng(seed, _SPLIT, 0).permutation(n_trainval)
+        half = n_trainval // 2
+        split_ids["train"] = sorted(split_ids["trainval"][i] for i in order[:half])
+        split_ids["val"] = sorted(split_ids["trainval"][i] for i in order[half:])
+        main = tmp / "ImageSets" / "Main"
+        for split in SPLITS:
+            (main / f"{split}.txt").write_text("\n".join(split_ids[split]) + "\n")
+            for cls in CLASSES:
+                (main / f"{cls}_{split}.txt").write_text(
+                    _class_file_lines(split_ids[split], objects_of, cls))
+        marker = {"generator": GENERATOR, "kind": "voc", "seed": int(seed),
+                  "n_trainval": n_trainval, "n_test": n_test, "config": cfg.to_dict()}
+        (tmp / VOC_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def describe(meta: dict[str, Any]) -> str:
+    """One line summarising a toy dataset's metadata (for the CLI)."""
+    return (f"toy world seed {meta.get('seed')}: {meta.get('n_clips', '?')} clips, "
+            f"{meta['config']['image_size']} px frames, {meta['config']['sample_rate']} Hz audio")

@@ -1,0 +1,349 @@
+"""The VOC07 evaluators on a tiny VOC built here (real layout) with a tiny test backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from harness.errors import BadInputError, HarnessError
+from harness.interfaces import Backbone, PretrainedModel
+from harness.nets import BackboneNet
+from harness.voc import CLASSES
+from harness_plugins.evaluators import voc07
+from harness_plugins.evaluators.augment import (ImageStore, load_images, sample_rescale_crop,
+                                                sample_resized_crop)
+from harness_plugins.evaluators.protocol import PRESETS, resolve
+from harness_plugins.evaluators.voc07 import VOC07Full, VOC07Linear
+
+# ----------------------------------------------------------------------------- fixtures
+#: a distinct colour per class: a class is visible as a square of its colour
+_COLOURS = (np.stack(np.meshgrid([30, 100, 170, 240], [40, 140, 240], [60, 200]), -1)
+            .reshape(-1, 3)[:20].astype(np.uint8))
+
+
+def make_voc(root: Path, n: dict[str, int] | None = None, size: int = 40, seed: int = 0) -> Path:
+    """A VOCdevkit/VOC2007 folder: JPEGs, Annotations with difficult flags, ImageSets/Main.
+
+    Each image shows 1-2 coloured squares on grey noise; class c is the colour ``_COLOURS[c]``.
+    Every class has a positive in every split (class c is forced into image c mod N); about
+    one object in eight is marked difficult.
+    """
+    n = n or {"train": 20, "val": 20, "test": 24}
+    rng = np.random.default_rng(seed)
+    voc = root / "VOCdevkit" / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    counter = 0
+    ids: dict[str, list[str]] = {}
+    for split in ("train", "val", "test"):
+        ids[split] = []
+        for i in range(n[split]):
+            image_id = f"{counter:06d}"
+            counter += 1
+            classes = [i % 20] + ([int(rng.integers(20))] if rng.random() < 0.5 else [])
+            img = rng.integers(90, 150, size=(size, size, 3)).astype(np.uint8)
+            objects = []
+            for k, c in enumerate(classes):
+                side = size // 2
+                y, x = (0, 0) if k == 0 else (size - side, size - side)
+                img[y:y + side, x:x + side] = _COLOURS[c]
+                difficult = int(k == 1 and rng.random() < 0.25)
+                objects.append((CLASSES[c], x + 1, y + 1, x + side, y + side, difficult))
+            Image.fromarray(img).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=95)
+            (voc / "Annotations" / f"{image_id}.xml").write_text(_xml(image_id, size, objects))
+            ids[split].append(image_id)
+    ids["trainval"] = ids["train"] + ids["val"]
+    for split, lst in ids.items():
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(lst) + "\n")
+    return root / "VOCdevkit"
+
+
+def _xml(image_id: str, size: int, objects) -> str:
+    objs = "".join(
+        f"<object><name>{name}</name><difficult>{d}</difficult><bndbox><xmin>{x0}</xmin>"
+        f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for name, x0, y0, x1, y1, d in objects)
+    return (f"<annotation><filename>{image_id}.jpg</filename><size><width>{size}</width>"
+            f"<height>{size}</height><depth>3</depth></size>{objs}</annotation>")
+
+
+class TinyBackbone(Backbone):
+    """A small conv trunk with BatchNorm and an fc6-fc8-like head, for fast tests."""
+
+    name = "tiny_test"
+    description = "tiny test network"
+    input_size = 64
+
+    def params(self):
+        return {}
+
+    def create(self, num_outputs: int) -> BackboneNet:
+        trunk = nn.Sequential(
+            nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        head = nn.Sequential(nn.Dropout(0.5), nn.Linear(64, 32), nn.ReLU(),
+                             nn.Linear(32, num_outputs))
+        return BackboneNet(trunk, head)
+
+
+def tiny_model(origin: str = "random", seed: int = 0, outputs: int = 7) -> PretrainedModel:
+    torch.manual_seed(seed)
+    bb = TinyBackbone()
+    return PretrainedModel(backbone=bb, net=bb.create(outputs), origin=origin,
+                           checkpoint=f"{origin}:tiny_test")
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory) -> Path:
+    return make_voc(tmp_path_factory.mktemp("voc"))
+
+
+FAST = {"iterations": 12, "profile": "toy"}
+
+
+# ----------------------------------------------------------------------------- protocol
+def test_presets_carry_the_published_numbers():
+    k = resolve("krahenbuhl", "paper", "all")
+    assert (k.lr, k.lr_step, k.iterations, k.batch_size, k.weight_decay) == \
+        (0.001, 10_000, 80_000, 16, 1e-6)
+    assert (k.grad_clip_norm, k.bias_lr_mult, k.crop_size, k.head_init) == (10.0, 2.0, 227, "pretext")
+    assert (k.scale_min, k.scale_max, k.test_crops, k.base_short_side) == (0.5, 2.0, 10, None)
+    d = resolve("deepcluster", "paper", "head")
+    assert (d.lr, d.lr_step, d.iterations, d.crop_size, d.head_init) == \
+        (0.003, 5_000, 80_000, 224, "random")
+    assert (d.scale_min, d.scale_max, d.aspect_min, d.aspect_max) == (0.1, 0.5, 1.0, 1.0)
+    assert d.trunk_bn == "running" and d.trained == "head"
+
+
+def test_toy_profile_scales_schedule_and_records_overrides():
+    head = resolve("krahenbuhl", "toy", "head")
+    assert head.iterations < PRESETS["krahenbuhl"].iterations
+    # the learning-rate step keeps its share of the schedule (1/8 for krahenbuhl)
+    assert head.lr_step == round(head.iterations / 8)
+    assert head.base_short_side == round(head.crop_size * 375 / 227)
+    tuned = resolve("krahenbuhl", "toy", "all", iterations=40, lr=0.01, head_init="random",
+                    train_split="train")
+    assert tuned.overrides == ("iterations", "lr") and tuned.test_split == "val"
+    assert tuned.head_init == "random" and tuned.lr_step == 5
+    with pytest.raises(BadInputError, match="preset"):
+        resolve("nope", "toy", "head")
+    with pytest.raises(BadInputError, match="cannot train on split 'test'"):
+        resolve("krahenbuhl", "toy", "head", train_split="test")
+
+
+# ----------------------------------------------------------------------------- augmentation
+def _store(tmp_path, arrays) -> ImageStore:
+    paths = []
+    for i, a in enumerate(arrays):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(a).save(p)
+        paths.append(p)
+    return load_images(paths, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu", threads=2)
+
+
+def test_crops_are_normalised_padded_with_the_mean_and_flipped(tmp_path):
+    a = np.zeros((20, 30, 3), np.uint8)
+    a[:, :15] = 255                                  # left half white, right half black
+    store = _store(tmp_path, [a, np.full((10, 10, 3), 255, np.uint8)])
+    assert store.pixels.shape == (2, 3, 20, 30) and store.sizes.tolist() == [[20, 30], [10, 10]]
+    boxes = np.array([[0, 0, 30, 20], [0, 0, 10, 10]], float)
+    x = store.crops([0, 1], boxes, np.array([False, False]), 8)
+    assert x.shape == (2, 3, 8, 8) and x.dtype == torch.float32
+    assert torch.allclose(x[0, :, :, 0], torch.tensor(2.0)) and torch.allclose(x[0, :, :, -1], torch.tensor(-2.0))
+    flipped = store.crops([0], boxes[:1], np.array([True]), 8)
+    assert torch.allclose(flipped[0], x[0].flip(-1))
+    # a box past the small image's edge reads the padding: the mean, i.e. ~0 after normalising
+    outside = store.crops([1], np.array([[12, 12, 20, 20]], float), np.array([False]), 4)
+    assert outside.abs().max() < 0.02
+
+
+def test_rescale_crop_and_resized_crop_sampling():
+    rng = np.random.default_rng(0)
+    sizes = np.array([[375, 500]] * 400)
+    boxes, flips = sample_rescale_crop(rng, sizes, 227, 0.5, 2.0, True, np.ones(400))
+    side = boxes[:, 2] - boxes[:, 0]
+    assert np.allclose(side, boxes[:, 3] - boxes[:, 1])
+    assert side.min() >= 227 / 2.0 - 1e-9 and side.max() <= 227 / 0.5 + 1e-9
+    assert 0.35 < flips.mean() < 0.65
+    boxes, flips = sample_resized_crop(rng, sizes, 0.1, 0.5, 1.0, 1.0, True)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert np.array_equal(w, h)                                   # aspect ratio 1
+    frac = w * h / (375 * 500)
+    assert frac.min() >= 0.09 and frac.max() <= 0.51
+    assert boxes[:, :2].min() >= 0 and (boxes[:, 2] <= 500).all() and (boxes[:, 3] <= 375).all()
+
+
+# ----------------------------------------------------------------------------- evaluators
+def test_head_trains_only_the_head_and_reports_everything(voc_root):
+    model = tiny_model("random")
+    original = {k: v.clone() for k, v in model.net.state_dict().items()}
+    ev = VOC07Linear(**FAST)
+    result = ev.run(model, voc_root, device="cpu", progress=False)
+    m = result.metrics
+    for key in ("evaluator", "preset", "profile", "head_init", "protocol", "seed", "map",
+                "map_voc07_11pt", "map_voc10", "ap", "ap_voc07_11pt", "ap_voc10", "formulas",
+                "split_trained", "split_tested", "bn_recomputed", "timings", "n_train", "n_test"):
+        assert key in m, key
+    assert m["evaluator"] == "voc07_linear" and m["protocol"]["trained"] == "head"
+    assert set(m["ap"]) == set(CLASSES) and len(m["ap_voc10"]) == 20
+    assert m["map"] == pytest.approx(np.mean(list(m["ap"].values())))
+    assert 0 < m["map"] <= 100
+    assert (m["split_trained"], m["split_tested"], m["n_train"], m["n_test"]) == \
+        ("trainval", "test", 40, 24)
+    assert m["formulas"]["map"] == "sklearn_pessimistic"
+    assert m["protocol"]["iterations"] == 12 and m["protocol"]["overrides"] == ["iterations"]
+    assert m["bn_recomputed"] is True and m["bn_recompute"]["images"] == 40
+    assert model.net.state_dict()["trunk.1.running_mean"].abs().sum() == 0   # caller's net untouched
+    trained = result.net.state_dict()
+    # the trunk's weights are frozen; its BatchNorm statistics were re-estimated
+    assert torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
+    assert trained["trunk.1.running_mean"].abs().sum() > 0
+    assert not torch.equal(trained["head.1.weight"], original["head.1.weight"])
+    assert result.scores.split == "test" and result.scores.trained_on == "trainval"
+    assert result.scores.scores.shape == (24, 20)
+
+
+def test_all_trains_the_trunk_and_a_pretext_trunk_keeps_its_statistics(voc_root):
+    model = tiny_model("pretext")
+    original = {k: v.clone() for k, v in model.net.state_dict().items()}
+    result = VOC07Full(**FAST).run(model, voc_root, progress=False)
+    trained = result.net.state_dict()
+    assert result.metrics["bn_recomputed"] is False and result.metrics["bn_recompute"] is None
+    assert not torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
+    # krahenbuhl "All" trains BatchNorm with batch statistics: running stats move
+    assert not torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
+
+
+def test_deepcluster_all_keeps_running_statistics_frozen(voc_root):
+    model = tiny_model("pretext")
+    original = {k: v.clone() for k, v in model.net.state_dict().items()}
+    result = VOC07Full(preset="deepcluster", **FAST).run(model, voc_root, progress=False)
+    trained = result.net.state_dict()
+    assert result.metrics["protocol"]["trunk_bn"] == "running"
+    assert torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
+    assert not torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
+
+
+@pytest.mark.parametrize("head_init", ["pretext", "random"])
+def test_head_init_keeps_or_reinitialises_fc6_fc7(head_init, monkeypatch, voc_root):
+    model = tiny_model("pretext")
+    fc6 = model.net.head[1].weight.detach().clone()
+    seen = {}
+    real = voc07._train
+
+    def spy(bar, net, *args, **kwargs):
+        seen["fc6"] = net.head[1].weight.detach().clone()
+        seen["fc8"] = net.head[-1].weight.detach().clone()
+        seen["fc8_bias"] = net.head[-1].bias.detach().clone()
+        return real(bar, net, *args, **kwargs)
+
+    monkeypatch.setattr(voc07, "_train", spy)
+    m = VOC07Linear(head_init=head_init, iterations=1).evaluate(model, voc_root, progress=False)
+    assert m["head_init"] == head_init
+    assert seen["fc8"].shape[0] == 20 and torch.allclose(seen["fc8_bias"], torch.tensor(0.1))
+    assert 0.005 < seen["fc8"].std() < 0.015
+    assert torch.equal(seen["fc6"], fc6) == (head_init == "pretext")
+    if head_init == "random":
+        assert 0.005 < seen["fc6"].std() < 0.015
+
+
+def test_same_seed_same_result_and_seed_matters(voc_root):
+    a = VOC07Linear(**FAST).run(tiny_model(), voc_root, progress=False)
+    b = VOC07Linear(**FAST).run(tiny_model(), voc_root, progress=False)
+    c = VOC07Linear(seed=1, **FAST).run(tiny_model(), voc_root, progress=False)
+    assert np.array_equal(a.scores.scores, b.scores.scores)
+    assert a.metrics["map"] == b.metrics["map"]
+    assert not np.array_equal(a.scores.scores, c.scores.scores)
+
+
+def test_interrupted_training_resumes_to_the_same_result(voc_root, tmp_path, monkeypatch):
+    reference = VOC07Full(**FAST).run(tiny_model(), voc_root, progress=False)
+    real_step = voc07._step
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(voc07, "_step", flaky)
+    work = tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        VOC07Full(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+    assert (work / voc07.STATE_FILE).is_file()
+    monkeypatch.setattr(voc07, "_step", real_step)
+    resumed = VOC07Full(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+    assert resumed.metrics["resumed_from_iteration"] == 5
+    np.testing.assert_allclose(resumed.scores.scores, reference.scores.scores, rtol=1e-5, atol=1e-5)
+    # a finished run is not retrained; another protocol does not pick up this state
+    again = VOC07Full(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+    assert again.metrics["resumed_from_iteration"] == 12
+    other = VOC07Full(iterations=3).run(tiny_model(), voc_root, workdir=work, progress=False)
+    assert other.metrics["resumed_from_iteration"] == 0
+
+
+def test_training_learns_the_classes(voc_root):
+    """A fine-tuned net ranks test images far better than an untrained classifier."""
+    model = tiny_model("random")
+    trained = VOC07Full(iterations=150).evaluate(model, voc_root, progress=False)
+    untrained = VOC07Full(iterations=1).evaluate(tiny_model("random"), voc_root, progress=False)
+    assert trained["map"] > untrained["map"] + 15
+    assert trained["train_loss_curve"][-1][1] < trained["train_loss_curve"][0][1]
+
+
+# ----------------------------------------------------------------------------- bad input
+def _copy_voc(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_split_image_or_positive_is_a_clear_error(voc_root, tmp_path):
+    ev = VOC07Linear(iterations=1)
+    broken = _copy_voc(voc_root, tmp_path / "a")
+    (broken / "VOC2007/ImageSets/Main/test.txt").unlink()
+    with pytest.raises(BadInputError, match="test.txt: missing split file"):
+        ev.evaluate(tiny_model(), broken, progress=False)
+
+    broken = _copy_voc(voc_root, tmp_path / "b")
+    (broken / "VOC2007/JPEGImages/000003.jpg").unlink()
+    with pytest.raises(BadInputError, match="000003.jpg: missing image"):
+        ev.evaluate(tiny_model(), broken, progress=False)
+
+    broken = _copy_voc(voc_root, tmp_path / "c")
+    for xml in (broken / "VOC2007/Annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<name>cow</name>", "<name>sheep</name>"))
+    with pytest.raises(BadInputError, match="class 'cow' has no positive image in split 'trainval'"):
+        ev.evaluate(tiny_model(), broken, progress=False)
+
+    broken = _copy_voc(voc_root, tmp_path / "d")
+    main = broken / "VOC2007/ImageSets/Main"
+    (main / "test.txt").write_text((main / "test.txt").read_text() + "000000\n")
+    with pytest.raises(BadInputError, match="share 1 image"):
+        ev.evaluate(tiny_model(), broken, progress=False)
+
+
+def test_unavailable_device_and_foreign_network_are_errors(voc_root):
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInputError, match="CUDA is not available"):
+            VOC07Linear(iterations=1).evaluate(tiny_model(), voc_root, device="cuda", progress=False)
+    model = tiny_model()
+    model.net = nn.Linear(2, 2)
+    with pytest.raises(HarnessError, match="not a harness BackboneNet"):
+        VOC07Linear(iterations=1).evaluate(model, voc_root, progress=False)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_run_matches_cpu_closely(voc_root):
+    cpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, device="cpu", progress=False)
+    gpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, device="cuda", progress=False)
+    assert gpu["precision"].startswith("bf16")
+    assert abs(gpu["map"] - cpu["map"]) < 10

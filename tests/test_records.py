@@ -1,0 +1,281 @@
+"""Result records: schema, building, atomic never-overwriting writes, reading.
+
+The records here are synthetic test fixtures built in tmp_path, never committed results.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+
+from harness import records
+from harness.errors import BadInputError, HarnessError
+from harness.paper_tables import VOC_CLASSES
+
+FIXED_ENV = {"python": "3.11.0", "packages": {"torch": "2.0"}, "machine": {"cpu_count": 2},
+             "device": {"device": "cpu", "type": "cpu"}}
+FIXED_CODE = {"version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567",
+              "git_dirty": False}
+
+
+def metrics(value: float, preset: str = "krahenbuhl") -> dict:
+    """An evaluator's metrics whose per-class APs average to ``value``."""
+    ap = {c: value + (i % 5 - 2) for i, c in enumerate(VOC_CLASSES)}
+    return {"map": sum(ap.values()) / len(ap), "ap": ap, "preset": preset,
+            "map_voc07_11pt": value - 1, "map_voc10": value + 1, "head_init": "pretext",
+            "formulas": {"map": "sklearn_pessimistic"}}
+
+
+def config(init: str = "sound", *, seed: int = 0, k: int = 15, repr_name: str = "mfcc",
+           backbone: str = "alexnet", profile: str = "toy") -> dict:
+    sound = init == "sound"
+    return {
+        "init": init,
+        "repr": {"name": repr_name, "params": {"n_mfcc": 20}} if sound else None,
+        "labeler": {"name": "kmeans", "params": {"k": k, "seed": seed}} if sound else None,
+        "backbone": {"name": backbone, "params": {"batch_norm": True}},
+        "pretrain": {"epochs": 2, "seed": seed} if init != "random" else None,
+        "evaluators": {"voc07_linear": {"name": "voc07_linear", "params": {"preset": "krahenbuhl"}},
+                       "voc07_full": {"name": "voc07_full", "params": {"preset": "krahenbuhl"}}},
+        "profile": profile, "seed": seed, "device": "cpu",
+    }
+
+
+def make(init: str = "sound", *, head: float = 40.0, all_: float = 50.0,
+         downstream: str = "toy-voc", preset: str = "krahenbuhl",
+         created: str = "2025-01-01T00:00:00.000000+00:00", **cfg) -> dict:
+    """A complete, valid record (fixed environment so tests are deterministic)."""
+    dataset = None
+    if init != "random":
+        ids = [f"clip{i:03d}" for i in range(4)]
+        dataset = {"kind": "toy", "fingerprint": "f" * 64, "n_clips": 4, "clip_ids": ids,
+                   "path": "/tmp/toy"}
+    return records.build_record(
+        config=config(init, **cfg),
+        downstream={"kind": downstream, "fingerprint": ("d" if downstream == "toy-voc" else "e") * 64,
+                    "path": None},
+        metrics={"voc07_linear": metrics(head, preset), "voc07_full": metrics(all_, preset)},
+        dataset=dataset, timings={"features": 1.5, "pretrain": 3.0},
+        labels={"sizes": [1, 3]} if init == "sound" else None,
+        pretext={"val_acc": 0.5} if init != "random" else None,
+        environment=FIXED_ENV, code=FIXED_CODE, created=created)
+
+
+def test_valid_record_builds_and_round_trips(tmp_path):
+    record = make()
+    assert record["schema"] == records.SCHEMA_ID
+    assert record["run_id"].startswith("20250101T000000-sound-mfcc-k15-alexnet-s0-")
+    path = records.write_record(record, tmp_path)
+    assert path.parent == tmp_path and path.name == f"{record['run_id']}.json"
+    assert records.read_record(path) == record
+    assert records.read_records(tmp_path) == [record]
+
+
+def test_baseline_records_have_no_repr_or_labeler():
+    for init in ("random", "supervised"):
+        record = make(init)
+        assert record["config"]["repr"] is None and record["config"]["labeler"] is None
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda r: r.pop("metrics"), "metrics"),
+    (lambda r: r["metrics"]["voc07_linear"].pop("map"), "map"),
+    (lambda r: r["metrics"]["voc07_linear"].__setitem__("map", "high"), "map"),
+    (lambda r: r["metrics"]["voc07_linear"].__setitem__("map", 140.0), "map"),
+    (lambda r: r["metrics"]["voc07_full"]["ap"].__setitem__("dog", "x"), "dog"),
+    (lambda r: r["metrics"]["voc07_full"].pop("preset"), "preset"),
+    (lambda r: r["metrics"].clear(), "metrics"),
+    (lambda r: r["config"].__setitem__("init", "magic"), "init"),
+    (lambda r: r["config"].__setitem__("seed", "0"), "seed"),
+    (lambda r: r["config"].__setitem__("repr", None), "repr"),  # sound run without repr
+    (lambda r: r["downstream"].__setitem__("kind", "imagenet"), "kind"),
+    (lambda r: r["timings"].__setitem__("pretrain", -1), "pretrain"),
+    (lambda r: r.__setitem__("schema", "harness-record/0"), "schema"),
+    (lambda r: r.__setitem__("created", "yesterday"), "created"),
+    (lambda r: r.__setitem__("created", "2025-13-45T99:00:00+00:00"), "created"),
+    (lambda r: r.__setitem__("run_id", "../evil"), "run_id"),
+    (lambda r: r.__setitem__("surprise", 1), "surprise"),
+    (lambda r: r["dataset"].__setitem__("n_clips", 5), "n_clips"),
+])
+def test_schema_rejects_bad_records(mutate, where):
+    record = make()
+    mutate(record)
+    problem = records.record_problem(record)
+    assert problem is not None and where in problem
+
+
+def test_random_init_must_not_claim_a_labeler():
+    record = make("random")
+    record["config"]["labeler"] = {"name": "kmeans", "params": {"k": 15}}
+    assert "labeler" in records.record_problem(record)
+
+
+def test_evaluator_extras_are_allowed():
+    record = make()
+    record["metrics"]["voc07_linear"]["protocol"] = {"lr": 0.001, "anything": [1, 2]}
+    record["metrics"]["custom_eval"] = metrics(33.0)
+    assert records.record_problem(record) is None
+
+
+def test_nested_ap_by_kind_is_accepted():
+    record = make()
+    m = record["metrics"]["voc07_linear"]
+    m["ap"] = {"sklearn_pessimistic": m["ap"], "voc07_11pt": m["ap"]}
+    assert records.record_problem(record) is None
+
+
+def test_build_record_rejects_nan_with_the_field_name():
+    with pytest.raises(HarnessError, match=r"metrics\.voc07_linear\.map"):
+        records.build_record(config=config(), downstream={"kind": "toy-voc", "fingerprint": "d",
+                                                          "path": None},
+                             metrics={"voc07_linear": {**metrics(1.0), "map": float("nan")}},
+                             dataset=None, environment=FIXED_ENV, code=FIXED_CODE)
+
+
+def test_build_record_converts_numpy_values():
+    np = pytest.importorskip("numpy")
+    m = metrics(40.0)
+    m["map"] = np.float32(m["map"])
+    m["ap"] = {c: np.float64(v) for c, v in m["ap"].items()}
+    record = records.build_record(
+        config={**config("random"), "seed": np.int64(3)},
+        downstream={"kind": "toy-voc", "fingerprint": "d", "path": None},
+        metrics={"voc07_linear": m}, environment=FIXED_ENV, code=FIXED_CODE)
+    json.dumps(record, allow_nan=False)
+    assert record["config"]["seed"] == 3 and isinstance(record["config"]["seed"], int)
+
+
+def test_write_never_overwrites(tmp_path):
+    record = make()
+    path = records.write_record(record, tmp_path)
+    before = path.read_bytes()
+    changed = copy.deepcopy(record)
+    changed["metrics"]["voc07_linear"]["map"] = 99.0
+    with pytest.raises(HarnessError, match="never overwritten"):
+        records.write_record(changed, tmp_path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left
+
+
+def test_invalid_record_writes_nothing(tmp_path):
+    record = make()
+    record["metrics"]["voc07_linear"]["map"] = "bad"
+    with pytest.raises(BadInputError, match="not a valid result record"):
+        records.write_record(record, tmp_path / "results")
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_write_is_atomic_when_the_final_step_fails(tmp_path, monkeypatch):
+    """If putting the file in place fails, no partial record and no temp file remain."""
+    def broken_link(src, dst):
+        raise KeyboardInterrupt  # an interruption at the worst moment
+
+    monkeypatch.setattr(records, "_link_no_clobber", broken_link)
+    with pytest.raises(KeyboardInterrupt):
+        records.write_record(make(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_ids_are_unique_per_call():
+    a, b = make(), make()  # same configuration, same time
+    assert a["run_id"] != b["run_id"]
+
+
+def test_read_rejects_bad_files_naming_them(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    with pytest.raises(BadInputError, match="broken.json: not JSON"):
+        records.read_record(bad)
+    wrong = tmp_path / "wrong.json"
+    record = make()
+    del record["config"]["seed"]
+    wrong.write_text(json.dumps(record))
+    with pytest.raises(BadInputError, match=r"wrong.json: not a valid result record.*seed"):
+        records.read_record(wrong)
+    with pytest.raises(BadInputError, match="broken.json"):
+        records.read_records(tmp_path)
+
+
+def test_read_records_skips_temp_files_and_rejects_duplicate_ids(tmp_path):
+    assert records.read_records(tmp_path / "absent") == []
+    record = make()
+    records.write_record(record, tmp_path)
+    (tmp_path / ".partial.json.tmp").write_text("{")
+    (tmp_path / ".hidden.json").write_text("{")
+    assert len(records.read_records(tmp_path)) == 1
+    (tmp_path / "copy.json").write_text(json.dumps(record))
+    with pytest.raises(BadInputError, match="also used by"):
+        records.read_records(tmp_path)
+
+
+def test_environment_info_describes_this_machine():
+    env = records.environment_info("cpu")
+    assert env["machine"]["cpu_count"] == os.cpu_count()
+    assert env["packages"]["numpy"] and env["packages"]["torch"]
+    assert env["device"]["type"] == "cpu"
+    code = records.code_info()
+    from harness import __version__
+    assert code["version"] == __version__
+    assert code["git_commit"] is None or len(code["git_commit"]) == 40
+
+
+def test_record_with_measured_environment_is_valid(tmp_path):
+    record = records.build_record(
+        config=config("random"), downstream={"kind": "toy-voc", "fingerprint": "d", "path": None},
+        metrics={"voc07_linear": metrics(30.0)})
+    assert records.read_record(records.write_record(record, tmp_path)) == record
+
+
+def test_stage_timer_accumulates():
+    timer = records.StageTimer()
+    with timer.stage("a"):
+        pass
+    with timer.stage("a"):
+        pass
+    assert set(timer.seconds) == {"a"} and timer.seconds["a"] >= 0
+
+
+def test_dataset_identity_lists_every_clip(tmp_path):
+    from harness.clips import ClipDataset, write_dataset
+    from PIL import Image
+    import numpy as np
+    import soundfile as sf
+
+    rows = []
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / f"f{i}.png")
+        sf.write(tmp_path / f"a{i}.wav", np.zeros(100, np.float32) + 0.1, 1000)
+        rows.append({"clip_id": f"c{i}", "video": "v", "timestamp": i, "frame": f"f{i}.png",
+                     "audio": f"a{i}.wav", "sample_rate": 1000})
+    write_dataset(tmp_path, rows, {"made_by": "test"})
+    ds = ClipDataset(tmp_path)
+    ident = records.dataset_identity(ds, "toy")
+    assert ident["clip_ids"] == ["c0", "c1", "c2"] and ident["n_clips"] == 3
+    assert ident["fingerprint"] == ds.fingerprint()
+
+
+def test_make_config_from_plugin_instances():
+    class Fake:
+        def __init__(self, name, **params):
+            self.name, self._params = name, params
+
+        def params(self):
+            return self._params
+
+    cfg = records.make_config(init="sound", repr=Fake("mfcc", n_mfcc=20),
+                              labeler=Fake("kmeans", k=15, seed=0), backbone=Fake("alexnet"),
+                              evaluators=[Fake("voc07_linear", preset="krahenbuhl")],
+                              pretrain={"epochs": 30}, profile="toy", seed=0, device="cpu",
+                              world_seed=0)
+    assert cfg["repr"] == {"name": "mfcc", "params": {"n_mfcc": 20}}
+    assert cfg["evaluators"]["voc07_linear"]["params"] == {"preset": "krahenbuhl"}
+    assert cfg["world_seed"] == 0
+    record = make()
+    record["config"] = cfg
+    assert records.record_problem(record) is None
+    with pytest.raises(ValueError):
+        records.make_config(init="magic", backbone=Fake("a"), evaluators=[], profile="toy",
+                            seed=0, device="cpu")
