@@ -1,12 +1,122 @@
-"""``harness data ...`` (filled in by the data issue)."""
-import typer
+"""``harness data ...``: build clip datasets (toy world, videos, AudioSet) and toy VOC folders.
 
-from harness.errors import HarnessError
+    harness data toy --out data/toy --clips 1000 --seed 0
+    harness data toy-voc --out data/toy-voc --seed 1
+    harness data ingest --videos my_videos/ --out data/clips
+    harness data audioset --csv balanced_train_segments.csv --out data/audioset --limit 500
+    harness data info data/clips
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
 
 app = typer.Typer(no_args_is_help=True)
 
 
+def _echo_report(ds) -> None:
+    report = ds.metadata.get("report", {})
+    skipped = {k: v for k, v in report.get("skipped", {}).items() if v}
+    typer.echo(f"{ds.root}: {len(ds)} clips from {report.get('videos', '?')} video(s); "
+               f"skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}")
+
+
 @app.command("toy")
-def toy() -> None:
-    """Generate the toy audio-visual world (not implemented yet)."""
-    raise HarnessError("harness data toy is not implemented yet")
+def toy(
+    out: Path = typer.Option(..., "--out", help="Folder to write the clip dataset to."),
+    clips: int = typer.Option(1000, "--clips", min=1, help="Number of clips."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same dataset)."),
+    image_size: int = typer.Option(64, "--image-size", help="Frame side in pixels (64; 96-112 also work)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: CPU count)."),
+) -> None:
+    """Generate the toy audio-visual world as a clip dataset (ground truth in the manifest)."""
+    from harness.toy import ToyConfig, generate_clips
+
+    start = time.perf_counter()
+    ds = generate_clips(out, clips, seed, config=ToyConfig(image_size=image_size), jobs=jobs)
+    typer.echo(f"{ds.root}: {len(ds)} toy clips (seed {seed}) in {time.perf_counter() - start:.1f} s")
+
+
+@app.command("toy-voc")
+def toy_voc(
+    out: Path = typer.Option(..., "--out", help="Folder to write VOC2007/ into."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Random seed (use another than the clips')."),
+    trainval: int = typer.Option(1000, "--trainval", min=2, help="trainval images (half train, half val)."),
+    test: int = typer.Option(1000, "--test", min=1, help="test images."),
+    image_size: int = typer.Option(64, "--image-size", help="Image side in pixels."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: CPU count)."),
+) -> None:
+    """Write a toy PASCAL VOC2007 (JPEG, XML with boxes and difficult flags, ImageSets)."""
+    from harness.toy import ToyConfig, generate_voc
+
+    start = time.perf_counter()
+    voc = generate_voc(out, seed, config=ToyConfig(image_size=image_size), n_trainval=trainval,
+                       n_test=test, jobs=jobs)
+    typer.echo(f"{voc}: {trainval} trainval + {test} test images (seed {seed}) in "
+               f"{time.perf_counter() - start:.1f} s")
+
+
+@app.command("ingest")
+def ingest(
+    videos: Path = typer.Option(..., "--videos", help="Folder of video files (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="Clip dataset folder (created; rerun to resume)."),
+    every: float = typer.Option(3.75, "--every", help="Seconds between frames."),
+    window: float = typer.Option(3.75, "--window-seconds", help="Audio window length, seconds."),
+    anchor: str = typer.Option("centre", "--window", help="Frame position in its window: "
+                               "'centre' (default) or 'start' (the seed's layout)."),
+    sample_rate: int = typer.Option(21000, "--sample-rate", help="Audio sample rate, Hz."),
+    size: int = typer.Option(256, "--size", help="Side of the square frames, pixels."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Videos decoded in parallel."),
+) -> None:
+    """Cut every video into clips: a frame every --every seconds and its audio window."""
+    from harness.ingest import IngestConfig
+    from harness.ingest import ingest as run_ingest
+
+    cfg = IngestConfig(every=every, window=window, anchor=anchor, sample_rate=sample_rate,
+                       frame_size=size)
+    _echo_report(run_ingest(videos, out, cfg, jobs=jobs))
+
+
+@app.command("audioset")
+def audioset(
+    csv: Path = typer.Option(..., "--csv", help="AudioSet segment CSV (YTID, start, end, labels)."),
+    out: Path = typer.Option(..., "--out", help="Folder for videos/, audioset.json, obtained.csv."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N segments."),
+    jobs: int = typer.Option(4, "--jobs", min=1, help="Parallel downloads."),
+    retries: int = typer.Option(3, "--retries", min=0, help="Retries of transient failures."),
+    backoff: float = typer.Option(5.0, "--backoff", min=0.0, help="First retry delay, seconds (doubles)."),
+    ytdlp: str = typer.Option("yt-dlp", "--yt-dlp", help="yt-dlp executable."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry segments that "
+                                      "failed for good before (unavailable, private)."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Then ingest the downloads "
+                                           "into this clip dataset (default options)."),
+    ingest_jobs: int = typer.Option(1, "--ingest-jobs", min=1, help="Parallel videos for --dataset."),
+) -> None:
+    """Download AudioSet segments with yt-dlp (resumable); failures are recorded, not fatal."""
+    from harness.audioset import DownloadConfig, download, ingest_metadata
+
+    cfg = DownloadConfig(ytdlp=ytdlp, retries=retries, backoff=backoff)
+    summary = download(csv, out, limit=limit, jobs=jobs, config=cfg, retry_failed=retry_failed)
+    failed = ", ".join(f"{k} {v}" for k, v in summary["failed"].items() if v) or "none"
+    typer.echo(f"{out}: obtained {summary['obtained']} of {summary['requested']} segments; "
+               f"failed: {failed} (list: {out / 'audioset.json'})")
+    if dataset is not None:
+        from harness.ingest import ingest as run_ingest
+
+        _echo_report(run_ingest(out / "videos", dataset, jobs=ingest_jobs,
+                                extra_metadata=ingest_metadata(summary)))
+
+
+@app.command("info")
+def info(dataset: Path = typer.Argument(..., help="A clip dataset folder.")) -> None:
+    """Check a clip dataset and summarise it (every named file must exist)."""
+    from harness.clips import ClipDataset
+
+    ds = ClipDataset(dataset)
+    _echo_report(ds)
+    typer.echo(f"generator: {ds.metadata.get('generator', '?')}; extra columns: "
+               f"{', '.join(ds.extra_columns) or 'none'}; fingerprint {ds.fingerprint()[:16]}")

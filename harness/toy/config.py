@@ -20,8 +20,9 @@ class ToyConfig:
 
     #: side of the square frames, pixels (64 by default; 96-112 also work)
     image_size: int = 64
-    #: audio sample rate of the written windows, Hz
-    sample_rate: int = 22050
+    #: audio sample rate of the written windows, Hz (the mfcc plugin's rate; the
+    #: sound_texture plugin resamples to 20 kHz)
+    sample_rate: int = 21000
     #: audio window length, seconds (the paper's 3.75 s)
     clip_seconds: float = 3.75
     #: probability of 0, 1, 2, 3 objects in a clip

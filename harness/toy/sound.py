@@ -27,6 +27,10 @@ def _spectrum_grid(n: int, rate: int) -> tuple[int, np.ndarray]:
         return nfft, np.log2(np.fft.rfftfreq(nfft, 1.0 / rate)).astype(np.float32)
 
 
+#: samples in one period of an object's band noise (about 50 ms)
+NOISE_PERIOD = 1024
+
+
 def _rms_normalise(x: np.ndarray) -> np.ndarray:
     return x / max(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))), 1e-12)
 
@@ -54,11 +58,10 @@ def _harmonic(rng, s: Sound, rate: int, n: int, jit: float) -> np.ndarray:
     k = np.arange(1, max(1, int(0.45 * rate / f0)) + 1, dtype=np.float64)
     if s.odd:
         k = k[k % 2 == 1]
+    amp = 10 ** (s.tilt * np.log2(k) / 20)
     if s.formants:
-        amp = sum(1.0 / (1.0 + ((k * f0 - fc * jit) / (bw / 2)) ** 2) for fc, bw in s.formants)
-        amp = amp + 0.01
-    else:
-        amp = 10 ** (s.tilt * np.log2(k) / 20)
+        amp = amp * (0.05 + sum(1.0 / (1.0 + ((k * f0 - fc * jit) / (bw / 2)) ** 2)
+                                for fc, bw in s.formants))
     phase = rng.uniform(0, 2 * np.pi, k.size)
     t = np.arange(length) / length
     period = (amp[:, None] * np.sin(2 * np.pi * k[:, None] * t[None] + phase[:, None])).sum(0)
@@ -69,7 +72,8 @@ def _chirp(rng, s: Sound, rate: int, n: int, jit: float) -> np.ndarray:
     length = int(round(rate / (s.rate * jit)))
     sweep = np.linspace(s.f0 * jit, s.f1 * jit, length, endpoint=False)
     phase = 2 * np.pi * np.cumsum(sweep) / rate
-    period = (np.sin(phase) + 0.3 * np.sin(2 * phase)) * np.hanning(length)
+    k = np.arange(1, s.harmonics + 1)[:, None]
+    period = (np.sin(k * phase[None]) / k).sum(0) * np.hanning(length)
     return _tile(rng, period, n)
 
 
@@ -80,14 +84,18 @@ def _clicks(rng, s: Sound, rate: int, n: int, jit: float) -> np.ndarray:
     return _tile(rng, period, n)
 
 
+def _noise(rng, s: Sound, rate: int, n: int, jit: float) -> np.ndarray:
+    # one 1024-sample period of band noise, repeated: a steady hiss whose spectrum is the
+    # same in every MFCC frame (a fresh noise per frame would scatter the flattened MFCCs)
+    return _tile(rng, band_noise(rng, NOISE_PERIOD, rate, s.f0 * jit, s.width), n)
+
+
 def object_sound(rng: np.random.Generator, cls: int, cfg: ToyConfig) -> np.ndarray:
     """Unit-RMS characteristic sound of class ``cls`` for one window (per-instance jitter)."""
     s = SOUNDS[CLASSES[cls]]
     n, rate = cfg.num_samples, cfg.sample_rate
     jit = 1.0 + rng.uniform(-cfg.pitch_jitter, cfg.pitch_jitter)
-    if s.kind == "noise":
-        return band_noise(rng, n, rate, s.f0 * jit, s.width)
-    make = {"harmonic": _harmonic, "chirp": _chirp, "clicks": _clicks}[s.kind]
+    make = {"harmonic": _harmonic, "chirp": _chirp, "clicks": _clicks, "noise": _noise}[s.kind]
     return _rms_normalise(make(rng, s, rate, n, jit))
 
 

@@ -46,7 +46,8 @@ class Sound:
 
     kind ``harmonic``: partials of ``f0`` with a spectral tilt of ``tilt`` dB per octave,
     odd partials only if ``odd``, shaped by resonances ``formants`` ((centre, width) Hz);
-    kind ``chirp``: sweeps from ``f0`` to ``f1`` repeated ``rate`` times a second;
+    kind ``chirp``: sweeps from ``f0`` to ``f1`` (and ``harmonics`` - 1 overtones, at 1/k
+    amplitude) repeated ``rate`` times a second;
     kind ``clicks``: damped resonances at ``f0`` (width ``width``) ``rate`` times a second;
     kind ``noise``: noise in a band centred on ``f0``, ``width`` octaves wide.
     """
@@ -58,30 +59,31 @@ class Sound:
     width: float = 0.0
     tilt: float = -6.0
     odd: bool = False
+    harmonics: int = 1
     formants: tuple[tuple[float, float], ...] = ()
 
 
 SOUNDS: dict[str, Sound] = {
-    "aeroplane": Sound("noise", 500, width=2.5),
-    "bicycle": Sound("harmonic", 1800, tilt=-18),
-    "bird": Sound("chirp", 2800, f1=5000, rate=16),
-    "boat": Sound("harmonic", 55, formants=((300, 120),)),
-    "bottle": Sound("harmonic", 520, tilt=-30),
-    "bus": Sound("harmonic", 85, formants=((800, 250),)),
-    "car": Sound("noise", 1500, width=1.2),
-    "cat": Sound("chirp", 1100, f1=650, rate=14),
-    "chair": Sound("clicks", 2500, rate=26, width=600),
-    "cow": Sound("harmonic", 130, tilt=-6),
-    "diningtable": Sound("clicks", 5500, rate=20, width=1500),
-    "dog": Sound("harmonic", 330, tilt=-4, odd=True),
-    "horse": Sound("clicks", 900, rate=32, width=300),
-    "motorbike": Sound("harmonic", 170, formants=((2000, 500),)),
-    "person": Sound("harmonic", 210, formants=((700, 120), (1200, 150))),
-    "pottedplant": Sound("noise", 6500, width=0.8),
-    "sheep": Sound("chirp", 380, f1=460, rate=20),
-    "sofa": Sound("noise", 250, width=0.7),
-    "train": Sound("clicks", 350, rate=18, width=150),
-    "tvmonitor": Sound("noise", 3200, width=0.5),
+    "aeroplane": Sound("noise", 500, width=1.5),
+    "bicycle": Sound("harmonic", 880, tilt=-4, formants=((2600, 800),)),
+    "bird": Sound("chirp", 2500, f1=4500, rate=16, harmonics=3),
+    "boat": Sound("harmonic", 55, tilt=-3, formants=((350, 200), (1500, 600))),
+    "bottle": Sound("harmonic", 440, tilt=-6, odd=True),
+    "bus": Sound("harmonic", 90, tilt=-3, formants=((800, 300), (2500, 800))),
+    "car": Sound("noise", 2000, width=1.0),
+    "cat": Sound("chirp", 1000, f1=600, rate=14, harmonics=5),
+    "chair": Sound("clicks", 2500, rate=26, width=500),
+    "cow": Sound("harmonic", 130, tilt=-4, formants=((500, 200),)),
+    "diningtable": Sound("clicks", 5500, rate=20, width=1000),
+    "dog": Sound("harmonic", 300, tilt=-3, odd=True, formants=((1000, 500),)),
+    "horse": Sound("clicks", 700, rate=32, width=200),
+    "motorbike": Sound("harmonic", 160, tilt=-2, formants=((2000, 800), (4000, 1500))),
+    "person": Sound("harmonic", 210, tilt=-3, formants=((700, 150), (1200, 200), (2600, 300))),
+    "pottedplant": Sound("noise", 7500, width=1.0),
+    "sheep": Sound("chirp", 350, f1=480, rate=20, harmonics=6),
+    "sofa": Sound("noise", 200, width=1.0),
+    "train": Sound("clicks", 300, rate=18, width=100),
+    "tvmonitor": Sound("noise", 4200, width=0.7),
 }
 
 

@@ -38,28 +38,25 @@ class ImageStore:
     def __len__(self) -> int:
         return self.pixels.shape[0]
 
-    def crops(self, indices: Sequence[int], boxes: np.ndarray, flips: np.ndarray,
-              crop_size: int) -> torch.Tensor:
+    def crops(self, indices, boxes, flips, crop_size: int) -> torch.Tensor:
         """Normalised float32 [B, 3, crop, crop]: box ``boxes[b]`` of image ``indices[b]``.
 
         ``boxes`` are (x0, y0, x1, y1) in source pixel coordinates and may extend past the
-        image (that part is mean-coloured); ``flips[b]`` mirrors sample ``b``.
+        image (that part is mean-coloured); ``flips[b]`` mirrors sample ``b``. Arguments
+        may be numpy arrays or tensors already on the device (no transfer then).
         """
         from torchvision.ops import roi_align
 
         device = self.pixels.device
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=device)
+        idx = torch.as_tensor(indices, dtype=torch.long, device=device)
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+        flips = torch.as_tensor(flips, dtype=torch.bool, device=device)
         batch = self.pixels.index_select(0, idx).float().div_(255.0)
         batch = batch.sub_(self.mean).div_(self.std)
-        rois = torch.zeros((len(indices), 5), dtype=torch.float32)
-        rois[:, 0] = torch.arange(len(indices), dtype=torch.float32)
-        rois[:, 1:] = torch.from_numpy(np.asarray(boxes, dtype=np.float32))
-        out = roi_align(batch, rois.to(device), output_size=(crop_size, crop_size),
+        slot = torch.arange(len(idx), dtype=torch.float32, device=device)[:, None]
+        out = roi_align(batch, torch.cat([slot, boxes], dim=1), output_size=(crop_size, crop_size),
                         spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-        flip = torch.as_tensor(np.asarray(flips, dtype=bool), device=device)
-        if bool(flip.any()):
-            out = torch.where(flip[:, None, None, None], out.flip(-1), out)
-        return out
+        return torch.where(flips[:, None, None, None], out.flip(-1), out)
 
 
 def _decode(path: Path) -> np.ndarray:

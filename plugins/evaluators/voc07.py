@@ -40,6 +40,8 @@ STATE_FORMAT = "harness-voc07-train-state/1"
 TEST_BATCH = 128
 #: BatchNorm statistics are re-estimated over batches of this many training crops
 BN_BATCH = 64
+#: iterations whose batches are drawn and sent to the device in one transfer
+PLAN_CHUNK = 200
 
 
 @dataclass
@@ -148,8 +150,11 @@ class VOC07Evaluator(Evaluator):
             "bn_recompute": ({"images": len(train_images), "passes": 1,
                               "augmentation": "training", "batch": BN_BATCH}
                              if bn_recomputed else None),
-            "model": {"backbone": model.backbone.name, "backbone_params": model.backbone.params(),
-                      "origin": model.origin, "checkpoint": str(model.checkpoint)},
+            "model": {"backbone": backbone_name(model),
+                      "backbone_params": model.backbone.params(), "origin": model.origin,
+                      "checkpoint": str(model.checkpoint),
+                      "init_seed": model.meta.get("init_seed"),
+                      "input_size": model.meta.get("input_size")},
             "voc": str(voc),
             "device": str(dev),
             "precision": "bf16 autocast, channels-last" if dev.type == "cuda" else "float32",
@@ -175,6 +180,13 @@ class VOC07Full(VOC07Evaluator):
     name = "voc07_full"
     description = 'VOC07 classification mAP, "All": the whole network fine-tuned'
     mode = "all"
+
+
+def backbone_name(model: PretrainedModel) -> str:
+    """The registry name of the model's backbone (a family member keeps its full name)."""
+    name = model.backbone.name
+    variant = getattr(model.backbone, "variant", None)
+    return f"{name}{variant}" if name.endswith(":") and variant else name
 
 
 # ---------------------------------------------------------------------------- data
@@ -206,21 +218,59 @@ def _load(bar, label: str, images: list[VOCImage], model: PretrainedModel,
                        dev, threads=threads, progress=lambda: bar.advance(task))
 
 
+def _sample_boxes(store: ImageStore, indices: np.ndarray, proto: Protocol,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Training-augmentation crop boxes and flips for ``store[indices]``."""
+    sizes = store.sizes[indices]
+    if proto.augmentation == "rescale_crop":
+        return sample_rescale_crop(rng, sizes, proto.crop_size, proto.scale_min,
+                                   proto.scale_max, proto.mirror,
+                                   base_scales(sizes, proto.base_short_side))
+    return sample_resized_crop(rng, sizes, proto.scale_min, proto.scale_max,
+                               proto.aspect_min, proto.aspect_max, proto.mirror)
+
+
+def _to_input(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
+
+
 def _augmented(store: ImageStore, indices: np.ndarray, proto: Protocol,
                rng: np.random.Generator) -> torch.Tensor:
     """Training-augmented crops of ``store[indices]`` (the test crops use this too)."""
-    sizes = store.sizes[indices]
-    if proto.augmentation == "rescale_crop":
-        boxes, flips = sample_rescale_crop(rng, sizes, proto.crop_size, proto.scale_min,
-                                           proto.scale_max, proto.mirror,
-                                           base_scales(sizes, proto.base_short_side))
-    else:
-        boxes, flips = sample_resized_crop(rng, sizes, proto.scale_min, proto.scale_max,
-                                           proto.aspect_min, proto.aspect_max, proto.mirror)
-    x = store.crops(indices, boxes, flips, proto.crop_size)
-    if x.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    boxes, flips = _sample_boxes(store, indices, proto, rng)
+    return _to_input(store.crops(indices, boxes, flips, proto.crop_size))
+
+
+@dataclass
+class _Plan:
+    """The batches of iterations ``first .. first + len - 1``, already on the device."""
+
+    first: int
+    indices: torch.Tensor   # long [C, B]
+    boxes: torch.Tensor     # float [C, B, 4]
+    flips: torch.Tensor     # bool [C, B]
+
+
+def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, count: int,
+          dev: torch.device) -> _Plan:
+    """Draw the images and crops of ``count`` iterations and send them in one transfer.
+
+    Iteration ``it`` takes the next ``batch_size`` images of the (once-shuffled, cycled)
+    order and draws its crops from a generator seeded by (seed, it) alone, so a resumed
+    run sees exactly the batches of an uninterrupted one.
+    """
+    b = proto.batch_size
+    idx, boxes, flips = [], [], []
+    for it in range(first, first + count):
+        i = order[(it * b + np.arange(b)) % len(order)]
+        bx, fl = _sample_boxes(store, i, proto, np.random.default_rng(_seed(proto.seed, 5, it)))
+        idx.append(i)
+        boxes.append(bx)
+        flips.append(fl)
+    return _Plan(first=first,
+                 indices=torch.as_tensor(np.stack(idx), dtype=torch.long).to(dev),
+                 boxes=torch.as_tensor(np.stack(boxes), dtype=torch.float32).to(dev),
+                 flips=torch.as_tensor(np.stack(flips), dtype=torch.bool).to(dev))
 
 
 # ---------------------------------------------------------------------------- network
@@ -324,8 +374,7 @@ def _train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto:
            checkpoint_seconds: float) -> tuple[list[list[float]], int]:
     """SGD for ``proto.iterations``; returns the loss curve and the iteration resumed from."""
     groups = _param_groups(net, proto)
-    optimizer = torch.optim.SGD(groups, lr=proto.lr, momentum=proto.momentum,
-                                weight_decay=proto.weight_decay)
+    optimizer = _sgd(groups, proto)
     trained = [p for g in groups for p in g["params"]]
     start, curve = 0, []
     state_path = Path(workdir) / STATE_FILE if workdir is not None else None
@@ -338,18 +387,19 @@ def _train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto:
     pending: list[torch.Tensor] = []
     task = bar.add_task(f"train {proto.trained}", total=proto.iterations, completed=start)
     last_save = time.monotonic()
-    it = start
+    it, plan = start, None
     _set_train_mode(net, proto)
     try:
         while it < proto.iterations:
             for g in optimizer.param_groups:
                 g["lr"] = proto.lr * g["lr_mult"] * proto.lr_gamma ** (it // proto.lr_step)
-            pos = (it * proto.batch_size + np.arange(proto.batch_size)) % len(order)
-            idx = order[pos]
+            if plan is None or it >= plan.first + len(plan.indices):
+                plan = _plan(store, order, proto, it, min(PLAN_CHUNK, proto.iterations - it), dev)
+            k = it - plan.first
             torch.manual_seed(_seed(proto.seed, 2, it))          # dropout of this iteration
-            x = _augmented(store, idx, proto, np.random.default_rng(_seed(proto.seed, 5, it)))
-            loss = _step(net, optimizer, trained, x, targets[torch.as_tensor(idx, device=dev)],
-                         proto, dev)
+            x = _to_input(store.crops(plan.indices[k], plan.boxes[k], plan.flips[k],
+                                      proto.crop_size))
+            loss = _step(net, optimizer, trained, x, targets[plan.indices[k]], proto, dev)
             pending.append(loss)
             it += 1
             if it % window == 0 or it == proto.iterations:
@@ -372,6 +422,32 @@ def _train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto:
     return curve, resumed_from
 
 
+def _sgd(groups: list[dict[str, Any]], proto: Protocol) -> torch.optim.Optimizer:
+    """SGD with momentum; the fused kernel (one pass over memory, ~10x faster on a CPU)."""
+    try:
+        return torch.optim.SGD(groups, lr=proto.lr, momentum=proto.momentum,
+                               weight_decay=proto.weight_decay, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.SGD(groups, lr=proto.lr, momentum=proto.momentum,
+                               weight_decay=proto.weight_decay)
+
+
+def _clip(params: list[nn.Parameter], max_norm: float, dev: torch.device) -> None:
+    """Scale gradients so that their total L2 norm is at most ``max_norm`` (Caffe's clip).
+
+    On a CPU the norm is checked first (no device sync to avoid) so the common unclipped
+    step costs one pass over the gradients instead of two.
+    """
+    if dev.type == "cuda":
+        nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    coef = max_norm / (norm + 1e-6)                   # as torch.nn.utils.clip_grad_norm_
+    if coef < 1:
+        torch._foreach_mul_(grads, coef)
+
+
 def _step(net: nn.Module, optimizer: torch.optim.Optimizer, trained: list[nn.Parameter],
           x: torch.Tensor, y: torch.Tensor, proto: Protocol, dev: torch.device) -> torch.Tensor:
     """One SGD step on one batch; returns the (detached) loss."""
@@ -385,7 +461,7 @@ def _step(net: nn.Module, optimizer: torch.optim.Optimizer, trained: list[nn.Par
     loss = _loss(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    nn.utils.clip_grad_norm_(trained, proto.grad_clip_norm)
+    _clip(trained, proto.grad_clip_norm, dev)
     optimizer.step()
     return loss.detach()
 
@@ -405,7 +481,7 @@ def _test_scores(bar, net: nn.Module, store: ImageStore, proto: Protocol,
     """float64 [N, 20]: per image, the sum of the logits of ``test_crops`` augmented crops."""
     net.eval()
     n = len(store)
-    total = np.zeros((n, len(CLASSES)), dtype=np.float64)
+    total = torch.zeros((n, len(CLASSES)), dtype=torch.float64, device=dev)
     task = bar.add_task(f"test {proto.test_crops} crops", total=proto.test_crops * n)
     for crop in range(proto.test_crops):
         rng = np.random.default_rng(_seed(proto.seed, 6, crop))
@@ -413,9 +489,9 @@ def _test_scores(bar, net: nn.Module, store: ImageStore, proto: Protocol,
             idx = np.arange(lo, min(n, lo + TEST_BATCH))
             with _autocast(dev):
                 logits = net(_augmented(store, idx, proto, rng))
-            total[idx] += logits.float().cpu().numpy()
+            total[lo:lo + len(idx)] += logits.double()
             bar.advance(task, len(idx))
-    return total
+    return total.cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- resumable state

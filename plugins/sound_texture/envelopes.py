@@ -94,29 +94,61 @@ def get_plan(config: EnvelopeConfig, device: str, dtype: torch.dtype) -> Envelop
 def envelopes(x: torch.Tensor, plan: EnvelopePlan, chunk_rows: int = 16) -> torch.Tensor:
     """Compressed, downsampled subband envelopes [B, n_bands + 2, num_frames] of clips [B, n]."""
     cfg = plan.config
-    if x.shape[-1] != cfg.num_samples:
-        raise ValueError(f"expected {cfg.num_samples} samples, got {x.shape[-1]}")
+    n, m = cfg.num_samples, plan.fft_len
+    if x.shape[-1] != n:
+        raise ValueError(f"expected {n} samples, got {x.shape[-1]}")
     spectra = fft.rfft(x.to(plan.dtype))                      # [B, n/2 + 1]
-    n_chan = plan.analytic.shape[0]
-    rows = x.shape[0] * n_chan
-    out = torch.empty(rows, cfg.num_frames, dtype=plan.dtype, device=x.device)
-    for start in range(0, rows, chunk_rows):                  # blocks of rows, for memory
-        r = torch.arange(start, min(start + chunk_rows, rows), device=x.device)
-        analytic_spec = spectra[r // n_chan] * plan.analytic[r % n_chan]
-        out[start:start + len(r)] = _downsample(_compressed_envelope(analytic_spec, plan), plan)
-    return out.view(x.shape[0], n_chan, cfg.num_frames)
+    n_chan, n_freq = plan.analytic.shape
+    n_clips = x.shape[0]
+    chunk = _block_rows(chunk_rows, n_chan, n_clips)
+    # buffers reused by every block: their zero tails are the zero padding of the FFTs
+    analytic_buf = torch.zeros(chunk, n, dtype=spectra.dtype, device=x.device)
+    env_buf = torch.zeros(chunk, m, dtype=plan.dtype, device=x.device)
+    out = torch.empty(n_clips * n_chan, cfg.num_frames, dtype=plan.dtype, device=x.device)
+    for start in range(0, n_clips * n_chan, chunk):           # blocks of rows, for memory
+        count = min(chunk, n_clips * n_chan - start)
+        _analytic_spectra(spectra, plan.analytic, start, count, analytic_buf[:count, :n_freq])
+        _compressed_envelope(analytic_buf[:count], env_buf[:count, :n], cfg.compression)
+        out[start:start + count] = _downsample(env_buf[:count], plan)
+    return out.view(n_clips, n_chan, cfg.num_frames)
 
 
-def _compressed_envelope(analytic_spec: torch.Tensor, plan: EnvelopePlan) -> torch.Tensor:
-    """|ifft(analytic spectrum)| ^ compression, at the full audio rate."""
-    a = fft.ifft(analytic_spec, n=plan.config.num_samples)
-    power = a.real.square() + a.imag.square()
-    # |a|^p = exp(p/2 * log |a|^2); log(0) = -inf gives exp(-inf) = 0, as pow does
-    return torch.exp(torch.log(power) * (plan.config.compression / 2))
+def _block_rows(requested: int, n_chan: int, n_clips: int) -> int:
+    """Rows per block: a divisor of n_chan, or a multiple of it, near ``requested``."""
+    if requested >= n_chan:
+        return n_chan * min(n_clips, requested // n_chan)
+    return max(d for d in range(1, requested + 1) if n_chan % d == 0)
+
+
+def _analytic_spectra(spectra: torch.Tensor, analytic: torch.Tensor, start: int, count: int,
+                      out: torch.Tensor) -> None:
+    """out <- rows start..start+count of (clip spectrum x band's analytic filter), no gather."""
+    n_chan = analytic.shape[0]
+    clip, band = divmod(start, n_chan)
+    if count <= n_chan:                                       # one clip, consecutive bands
+        torch.mul(spectra[clip], analytic[band:band + count], out=out)
+    else:                                                     # whole clips
+        clips = count // n_chan
+        torch.mul(spectra[clip:clip + clips, None], analytic[None],
+                  out=out.view(clips, n_chan, -1))
+
+
+def _compressed_envelope(analytic_spec: torch.Tensor, env: torch.Tensor, compression: float) -> None:
+    """env <- |ifft(analytic spectrum)| ^ compression, at the full audio rate (in place).
+
+    |a|^p is computed as exp(p/2 * log(re^2 + im^2)): log(0) = -inf gives exp(-inf) = 0,
+    as pow does, and it is about twice as fast as pow.
+    """
+    a = fft.ifft(analytic_spec, n=analytic_spec.shape[-1])
+    torch.mul(a.real, a.real, out=env)
+    env.addcmul_(a.imag, a.imag)
+    env.log_().mul_(compression / 2).exp_()
 
 
 def _downsample(env: torch.Tensor, plan: EnvelopePlan) -> torch.Tensor:
     """Filter with the kernel and keep every factor-th sample, via a folded FFT.
+
+    ``env`` [R, M] holds the envelopes followed by zero padding up to the FFT length M.
 
     Keeping every f-th sample of a length-M circular convolution aliases its spectrum
     Y onto K = M / f bins: Z[k] = sum_j Y[k + j K] (over the full, Hermitian spectrum),
@@ -126,7 +158,7 @@ def _downsample(env: torch.Tensor, plan: EnvelopePlan) -> torch.Tensor:
     """
     m, f, frames = plan.fft_len, plan.config.factor, plan.config.num_frames
     k = m // f
-    spec = fft.rfft(env, n=m) * plan.kernel_spectrum          # [R, m/2 + 1]
+    spec = fft.rfft(env) * plan.kernel_spectrum               # [R, m/2 + 1]
     rows = spec.shape[0]
     if f % 2 == 0:
         half = f // 2

@@ -42,23 +42,25 @@ class SoundTexture(SoundRepresentation):
     env_rate: ClassVar[int] = 400
     dim: ClassVar[int] = feature_dim(n_bands + 2, n_mod)
 
-    def __init__(self, *, mode: str = "exact", loudness_floor: float = 1e-6, chunk_rows: int = 16):
+    def __init__(self, *, mode: str = "exact", loudness_floor: float = 1e-6,
+                 chunk_rows: int | None = None):
         """``loudness_floor``: clips whose loudness l is below it are digital silence.
 
         l grows like level^0.3: the reference clips (RMS 0.05) have l ~ 1.4, a -70 dBFS
         room tone ~ 0.3, and l = 1e-6 needs an RMS near 1e-22, far below any recording's
         noise floor; only (nearly) all-zero input falls below it. ``chunk_rows`` bounds
-        memory (rows of clip x band processed at once) and does not change the output.
+        memory (rows of clip x band processed at once; default 16 on a CPU, where small
+        blocks stay in cache, and 4,096 on a GPU) and does not change the output.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
         if not loudness_floor >= 0:
             raise ValueError("loudness_floor must be >= 0")
-        if chunk_rows < 1:
+        if chunk_rows is not None and chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         self.mode = mode
         self.loudness_floor = float(loudness_floor)
-        self.chunk_rows = int(chunk_rows)
+        self.chunk_rows = chunk_rows
         self.compute_dtype, downsampler = MODES[mode]
         self.config = EnvelopeConfig(num_samples=self.num_samples, sample_rate=self.sample_rate,
                                      n_bands=self.n_bands, factor=self.sample_rate // self.env_rate,
@@ -109,7 +111,8 @@ class SoundTexture(SoundRepresentation):
         dev = torch.device(device)
         plan = get_plan(self.config, str(dev), self.compute_dtype)
         x = torch.as_tensor(np.asarray(waveforms), device=dev).to(self.compute_dtype)
-        return envelopes(x, plan, chunk_rows=self.chunk_rows)
+        chunk = self.chunk_rows or (16 if dev.type == "cpu" else 4096)
+        return envelopes(x, plan, chunk_rows=chunk)
 
     def _reject_degenerate(self, stats: dict[str, torch.Tensor]) -> None:
         """Raise BadClipError for the first clip that is silent or has a flat band."""

@@ -7,8 +7,7 @@ Layout of the vector: [mu / l (32) | sigma / mu (32) | rho (117) | b~ (320) | l 
 * rho is Pearson's correlation of bands i and i + o, o in (1, 2, 3, 5), i outer, o inner;
 * b~_ij = sqrt(mean_t m_ij(t)^2 / sigma_i^2), m_ij being envelope i through modulation
   filter j. By Parseval the time-domain power of m_ij is a weighted sum of
-  |rfft(c_i)|^2 |F_j|^2, so the ten filtered signals are never materialised: the whole
-  modulation stage is one matrix product.
+  |rfft(c_i)|^2 |F_j|^2, so the ten filtered signals are never materialised.
 
 Every statistic but l is a ratio, so 1-501 do not depend on the input level.
 """
@@ -44,13 +43,13 @@ def feature_dim(n_channels: int = 32, n_mod: int = 10) -> int:
 @functools.lru_cache(maxsize=16)
 def _parseval_weights(n_frames: int, env_rate: float, n_mod: int, q: float,
                       device: str, dtype: torch.dtype) -> torch.Tensor:
-    """[n_frames//2 + 1, n_mod]: w_k |F_j(k)|^2 / T^2, w_k = 2 except at DC and Nyquist."""
+    """[n_mod, n_frames//2 + 1]: w_k |F_j(k)|^2 / T^2, w_k = 2 except at DC and Nyquist."""
     filts = modulation_filterbank(n_frames, env_rate, n_mod, q=q)
     w = np.full(filts.shape[1], 2.0)
     w[0] = 1.0
     if n_frames % 2 == 0:
         w[-1] = 1.0
-    weights = (filts ** 2 * w).T / n_frames ** 2
+    weights = filts ** 2 * w / n_frames ** 2
     return torch.as_tensor(weights, dtype=dtype, device=torch.device(device))
 
 
@@ -72,13 +71,15 @@ def texture_statistics(env: torch.Tensor, env_rate: float, n_mod: int = 10, q: f
     centred = env - mean.unsqueeze(-1)
     var = centred.square().mean(dim=-1)                       # population variance
     std = var.sqrt()
-    cov = torch.bmm(centred, centred.transpose(1, 2)) / t     # [B, C, C]
     first, second = correlation_pairs(c)
     i, k = torch.as_tensor(first, device=env.device), torch.as_tensor(second, device=env.device)
-    corr = cov[:, i, k] / (std[:, i] * std[:, k])
+    # elementwise products and sums, not bmm/matmul: a GEMM's rounding can depend on the
+    # batch size, and a clip's features must not depend on its batch
+    cov = (centred[:, i] * centred[:, k]).mean(dim=-1)        # [B, 117]
+    corr = cov / (std[:, i] * std[:, k])
     power = fft.rfft(env).abs().square()                      # [B, C, T//2 + 1]
     weights = _parseval_weights(t, env_rate, n_mod, q, str(env.device), env.dtype)
-    mod_power = (power @ weights) / var.unsqueeze(-1)         # [B, C, n_mod]
+    mod_power = (power.unsqueeze(2) * weights).sum(dim=-1) / var.unsqueeze(-1)   # [B, C, n_mod]
     level = loudness(env)
     return {"mean": mean, "std_over_mean": std / mean, "corr": corr,
             "mod_power": mod_power, "loudness": level, "var": var}

@@ -1,0 +1,120 @@
+"""Per-clip cost of the sound representations (pytest-benchmark).
+
+    .venv/bin/python -m pytest benchmarks/test_bench_repr.py            # CPU figures
+    .venv/bin/python -m pytest benchmarks/test_bench_repr.py -m gpu     # GPU figures (CUDA)
+
+Each benchmark times one call; ``extra_info`` holds the clip count and ms per clip (the
+call time divided by the clips in it). The CPU runs use torch's thread count (all cores
+by default; scipy's FFTs get as many workers). Figures and targets: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.plugins import create
+
+BATCH = 64
+GPU_BATCH = 512
+
+
+def _clips(n: int, rate: int, seconds: float = 3.75, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    samples = int(round(rate * seconds))
+    t = np.arange(samples) / rate
+    noise = rng.standard_normal((n, samples))
+    return (0.05 * noise * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+
+
+def _run(benchmark, fn, clips: int, rounds: int) -> None:
+    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["clips_per_call"] = clips
+    benchmark.extra_info["ms_per_clip"] = round(benchmark.stats.stats.min * 1e3 / clips, 3)
+
+
+# ----------------------------------------------------------------------------- texture, CPU
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_texture_single_clip(benchmark, mode):
+    rep = create("repr", "sound_texture", mode=mode)
+    x = _clips(1, 20_000)
+    _run(benchmark, lambda: rep.compute(x), 1, rounds=5)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_texture_batch_64(benchmark, mode):
+    rep = create("repr", "sound_texture", mode=mode)
+    x = _clips(BATCH, 20_000)
+    _run(benchmark, lambda: rep.compute(x), BATCH, rounds=2)
+
+
+def test_texture_numpy_baseline_single_clip(benchmark):
+    """The straightforward single-clip numpy/scipy version (same numbers, one clip at a time)."""
+    from harness_plugins.sound_texture.baseline import texture_features
+
+    x = _clips(1, 20_000)[0].astype(np.float64)
+    _run(benchmark, lambda: texture_features(x), 1, rounds=3)
+
+
+# ----------------------------------------------------------------------------- MFCC, CPU
+def test_mfcc_single_clip(benchmark):
+    rep = create("repr", "mfcc")
+    x = _clips(1, 21_000)
+    _run(benchmark, lambda: rep.compute(x), 1, rounds=20)
+
+
+def test_mfcc_batch_64(benchmark):
+    rep = create("repr", "mfcc")
+    x = _clips(BATCH, 21_000)
+    _run(benchmark, lambda: rep.compute(x), BATCH, rounds=5)
+
+
+def test_mfcc_librosa_clip_by_clip_64(benchmark):
+    """The reference point: librosa.feature.mfcc called once per clip."""
+    import librosa
+
+    x = _clips(BATCH, 21_000)
+
+    def clip_by_clip():
+        for y in x:
+            librosa.feature.mfcc(y=y, sr=21_000, n_mfcc=20)
+
+    _run(benchmark, clip_by_clip, BATCH, rounds=3)
+
+
+# ----------------------------------------------------------------------------- GPU
+def _cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch
+
+
+def _run_gpu(benchmark, fn, clips: int, rounds: int) -> None:
+    torch = _cuda()
+
+    def synced():
+        fn()
+        torch.cuda.synchronize()
+
+    _run(benchmark, synced, clips, rounds)
+    benchmark.extra_info["clips_per_second"] = round(clips / benchmark.stats.stats.min, 1)
+    benchmark.extra_info["device"] = torch.cuda.get_device_name()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_texture_gpu_batch(benchmark, mode):
+    _cuda()
+    rep = create("repr", "sound_texture", mode=mode)
+    x = _clips(GPU_BATCH, 20_000)
+    _run_gpu(benchmark, lambda: rep.compute(x, device="cuda"), GPU_BATCH, rounds=5)
+
+
+@pytest.mark.gpu
+def test_mfcc_gpu_batch(benchmark):
+    _cuda()
+    rep = create("repr", "mfcc")
+    x = _clips(GPU_BATCH, 21_000)
+    _run_gpu(benchmark, lambda: rep.compute(x, device="cuda"), GPU_BATCH, rounds=5)

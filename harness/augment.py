@@ -1,0 +1,199 @@
+"""Batched image augmentation on the training device: uint8 frames in, normalised floats out.
+
+Per-image augmentation in data-loader workers (decode, crop, jitter, one image at a time)
+is what usually limits training speed on a fast GPU. Here a whole batch of uint8 frames
+[B, S, S, 3] is augmented at once, on the device that trains:
+
+* random resized crop and horizontal flip in one ``grid_sample`` call (one affine map per
+  image: the crop box, mirrored when flipped);
+* colour jitter (brightness, contrast, saturation, hue) as one 3x3 colour matrix and one
+  offset per image, applied with a batched matrix product;
+* clamp to [0, 1], normalise with the backbone's mean and std.
+
+The random draws (:func:`sample_params`) come from a seeded CPU ``torch.Generator`` in a
+fixed amount per image, so a batch is augmented identically on CPU and GPU, in one
+process or split across several.
+
+Differences from torchvision's per-image transforms, kept on purpose for speed: the crop
+box is continuous rather than whole pixels; the four jitter operations are applied in a
+fixed order (brightness, contrast, saturation, hue) with one final clamp instead of a
+random order with a clamp after each; hue is a rotation about the grey axis in YIQ space
+(as NVIDIA DALI's hue operator does; it keeps luma, where torchvision's HSV hue shift keeps
+the largest channel, so the two differ in detail but turn hues the same way).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+#: ITU-R 601 luma weights (what torchvision's rgb_to_grayscale uses)
+_LUMA = (0.299, 0.587, 0.114)
+#: RGB -> YIQ; its I and Q rows sum to zero, so grey stays grey under a hue rotation
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+#: crop proposals drawn per image before falling back to the whole frame (as torchvision)
+_CROP_TRIES = 10
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation. Jitter strengths are torchvision ``ColorJitter`` arguments."""
+
+    #: range of the crop's area as a fraction of the frame
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    #: range of the crop's aspect ratio (width / height)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    #: probability of a horizontal flip
+    flip: float = 0.5
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    #: hue shift in [-hue, hue] turns (at most 0.5)
+    hue: float = 0.1
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {self.crop_ratio}")
+        if not 0 <= self.flip <= 1:
+            raise ValueError(f"flip must be a probability, got {self.flip}")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+
+
+@dataclass
+class AugmentParams:
+    """The random choices for one batch (CPU tensors; rows are images)."""
+
+    #: crop boxes as fractions of the frame: x0, y0, width, height
+    boxes: torch.Tensor
+    #: True where the image is mirrored
+    flips: torch.Tensor
+    #: brightness, contrast, saturation factors and hue shift (turns)
+    colour: torch.Tensor
+
+    def rows(self, index: slice | torch.Tensor) -> "AugmentParams":
+        """The parameters of a subset of the batch (one rank's share)."""
+        return AugmentParams(self.boxes[index], self.flips[index], self.colour[index])
+
+
+def sample_params(n: int, config: AugmentConfig, generator: torch.Generator) -> AugmentParams:
+    """Draw crop boxes, flips and jitter factors for ``n`` images.
+
+    Always draws the same amount of random numbers per image, so the stream stays aligned
+    whatever the outcome of the crop proposals.
+    """
+    # random resized crop, vectorised form of torchvision's proposal loop
+    u = torch.rand(n, _CROP_TRIES, 2, generator=generator, dtype=torch.float64)
+    lo, hi = config.crop_scale
+    area = lo + (hi - lo) * u[..., 0]
+    log_lo, log_hi = math.log(config.crop_ratio[0]), math.log(config.crop_ratio[1])
+    ratio = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
+    w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    fits = (w <= 1) & (h <= 1)
+    first = torch.argmax(fits.to(torch.int8), dim=1)          # first proposal that fits
+    found = fits.any(dim=1)
+    rows = torch.arange(n)
+    w = torch.where(found, w[rows, first], torch.ones(n, dtype=torch.float64))
+    h = torch.where(found, h[rows, first], torch.ones(n, dtype=torch.float64))
+    pos = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    boxes = torch.stack([pos[:, 0] * (1 - w), pos[:, 1] * (1 - h), w, h], dim=1).float()
+
+    flips = torch.rand(n, generator=generator) < config.flip
+
+    c = torch.rand(n, 4, generator=generator) * 2 - 1                # uniform in [-1, 1]
+    strengths = torch.tensor([config.brightness, config.contrast, config.saturation])
+    factors = 1 + c[:, :3] * strengths
+    hue = c[:, 3:] * config.hue
+    return AugmentParams(boxes=boxes, flips=flips, colour=torch.cat([factors, hue], dim=1))
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [0, 1] (channels-last in memory)."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images [B, H, W, 3], got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    return images.permute(0, 3, 1, 2).float().div_(255)
+
+
+def crop_flip(x: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
+    """Resample each image's crop box to ``size`` x ``size``, mirrored where ``flips``."""
+    b = x.shape[0]
+    x0, y0, w, h = boxes.unbind(1)
+    sign = 1 - 2 * flips.to(boxes.dtype)
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0] = w * sign                # grid x in [-1, 1] -> crop's x range (mirrored)
+    theta[:, 0, 2] = 2 * x0 + w - 1          # crop centre, normalised
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = 2 * y0 + h - 1
+    grid = F.affine_grid(theta.to(x.device), [b, 3, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def colour_matrices(colour: torch.Tensor) -> torch.Tensor:
+    """Per-image 3x3 matrices of saturation then hue (brightness and contrast are scalars)."""
+    n = colour.shape[0]
+    luma = torch.tensor(_LUMA)
+    sat = colour[:, 2].view(n, 1, 1)
+    eye = torch.eye(3).expand(n, 3, 3)
+    saturation = sat * eye + (1 - sat) * torch.ones(3, 1) @ luma.view(1, 3)
+    yiq = torch.tensor(_RGB_TO_YIQ)
+    angle = -2 * math.pi * colour[:, 3]      # this sign turns hues the way torchvision does
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.zeros(n, 3, 3)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
+    rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
+    hue = torch.linalg.inv(yiq) @ rotation @ yiq
+    return hue @ saturation
+
+
+def jitter(x: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue: ``out = M x + offset`` per image, clamped.
+
+    Contrast blends towards the image's mean grey level; because saturation and hue keep
+    grey unchanged, that blend is a per-image offset added to all three channels.
+    """
+    b = x.shape[0]
+    brightness, contrast = colour[:, 0].view(b, 1, 1), colour[:, 1].view(b, 1, 1)
+    matrices = (contrast * brightness) * colour_matrices(colour)
+    luma = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean_grey = (x * luma).sum(1).mean(dim=(1, 2)).view(b, 1, 1, 1)
+    offset = ((1 - contrast) * brightness).view(b, 1, 1, 1).to(x.device) * mean_grey
+    out = torch.einsum("bij,bjhw->bihw", matrices.to(x.device, x.dtype), x) + offset
+    return out.clamp_(0, 1)
+
+
+def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+              channels_last: bool = True) -> torch.Tensor:
+    """(x - mean) / std per channel, in the memory format the network wants."""
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    out = (x - m) / s
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return out.contiguous(memory_format=fmt)
+
+
+def augment(images: torch.Tensor, params: AugmentParams, size: int, mean: tuple[float, ...],
+            std: tuple[float, ...], channels_last: bool = True) -> torch.Tensor:
+    """A training batch: uint8 [B, S, S, 3] -> normalised float [B, 3, size, size]."""
+    x = crop_flip(to_float(images), params.boxes, params.flips, size)
+    return normalise(jitter(x, params.colour), mean, std, channels_last)
+
+
+def center(images: torch.Tensor, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+           channels_last: bool = True) -> torch.Tensor:
+    """An evaluation batch: the whole frame resized to ``size``, normalised; no randomness."""
+    x = to_float(images)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+    return normalise(x, mean, std, channels_last)

@@ -1,0 +1,383 @@
+"""Turn a folder of videos into a clip dataset (FFmpeg through PyAV).
+
+Each video gives a frame every ``every`` seconds (3.75 s by default) and the audio window
+of ``window`` seconds around it: centred on the frame by default, or starting at it
+(``anchor="start"``, the seed's layout). Audio is mixed down to mono and resampled by
+FFmpeg; frames are scaled (shorter side to ``frame_size``) and centre-cropped square.
+
+Robustness and resuming. Videos are processed in parallel, each on its own: a file that
+cannot be decoded, has no audio (or no video) track, or is shorter than one window is
+skipped, with its reason, and never stops the run. Each finished video leaves a small
+state record (``.ingest/<key>.json``) written atomically after its files; a rerun skips
+videos whose record matches the file's size and modification time. The manifest is
+written last, atomically, from the records, so a killed run never leaves a manifest
+naming missing files. A video's files live under a key derived from its path, size and
+mtime, so files a manifest names are never rewritten (what makes the dataset's cheap
+fingerprint safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+
+from harness.errors import BadInputError
+from harness.io import write_json
+from harness.progress import make_progress
+
+GENERATOR = "harness.ingest"
+STATE_DIR = ".ingest"
+Anchor = Literal["centre", "start"]
+#: why a video gave no clips
+SKIP_REASONS = ("undecodable", "no_video", "no_audio", "too_short")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How clips are cut from a video (recorded in dataset.json; fixed for a dataset)."""
+
+    #: seconds between consecutive frames
+    every: float = 3.75
+    #: audio window length, seconds
+    window: float = 3.75
+    #: where the frame sits in its window: ``centre`` (default) or ``start`` (the seed's)
+    anchor: Anchor = "centre"
+    #: sample rate of the written audio windows, Hz
+    sample_rate: int = 21000
+    #: side of the square frames, pixels
+    frame_size: int = 256
+    #: JPEG quality of the frames
+    jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        if not (self.every > 0 and self.window > 0):
+            raise BadInputError("--every and --window must be positive")
+        if self.anchor not in ("centre", "start"):
+            raise BadInputError(f"--window-anchor must be 'centre' or 'start', got {self.anchor!r}")
+        if not 4000 <= self.sample_rate <= 192000:
+            raise BadInputError(f"--sample-rate must be in 4000..192000, got {self.sample_rate}")
+        if not 16 <= self.frame_size <= 4096:
+            raise BadInputError(f"--size must be in 16..4096, got {self.frame_size}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise BadInputError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
+
+    def targets(self, start: float, end: float) -> list[float]:
+        """Frame times whose whole audio window lies in [start, end]."""
+        lead = self.window / 2 if self.anchor == "centre" else 0.0
+        times, k = [], 0
+        while True:
+            t = start + lead + k * self.every
+            if t - lead + self.window > end + 1e-9:
+                return times
+            times.append(round(t, 6))
+            k += 1
+
+    def window_start(self, t: float) -> float:
+        """Start time of the audio window of the frame at ``t``."""
+        return t - self.window / 2 if self.anchor == "centre" else t
+
+
+# --------------------------------------------------------------------------- one video
+class SkipVideo(Exception):
+    """A video that gives no clips; ``reason`` is one of SKIP_REASONS."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class _Timer:
+    decode: float = 0.0
+    other: float = 0.0
+
+
+def video_key(rel: str, size: int, mtime_ns: int) -> str:
+    """A folder name for one version of one video: readable slug + content-version hash."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rel)[-60:].strip("._") or "video"
+    digest = hashlib.sha1(f"{rel}\0{size}\0{mtime_ns}".encode()).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+def _decode_audio(path: Path, cfg: IngestConfig, timer: _Timer) -> tuple[float, np.ndarray]:
+    """(start time, mono float32 samples at cfg.sample_rate) of the first audio track."""
+    import av
+
+    t_open = time.perf_counter()
+    with av.open(str(path)) as container:
+        timer.decode += time.perf_counter() - t_open
+        if not container.streams.audio:
+            raise SkipVideo("no_audio", "no audio track")
+        if not container.streams.video:
+            raise SkipVideo("no_video", "no video track")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
+        chunks, start = [], None
+        t0 = time.perf_counter()
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                if start is None:
+                    start = float(frame.time) if frame.time is not None else 0.0
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+        chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        timer.decode += time.perf_counter() - t0
+    if start is None or not chunks:
+        raise SkipVideo("no_audio", "audio track holds no decodable samples")
+    return start, np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def _square(frame, size: int) -> np.ndarray:
+    """The frame scaled so its shorter side is ``size``, centre-cropped: uint8 [size, size, 3]."""
+    w, h = frame.width, frame.height
+    scale = size / min(w, h)
+    sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
+    rgb = frame.reformat(width=sw, height=sh, format="rgb24", interpolation="AREA").to_ndarray()
+    y0, x0 = (sh - size) // 2, (sw - size) // 2
+    return rgb[y0:y0 + size, x0:x0 + size]
+
+
+def _decode_frames(path: Path, cfg: IngestConfig, audio_start: float, audio_end: float,
+                   out_dir: Path, timer: _Timer) -> list[tuple[float, str]]:
+    """Save the frame nearest each target time; return [(time, file name)] in order."""
+    import av
+    from PIL import Image
+
+    saved: list[tuple[float, str]] = []
+    t_open = time.perf_counter()
+    with av.open(str(path)) as container:
+        timer.decode += time.perf_counter() - t_open
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        targets: list[float] | None = None
+        prev = None  # (time, frame) of the previous decoded frame
+        t0 = time.perf_counter()
+
+        def take(t_target: float, t_frame: float, frame) -> None:
+            nonlocal t0
+            timer.decode += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            name = f"f{len(saved):05d}.jpg"
+            Image.fromarray(_square(frame, cfg.frame_size)).save(out_dir / name,
+                                                                 quality=cfg.jpeg_quality)
+            saved.append((t_target, name))
+            timer.other += time.perf_counter() - t1
+            t0 = time.perf_counter()
+
+        for i, frame in enumerate(container.decode(stream)):
+            t = float(frame.time) if frame.time is not None else i / rate
+            if targets is None:
+                targets = cfg.targets(max(t, audio_start), audio_end)
+                if not targets:
+                    break
+            while len(saved) < len(targets) and t >= targets[len(saved)]:
+                target = targets[len(saved)]
+                if prev is not None and abs(prev[0] - target) < abs(t - target):
+                    take(target, *prev)
+                else:
+                    take(target, t, frame)
+            if len(saved) == len(targets):
+                break
+            prev = (t, frame)
+        else:  # the video ended: the next target may still be within a frame of the last one
+            if targets and prev is not None and len(saved) < len(targets) \
+                    and targets[len(saved)] - prev[0] <= 1.0 / rate + 1e-6:
+                take(targets[len(saved)], *prev)
+        timer.decode += time.perf_counter() - t0
+        if targets is None:
+            raise SkipVideo("no_video", "video track holds no decodable frames")
+    return saved
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    import soundfile as sf
+
+    buf = io.BytesIO()  # soundfile fsyncs files it closes; writing the bytes is faster
+    sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
+    path.write_bytes(buf.getvalue())
+
+
+def ingest_video(path: Path, rel: str, key: str, out: Path, cfg: IngestConfig) -> dict[str, Any]:
+    """Cut one video into clips under ``out/clips/<key>``; return its state record.
+
+    Never raises for a bad video: the record then says ``skipped`` with the reason.
+    """
+    import av
+
+    timer = _Timer()
+    record: dict[str, Any] = {"video": rel, "key": key}
+    clip_dir = out / "clips" / key
+    try:
+        clip_dir.mkdir(parents=True, exist_ok=True)
+        audio_start, audio = _decode_audio(path, cfg, timer)
+        audio_end = audio_start + audio.size / cfg.sample_rate
+        if audio_end - audio_start < cfg.window:
+            raise SkipVideo("too_short", f"{audio_end - audio_start:.2f} s of audio, "
+                                         f"the window is {cfg.window} s")
+        frames = _decode_frames(path, cfg, audio_start, audio_end, clip_dir, timer)
+        if not frames:
+            raise SkipVideo("too_short", f"no frame with a whole {cfg.window} s audio window")
+        t1 = time.perf_counter()
+        n = int(round(cfg.window * cfg.sample_rate))
+        rows = []
+        for k, (t, frame_name) in enumerate(frames):
+            begin = int(round((cfg.window_start(t) - audio_start) * cfg.sample_rate))
+            begin = min(max(begin, 0), audio.size - n)
+            wav_name = f"a{k:05d}.wav"
+            _write_wav(clip_dir / wav_name, np.clip(audio[begin:begin + n], -1, 1), cfg.sample_rate)
+            rows.append({"clip_id": f"{key}-{k:05d}", "video": rel, "timestamp": t,
+                         "frame": f"clips/{key}/{frame_name}", "audio": f"clips/{key}/{wav_name}",
+                         "sample_rate": cfg.sample_rate})
+        timer.other += time.perf_counter() - t1
+        record.update(status="done", rows=rows)
+    except SkipVideo as skip:
+        record.update(status="skipped", reason=skip.reason, detail=skip.detail)
+    except (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = detail.replace(f": '{path}'", "").replace(str(path), rel)
+        record.update(status="skipped", reason="undecodable", detail=detail)
+    if record["status"] == "skipped":
+        import shutil
+
+        shutil.rmtree(clip_dir, ignore_errors=True)
+    record["timing"] = {"decode_s": round(timer.decode, 4), "other_s": round(timer.other, 4)}
+    return record
+
+
+def _ingest_one(args: tuple[Path, str, str, dict[str, Any], Path, IngestConfig]) -> dict[str, Any]:
+    """Worker: ingest one video and persist its state record (atomically, files first)."""
+    import av  # noqa: F401 - imported before timing: a worker's first import is not decoding
+
+    path, rel, key, signature, out, cfg = args
+    t0 = time.perf_counter()
+    record = ingest_video(path, rel, key, out, cfg)
+    record["source"] = signature
+    record["timing"]["total_s"] = round(time.perf_counter() - t0, 4)
+    write_json(out / STATE_DIR / f"{key}.json", record)
+    return record
+
+
+# --------------------------------------------------------------------------- the folder
+def list_videos(videos: Path) -> list[Path]:
+    """Every non-hidden regular file under ``videos`` (FFmpeg decides what it can read)."""
+    if not videos.is_dir():
+        raise BadInputError(f"{videos}: not a folder of videos")
+    files = [p for p in videos.rglob("*")
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(videos).parts)
+             and not p.name.endswith((".part", ".ytdl", ".json"))]
+    return sorted(files)
+
+
+def _check_config(out: Path, cfg: IngestConfig) -> None:
+    """A dataset keeps the options it was started with; refuse to mix two."""
+    saved = out / STATE_DIR / "config.json"
+    if saved.is_file():
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+        if previous != asdict(cfg):
+            changed = sorted(k for k in previous if previous.get(k) != asdict(cfg).get(k))
+            raise BadInputError(f"{out}: was ingested with other options ({', '.join(changed)} "
+                                "differ); use a new --out folder or the same options")
+    else:
+        from harness.clips import METADATA_NAME
+
+        others = [p for p in out.iterdir() if p.name != STATE_DIR]
+        if others and not (out / METADATA_NAME).is_file():
+            raise BadInputError(f"{out}: folder is not empty and is not an ingest dataset")
+        write_json(saved, asdict(cfg))
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def ingest(videos: str | Path, out: str | Path, config: IngestConfig | None = None, *,
+           jobs: int = 1, progress: bool = True, extra_metadata: dict[str, Any] | None = None):
+    """Ingest every video under ``videos`` into the clip dataset ``out``; return it.
+
+    Returns the :class:`harness.clips.ClipDataset`; its ``metadata["report"]`` counts
+    videos, clips and skipped videos by reason and lists the skipped files.
+    """
+    from harness.clips import write_dataset
+
+    cfg = config or IngestConfig()
+    videos, out = Path(videos), Path(out)
+    files = list_videos(videos)
+    if out.resolve().is_relative_to(videos.resolve()):
+        raise BadInputError(f"{out}: the dataset folder must not be inside the videos folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STATE_DIR).mkdir(exist_ok=True)
+    _check_config(out, cfg)
+    records: dict[str, dict[str, Any]] = {}
+    todo = []
+    for path in files:
+        rel = path.relative_to(videos).as_posix()
+        st = path.stat()
+        signature = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        key = video_key(rel, st.st_size, st.st_mtime_ns)
+        previous = _load_state(out / STATE_DIR / f"{key}.json")
+        if previous is not None and previous.get("source") == signature:
+            records[rel] = previous
+        else:
+            todo.append((path, rel, key, signature, out, cfg))
+    _run(todo, records, jobs, progress)
+    return _publish(out, videos, cfg, files, records, extra_metadata, write_dataset)
+
+
+def _run(todo: list, records: dict[str, dict[str, Any]], jobs: int, progress: bool) -> None:
+    if jobs < 1:
+        raise BadInputError(f"--jobs must be >= 1, got {jobs}")
+    with make_progress(transient=not progress) as bar:
+        task = bar.add_task("ingest videos", total=len(todo), visible=progress)
+        if jobs == 1 or len(todo) <= 1:
+            for item in todo:
+                records[item[1]] = _ingest_one(item)
+                bar.advance(task)
+            return
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            futures = {pool.submit(_ingest_one, item): item[1] for item in todo}
+            for future in as_completed(futures):
+                records[futures[future]] = future.result()
+                bar.advance(task)
+
+
+def _publish(out: Path, videos: Path, cfg: IngestConfig, files: Iterable[Path],
+             records: dict[str, dict[str, Any]], extra: dict[str, Any] | None, write_dataset):
+    rels = [p.relative_to(videos).as_posix() for p in files]
+    rows, skipped = [], []
+    counts = {reason: 0 for reason in SKIP_REASONS}
+    for rel in rels:
+        rec = records[rel]
+        if rec.get("status") == "done":
+            rows.extend(rec["rows"])
+        else:
+            counts[rec.get("reason", "undecodable")] = counts.get(rec.get("reason"), 0) + 1
+            skipped.append({"video": rel, "reason": rec.get("reason"), "detail": rec.get("detail")})
+    done = sum(1 for rel in rels if records[rel].get("status") == "done")
+    meta = {"generator": GENERATOR, "config": asdict(cfg), **(extra or {}),
+            "report": {"videos": len(rels), "ingested": done, "clips": len(rows),
+                       "skipped": counts, "skipped_videos": skipped}}
+    return write_dataset(out, rows, meta)
+
+
+def timing_summary(out: str | Path) -> dict[str, float]:
+    """Totals of decode / other / total seconds over the dataset's state records."""
+    totals = {"decode_s": 0.0, "other_s": 0.0, "total_s": 0.0}
+    for path in (Path(out) / STATE_DIR).glob("*.json"):
+        rec = _load_state(path)
+        if rec and "timing" in rec:
+            for k in totals:
+                totals[k] += float(rec["timing"].get(k, 0.0))
+    return totals

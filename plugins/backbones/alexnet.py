@@ -1,0 +1,107 @@
+"""AlexNet backbones: the seed's AlexNet with batch normalisation, and torchvision's plain one.
+
+``alexnet`` is the network of DeepCluster (Caron et al. 2018, ``models/alexnet.py``), which
+the paper's seed code trained: five convolutions of 96-256-384-384-256 channels, each
+followed by batch normalisation and ReLU, max-pooling after conv1, conv2 and conv5, then
+fc6 and fc7 of 4,096 units (each behind dropout 0.5) and the output layer fc8.
+DeepCluster feeds a fixed Sobel-filtered grey image; like the seed, this one takes RGB.
+
+Small inputs: the convolutions reduce 224 px to 6 x 6 but 64 px to 1 x 1. An adaptive
+average pool to 6 x 6 (as in torchvision's AlexNet) sits between conv5 and fc6, so the
+network has the same 9,216-input fc6 -- the same parameters and checkpoint shapes -- at
+every input size; at 224 px it is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import nn
+
+from harness.interfaces import Backbone
+from harness.nets import BackboneNet
+
+#: (out_channels, kernel, stride, padding) per convolution, "M" for a 3x3/2 max-pool
+_DEEPCLUSTER_FEATURES: list[tuple[int, int, int, int] | str] = [
+    (96, 11, 4, 2), "M", (256, 5, 1, 2), "M", (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1), "M",
+]
+_FC_UNITS = 4096
+
+
+def _features() -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = 3
+    for spec in _DEEPCLUSTER_FEATURES:
+        if spec == "M":
+            layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
+            continue
+        out, kernel, stride, padding = spec
+        layers += [nn.Conv2d(channels, out, kernel, stride, padding),
+                   nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        channels = out
+    return nn.Sequential(*layers)
+
+
+def _init_deepcluster(module: nn.Module) -> None:
+    """DeepCluster's initialisation: He-normal convolutions, N(0, 0.01) linear layers."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+class AlexNetBN(Backbone):
+    """AlexNet with batch normalisation after every convolution (DeepCluster's; the seed's)."""
+
+    name = "alexnet"
+    description = "AlexNet with BatchNorm after every conv (DeepCluster/seed variant); head = fc6-fc8"
+
+    def __init__(self, *, dropout: float = 0.5):
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
+
+    def params(self) -> dict[str, Any]:
+        return {"dropout": self.dropout}
+
+    def create(self, num_outputs: int) -> BackboneNet:
+        trunk = nn.Sequential(_features(), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten())
+        head = nn.Sequential(
+            nn.Dropout(self.dropout), nn.Linear(256 * 6 * 6, _FC_UNITS), nn.ReLU(inplace=True),
+            nn.Dropout(self.dropout), nn.Linear(_FC_UNITS, _FC_UNITS), nn.ReLU(inplace=True),
+            nn.Linear(_FC_UNITS, num_outputs),
+        )
+        net = BackboneNet(trunk, head)
+        _init_deepcluster(net)
+        return net
+
+
+class TorchvisionAlexNet(Backbone):
+    """torchvision's AlexNet (no batch normalisation), randomly initialised."""
+
+    name = "alexnet_tv"
+    description = "torchvision's plain AlexNet (no BatchNorm); head = fc6-fc8"
+
+    def __init__(self, *, dropout: float = 0.5):
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
+
+    def params(self) -> dict[str, Any]:
+        return {"dropout": self.dropout}
+
+    def create(self, num_outputs: int) -> BackboneNet:
+        from torchvision.models import alexnet
+
+        model = alexnet(weights=None, num_classes=num_outputs, dropout=self.dropout)
+        trunk = nn.Sequential(model.features, model.avgpool, nn.Flatten())
+        return BackboneNet(trunk, nn.Sequential(*model.classifier))
+

@@ -1,0 +1,40 @@
+"""torchvision's ResNet-18, randomly initialised: the trunk is everything up to the global pool.
+
+The head is only the final fully connected layer (the paper's "Head" for ResNet), so the
+trunk ends in torchvision's average pool and a flatten: [B, 3, H, W] -> [B, 512]. Any
+input of 32 px or more works. Deeper ResNets are available as ``timm:resnet50`` etc.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from torch import nn
+
+from harness.interfaces import Backbone
+from harness.nets import BackboneNet
+
+_TRUNK_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+
+
+class ResNet18(Backbone):
+    """torchvision ResNet-18; head = the final layer."""
+
+    name = "resnet18"
+    description = "torchvision ResNet-18 (random init); head = the final fully connected layer"
+
+    def __init__(self, *, zero_init_residual: bool = False):
+        self.zero_init_residual = bool(zero_init_residual)
+
+    def params(self) -> dict[str, Any]:
+        return {"zero_init_residual": self.zero_init_residual}
+
+    def create(self, num_outputs: int) -> BackboneNet:
+        from torchvision.models import resnet18
+
+        model = resnet18(weights=None, num_classes=num_outputs,
+                         zero_init_residual=self.zero_init_residual)
+        trunk = nn.Sequential(OrderedDict([(part, getattr(model, part)) for part in _TRUNK_PARTS]
+                                          + [("flatten", nn.Flatten())]))
+        return BackboneNet(trunk, nn.Sequential(model.fc))
