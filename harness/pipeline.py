@@ -2,21 +2,25 @@
 
 Read it top to bottom: :func:`run` resolves the data, then features -> labels -> pretext
 network -> downstream metrics -> result record. Each stage's output sits in the cache
-folder under :func:`harness.cache.stage_key` of everything it depends on, so a second
-identical run recomputes nothing, changing ``k`` redoes clustering onwards only, and an
-interrupted run resumes (pretext training and evaluation resume inside their stage).
+folder under a key of everything it depends on, so a second identical run recomputes
+nothing, changing ``k`` redoes clustering onwards only, and an interrupted run resumes
+(pretext training and evaluation also resume inside their own stage).
 """
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+import inspect
+import itertools
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Literal
 
-from harness.cache import cache_root, stage_key
+import numpy as np
+
+from harness.cache import cache_root, hash_file, hash_params, stage_key
 from harness.errors import BadInputError
+from harness.interfaces import Labels
+from harness.io import write_json
 
 Init = Literal["sound", "random", "supervised"]
 INITS: tuple[str, ...] = ("sound", "random", "supervised")
@@ -54,29 +58,258 @@ class RunConfig:
     repr_params: dict[str, Any] = field(default_factory=dict)
     labeler: str = "kmeans"
     labeler_params: dict[str, Any] = field(default_factory=dict)
+    #: number of clusters (passed to a labeler that takes ``k``)
     k: int = 15
     backbone: str = "alexnet"
     init: Init = "sound"
     profile: str = "toy"
     seed: int = 0
+    #: the toy world's own seed (the same world for every run seed)
     world_seed: int = 0
     device: str = "auto"
+    #: a clip dataset (default: the toy world)
     clips: Path | None = None
+    #: a VOCdevkit / VOC2007 folder (default: the toy VOC)
     voc: Path | None = None
     evaluators: tuple[str, ...] = ("voc07_linear", "voc07_full")
     preset: str = "krahenbuhl"
-    pretext_epochs: int | None = None
+    #: overrides the profile's pretext epochs
+    epochs: int | None = None
     results: Path = Path("results")
+    progress: bool = True
 
     def resolved_profile(self) -> Profile:
         if self.profile not in PROFILES:
             raise BadInputError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         p = PROFILES[self.profile]
-        return replace(p, pretext_epochs=self.pretext_epochs) if self.pretext_epochs else p
+        return replace(p, pretext_epochs=self.epochs) if self.epochs else p
 
 
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    timings[stage] = round(time.perf_counter() - start, 3)
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    path: Path
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInputError(f"--device {device}: no CUDA device is available")
+    return device
+
+
+# ----------------------------------------------------------------------------- data
+def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
+    """The toy world's clip dataset, generated once into the cache."""
+    from harness.toy import ToyConfig, generate_clips
+
+    cfg = ToyConfig()
+    out = cache_root() / "toy" / stage_key("toy-clips", profile.toy_clips, world_seed, cfg.to_dict())
+    if not (out / "manifest.csv").is_file():
+        generate_clips(out, profile.toy_clips, world_seed, config=cfg, progress=progress)
+    return out
+
+
+def toy_voc(world_seed: int, progress: bool) -> Path:
+    """The toy VOC07 (another seed of the same world), generated once into the cache."""
+    from harness.toy import ToyConfig, generate_voc
+
+    cfg = ToyConfig()
+    voc_seed = world_seed + 1_000_003
+    out = cache_root() / "toy" / stage_key("toy-voc", voc_seed, cfg.to_dict())
+    if not (out / "VOC2007").is_dir():
+        generate_voc(out, voc_seed, config=cfg, progress=progress)
+    return out
+
+
+def voc_fingerprint(root: Path) -> str:
+    """Content key of a VOC folder: its split lists and annotations (images are named there)."""
+    from harness.voc import voc2007_dir
+
+    voc = voc2007_dir(root)
+    files = sorted((voc / "ImageSets" / "Main").glob("*.txt")) + sorted((voc / "Annotations").glob("*.xml"))
+    return hash_params([[f.relative_to(voc).as_posix(), hash_file(f)] for f in files])
+
+
+# ----------------------------------------------------------------------------- stages
+def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[str, Any], Any, Any]:
+    """Features of every clip, then pseudo-labels; returns (labels path, info, repr, labeler)."""
+    from harness.features import DatasetSource, FeatureOptions, compute_features
+    from harness.labels import make_labels
+    from harness.plugins import default_registry
+
+    registry = default_registry()
+    rep = registry.create("repr", config.repr, **config.repr_params)
+    matrix = compute_features(rep, DatasetSource(dataset),
+                              FeatureOptions(device=device, skip_bad=True, progress=config.progress))
+    if matrix.bad:
+        raise BadInputError(f"{dataset.root}: {len(matrix.bad)} clips have unusable audio "
+                            f"(first: {matrix.bad[0].line()}); remove them from the dataset")
+    params = dict(config.labeler_params)
+    labeler_cls = registry.get("labeler", config.labeler).cls
+    accepted = inspect.signature(labeler_cls.__init__).parameters
+    if "k" in accepted:
+        params.setdefault("k", config.k)
+    if "seed" in accepted:
+        params.setdefault("seed", config.seed)
+    labeler = registry.create("labeler", config.labeler, **params)
+    result = make_labels(matrix.features, labeler, features_key=matrix.key,
+                         features_info={"repr": rep.name, "params": rep.params()})
+    diagnostics = dict(result.labels.diagnostics)
+    return result.path, {**result.info, "diagnostics": diagnostics}, rep, labeler
+
+
+def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
+    """The toy world's true objects as 20 bits per clip: the supervised upper bound."""
+    from harness.labels import write_labels
+    from harness.voc import CLASS_INDEX, CLASSES
+
+    if "objects" not in dataset.clips[0].extra:
+        raise BadInputError(f"{dataset.root}: --init supervised needs true object labels "
+                            "(the manifest's `objects` column, as the toy world writes)")
+    bits = np.zeros((len(dataset), len(CLASSES)), dtype=np.uint8)
+    for i, clip in enumerate(dataset.clips):
+        for name in filter(None, clip.extra["objects"].split(";")):
+            bits[i, CLASS_INDEX[name]] = 1
+    info = {"labeler": "true-objects", "params": {"column": "objects"},
+            "dataset": dataset.fingerprint()}
+    path = cache_root() / "labels" / stage_key("true-objects", dataset.fingerprint()) / "labels.npy"
+    if not path.is_file():
+        write_labels(path, Labels(bits, "bits", len(CLASSES),
+                                  {"positives_per_class": bits.sum(0).tolist()}), info)
+    return path, info
+
+
+def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, device: str,
+            origin: str) -> tuple[Path, dict[str, Any]]:
+    """Train the backbone on the labels (resumable); returns last.pt and its summary."""
+    import json
+
+    from harness.pretrain import PretrainConfig, pretrain
+
+    base = PretrainConfig(backbone=config.backbone, labels=labels_path, data=dataset.root,
+                          out=Path("."), epochs=profile.pretext_epochs,
+                          batch_size=profile.pretext_batch_size, lr=profile.pretext_lr,
+                          image_size=profile.image_size, seed=config.seed, device=device,
+                          origin=origin, progress=config.progress)
+    settings = {k: v for k, v in base.to_json().items() if k not in ("out", "progress", "data", "labels")}
+    key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings)
+    out = cache_root() / "pretrain" / key
+    ckpt = pretrain(replace(base, out=out))
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    summary = {"checkpoint": str(ckpt), "epochs": profile.pretext_epochs, "settings": settings,
+               "final": history[-1] if history else {}}
+    return ckpt, summary
+
+
+def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str, device: str,
+             progress: bool) -> dict[str, Any]:
+    """One evaluator's metrics, cached under the model, the VOC folder and its parameters."""
+    import json
+
+    key = stage_key("eval", evaluator.name, evaluator.params(), voc_key, model_key)
+    folder = cache_root() / "eval" / key
+    done = folder / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    metrics = evaluator.evaluate(model, voc_root, device=device, workdir=folder / "work",
+                                 progress=progress)
+    write_json(done, metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- the run
+def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
+    """Run every stage (reusing cached ones), write the result record, return it."""
+    from harness.checkpoint import load_pretrained
+    from harness.clips import ClipDataset
+    from harness.plugins import default_registry
+    from harness.records import (StageTimer, build_record, dataset_identity, make_config,
+                                 write_record)
+
+    if config.init not in INITS:
+        raise BadInputError(f"--init must be one of {', '.join(INITS)}, got {config.init!r}")
+    profile = config.resolved_profile()
+    device = resolve_device(config.device)
+    registry = default_registry()
+    backbone = registry.create("backbone", config.backbone)
+    evaluators = [registry.create("evaluator", name, preset=config.preset,
+                                  profile=profile.eval_profile, seed=config.seed)
+                  for name in config.evaluators]
+    timer = StageTimer()
+
+    with timer.stage("data"):
+        clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
+        voc_root = config.voc or toy_voc(config.world_seed, config.progress)
+        dataset = ClipDataset(clips_root) if config.init != "random" else None
+        voc_key = voc_fingerprint(voc_root)
+
+    rep = labeler = None
+    labels_info = pretext_info = None
+    if config.init == "sound":
+        with timer.stage("features+labels"):
+            labels_path, labels_info, rep, labeler = sound_labels(config, dataset, device)
+    elif config.init == "supervised":
+        labels_path, labels_info = true_object_labels(dataset)
+
+    if config.init == "random":
+        spec, model_key = f"random:{config.backbone}", hash_params(["random", config.backbone, config.seed])
+    else:
+        with timer.stage("pretrain"):
+            ckpt, pretext_info = pretext(config, profile, labels_path, dataset, device,
+                                         origin="pretext" if config.init == "sound" else "supervised")
+        spec, model_key = str(ckpt), hash_file(ckpt)
+
+    metrics: dict[str, Any] = {}
+    for evaluator in evaluators:
+        with timer.stage(evaluator.name):
+            model = load_pretrained(spec, seed=config.seed)
+            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_key, model_key,
+                                               device, config.progress)
+
+    record = build_record(
+        config=make_config(init=config.init, backbone=backbone, evaluators=evaluators,
+                           profile=config.profile, seed=config.seed, device=device, repr=rep,
+                           labeler=labeler, pretrain=pretext_info["settings"] if pretext_info else None,
+                           k=config.k if rep is not None else None, world_seed=config.world_seed),
+        dataset=dataset_identity(dataset, "clips" if config.clips else "toy", clips_root)
+        if dataset is not None else None,
+        downstream={"kind": "voc07" if config.voc else "toy-voc", "fingerprint": voc_key,
+                    "path": str(voc_root)},
+        metrics=metrics, timings=timer.seconds, labels=labels_info, pretext=pretext_info)
+    path = write_record(record, config.results)
+    echo(table1_row(record))
+    return RunResult(record, path)
+
+
+def table1_row(record: dict[str, Any]) -> str:
+    """The run's Table-1 row: method, Head mAP, All mAP."""
+    from tabulate import tabulate
+
+    cfg = record["config"]
+    if cfg["init"] == "sound":
+        method = f"sound: {cfg['repr']['name']} k={cfg.get('k')} {cfg['backbone']['name']}"
+    else:
+        method = f"{cfg['init']} init {cfg['backbone']['name']}"
+    m = record["metrics"]
+    cells = [method, f"seed {cfg['seed']}"]
+    headers = ["method", "seed"]
+    for name, label in (("voc07_linear", "Head mAP"), ("voc07_full", "All mAP")):
+        if name in m:
+            headers.append(label)
+            cells.append(f"{m[name]['map']:.1f}")
+    return tabulate([cells], headers=headers, tablefmt="github")
+
+
+def sweep(base: RunConfig, reprs: list[str], ks: list[int], backbones: list[str],
+          seeds: list[int], echo: Callable[[str], None] = print) -> list[RunResult]:
+    """Every combination of reprs x ks x backbones x seeds, sharing cached stages."""
+    results = []
+    for rep, k, bb, seed in itertools.product(reprs, ks, backbones, seeds):
+        echo(f"sweep: repr={rep} k={k} backbone={bb} seed={seed}")
+        results.append(run(replace(base, repr=rep, k=k, backbone=bb, seed=seed), echo=echo))
+    return results

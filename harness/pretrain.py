@@ -90,6 +90,8 @@ class PretrainConfig:
     #: "auto": bf16 autocast on CUDA and on CPUs with native bf16, else fp32
     precision: Precision = "auto"
     channels_last: bool = True
+    #: AdamW's fused kernel (CPU and CUDA); False gives the plain per-tensor loop
+    fused_adamw: bool = True
     compile: bool = False
     #: write a checkpoint every this many epochs (and always after the last)
     checkpoint_every: int = 1
@@ -353,7 +355,7 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
             rt: Runtime) -> str:
     """What a checkpoint must match to be resumed: everything that changes the weights."""
     parts = config.to_json()
-    for key in ("out", "labels", "data", "device", "channels_last", "compile",
+    for key in ("out", "labels", "data", "device", "channels_last", "fused_adamw", "compile",
                 "checkpoint_every", "restart", "threads", "progress", "precision"):
         parts.pop(key)
     parts.update(labels_sha256=labels.sha256, data=dataset.fingerprint(), bf16=rt.bf16)
@@ -413,7 +415,8 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     if rt.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay, fused=True)
+                                  weight_decay=config.weight_decay,
+                                  fused=config.fused_adamw or None)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                     total_steps=total_steps,
                                                     pct_start=config.pct_start)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from harness.errors import BadInputError
 from harness.interfaces import Labels
@@ -170,9 +170,9 @@ def test_pca_binary_codes_are_balanced_bits_that_separate_the_blobs():
     assert res.values.dtype == np.uint8 and res.values.shape == (200, 3)
     assert set(np.unique(res.values)) == {0, 1}
     np.testing.assert_allclose(res.values.mean(0), 0.5, atol=0.02)
-    # every blob gets one code: the bits carry the cluster structure
-    codes = [{tuple(r) for r in res.values[truth == c]} for c in range(4)]
-    assert all(len(c) <= 2 for c in codes)
+    # the codes carry the blob structure (independent random bits would give NMI near 0)
+    code_ids = res.values @ (1 << np.arange(3))
+    assert normalized_mutual_info_score(truth, code_ids) > 0.4
     assert np.array_equal(res.values, PcaBinaryLabeler(bits=3).fit_predict(x).values)
     assert 0 < res.diagnostics["explained_variance"] <= 1
 

@@ -10,7 +10,7 @@ the features' content and the parameters, so a rerun is instant. Prints the clus
 histogram (warning about empty and dominating clusters), the inertia, and NMI / purity
 against ground truth when there is some: a ``--truth`` CSV (one row per feature row, one
 column per labelling; ``clip_id`` is ignored) or the ``scene`` / ``objects`` columns of a
-clip dataset's manifest (``--data``).
+clip dataset's manifest (``--data``; also ``sounding`` and ``loudest`` when present).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import typer
 from harness.errors import BadInputError
 
 #: manifest columns of a clip dataset that hold ground truth (the toy world writes them)
-TRUTH_COLUMNS = ("scene", "objects")
+TRUTH_COLUMNS = ("scene", "objects", "sounding", "loudest")
 
 
 def label(
