@@ -24,6 +24,7 @@ the largest channel, so the two differ in detail but turn hues the same way).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -124,69 +125,114 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).float().div_(255)
 
 
-def crop_flip(x: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
-    """Resample each image's crop box to ``size`` x ``size``, mirrored where ``flips``."""
-    b = x.shape[0]
-    x0, y0, w, h = boxes.unbind(1)
-    sign = 1 - 2 * flips.to(boxes.dtype)
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype)
-    theta[:, 0, 0] = w * sign                # grid x in [-1, 1] -> crop's x range (mirrored)
+# ---- the per-image maps, computed on the CPU (tiny) and sent to the device in one copy
+def crop_thetas(boxes: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Affine maps [B, 2, 3] from output coordinates to each crop box (mirrored if flipped)."""
+    x0, y0, w, h = boxes.double().unbind(1)
+    sign = 1 - 2 * flips.double()
+    theta = torch.zeros(boxes.shape[0], 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = w * sign                # grid x in [-1, 1] -> the crop's x range
     theta[:, 0, 2] = 2 * x0 + w - 1          # crop centre, normalised
     theta[:, 1, 1] = h
     theta[:, 1, 2] = 2 * y0 + h - 1
-    grid = F.affine_grid(theta.to(x.device), [b, 3, size, size], align_corners=False)
+    return theta.float()
+
+
+def colour_transforms(colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image jitter as ``out = M x + g * mean_grey(x)``: matrices M [B, 3, 3], weights g [B].
+
+    Brightness b scales, contrast c blends towards the mean grey level, saturation s
+    blends towards the pixel's grey, hue rotates about the grey axis. Saturation and hue
+    keep grey unchanged, so contrast's blend is one offset added to all three channels.
+    """
+    c = colour.double()
+    n = c.shape[0]
+    brightness, contrast, sat = c[:, 0].view(n, 1, 1), c[:, 1].view(n, 1, 1), c[:, 2].view(n, 1, 1)
+    luma = torch.tensor(_LUMA, dtype=torch.float64)
+    saturation = sat * torch.eye(3, dtype=torch.float64) + (1 - sat) * luma.view(1, 3).expand(3, 3)
+    yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
+    angle = -2 * math.pi * c[:, 3]          # this sign turns hues the way torchvision does
+    rotation = torch.zeros(n, 3, 3, dtype=torch.float64)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
+    rotation[:, 2, 1], rotation[:, 2, 2] = torch.sin(angle), torch.cos(angle)
+    hue = torch.linalg.inv(yiq) @ rotation @ yiq
+    matrices = contrast * brightness * (hue @ saturation)
+    grey_weight = ((1 - contrast) * brightness).view(n)
+    return matrices.float(), grey_weight.float()
+
+
+@dataclass
+class DeviceMaps:
+    """One batch's crop maps and colour transforms, on the training device."""
+
+    thetas: torch.Tensor
+    matrices: torch.Tensor
+    grey_weight: torch.Tensor
+
+
+def device_maps(params: AugmentParams, device: torch.device) -> DeviceMaps:
+    """Compute the maps on the CPU and move them in one copy that does not block the host
+    (a plain host-to-GPU copy waits for the GPU to finish its queue)."""
+    thetas = crop_thetas(params.boxes, params.flips)
+    matrices, grey_weight = colour_transforms(params.colour)
+    n = thetas.shape[0]
+    packed = torch.cat([thetas.view(n, 6), matrices.view(n, 9), grey_weight.view(n, 1)], dim=1)
+    if device.type == "cuda":
+        packed = packed.pin_memory().to(device, non_blocking=True)
+    return DeviceMaps(packed[:, :6].view(n, 2, 3), packed[:, 6:15].view(n, 3, 3), packed[:, 15])
+
+
+@functools.lru_cache(maxsize=32)
+def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant [1, 3, 1, 1] on the device, made once (not one copy per batch)."""
+    return torch.tensor(values, dtype=dtype).view(1, 3, 1, 1).to(device)
+
+
+# ---- the batched operations, on the device
+def resample(x: torch.Tensor, thetas: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resampling of each image through its affine map to ``size`` x ``size``."""
+    grid = F.affine_grid(thetas.to(x.dtype), [x.shape[0], 3, size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def colour_matrices(colour: torch.Tensor) -> torch.Tensor:
-    """Per-image 3x3 matrices of saturation then hue (brightness and contrast are scalars)."""
-    n = colour.shape[0]
-    luma = torch.tensor(_LUMA)
-    sat = colour[:, 2].view(n, 1, 1)
-    eye = torch.eye(3).expand(n, 3, 3)
-    saturation = sat * eye + (1 - sat) * torch.ones(3, 1) @ luma.view(1, 3)
-    yiq = torch.tensor(_RGB_TO_YIQ)
-    angle = -2 * math.pi * colour[:, 3]      # this sign turns hues the way torchvision does
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    rotation = torch.zeros(n, 3, 3)
-    rotation[:, 0, 0] = 1
-    rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
-    rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
-    hue = torch.linalg.inv(yiq) @ rotation @ yiq
-    return hue @ saturation
-
-
-def jitter(x: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue: ``out = M x + offset`` per image, clamped.
-
-    Contrast blends towards the image's mean grey level; because saturation and hue keep
-    grey unchanged, that blend is a per-image offset added to all three channels.
-    """
+def apply_colour(x: torch.Tensor, matrices: torch.Tensor, grey_weight: torch.Tensor) -> torch.Tensor:
+    """``M x + g * mean_grey(x)`` per image, clamped to [0, 1]."""
     b = x.shape[0]
-    brightness, contrast = colour[:, 0].view(b, 1, 1), colour[:, 1].view(b, 1, 1)
-    matrices = (contrast * brightness) * colour_matrices(colour)
-    luma = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    mean_grey = (x * luma).sum(1).mean(dim=(1, 2)).view(b, 1, 1, 1)
-    offset = ((1 - contrast) * brightness).view(b, 1, 1, 1).to(x.device) * mean_grey
-    out = torch.einsum("bij,bjhw->bihw", matrices.to(x.device, x.dtype), x) + offset
+    luma = _constant(_LUMA, x.device, x.dtype)
+    mean_grey = (x * luma).sum(1).mean(dim=(1, 2))
+    offset = (grey_weight.to(x.dtype) * mean_grey).view(b, 1, 1, 1)
+    out = torch.einsum("bij,bjhw->bihw", matrices.to(x.dtype), x) + offset
     return out.clamp_(0, 1)
 
 
 def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
               channels_last: bool = True) -> torch.Tensor:
     """(x - mean) / std per channel, in the memory format the network wants."""
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    m = _constant(tuple(mean), x.device, x.dtype)
+    s = _constant(tuple(std), x.device, x.dtype)
     out = (x - m) / s
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return out.contiguous(memory_format=fmt)
 
 
+def crop_flip(x: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's crop box resampled to ``size`` x ``size``, mirrored where ``flips``."""
+    return resample(x, crop_thetas(boxes, flips).to(x.device), size)
+
+
+def jitter(x: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue (rows of ``colour``) applied to each image."""
+    matrices, grey_weight = colour_transforms(colour)
+    return apply_colour(x, matrices.to(x.device), grey_weight.to(x.device))
+
+
 def augment(images: torch.Tensor, params: AugmentParams, size: int, mean: tuple[float, ...],
             std: tuple[float, ...], channels_last: bool = True) -> torch.Tensor:
     """A training batch: uint8 [B, S, S, 3] -> normalised float [B, 3, size, size]."""
-    x = crop_flip(to_float(images), params.boxes, params.flips, size)
-    return normalise(jitter(x, params.colour), mean, std, channels_last)
+    maps = device_maps(params, images.device)
+    x = resample(to_float(images), maps.thetas, size)
+    return normalise(apply_colour(x, maps.matrices, maps.grey_weight), mean, std, channels_last)
 
 
 def center(images: torch.Tensor, size: int, mean: tuple[float, ...], std: tuple[float, ...],

@@ -11,6 +11,7 @@ its page cache), and all augmentation happens later, batched, on the training de
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +47,29 @@ class FrameStore:
     def nbytes(self) -> int:
         return int(self.images.nbytes)
 
-    def gather(self, indices: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """The frames at ``indices`` as a new uint8 tensor [B, size, size, 3] (CPU)."""
-        idx = np.asarray(indices, dtype=np.int64)
-        return torch.from_numpy(np.take(self.images, idx, axis=0))
+    def gather(self, indices: np.ndarray | torch.Tensor,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """The frames at ``indices`` as a uint8 tensor [B, size, size, 3] on the CPU
+        (written into ``out`` if given, e.g. a pinned buffer; torch copies in parallel,
+        without holding the GIL)."""
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return torch.index_select(self._tensor(), 0, idx, out=out)
 
-    def to_tensor(self, device: torch.device | str) -> torch.Tensor:
-        """The whole store as one uint8 tensor on ``device`` (for stores that fit there)."""
-        return torch.from_numpy(np.ascontiguousarray(self.images)).to(device)
+    def _tensor(self) -> torch.Tensor:
+        """The memory-mapped array seen as a tensor (read only: never written through)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(self.images)
+
+    def to_tensor(self, device: torch.device | str, chunk_bytes: int = 1 << 28) -> torch.Tensor:
+        """The whole store as one uint8 tensor on ``device`` (for stores that fit there),
+        copied in chunks so that host memory never holds a second copy."""
+        out = torch.empty(self.images.shape, dtype=torch.uint8, device=device)
+        source = self._tensor()
+        step = max(1, chunk_bytes // max(1, self.images[0].nbytes))
+        for lo in range(0, len(self), step):
+            out[lo:lo + step].copy_(source[lo:lo + step])
+        return out
 
 
 def store_path(dataset: ClipDataset, size: int) -> Path:

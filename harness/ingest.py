@@ -24,6 +24,7 @@ import json
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -346,11 +347,33 @@ def _run(todo: list, records: dict[str, dict[str, Any]], jobs: int, progress: bo
                 records[item[1]] = _ingest_one(item)
                 bar.advance(task)
             return
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-            futures = {pool.submit(_ingest_one, item): item[1] for item in todo}
-            for future in as_completed(futures):
-                records[futures[future]] = future.result()
-                bar.advance(task)
+        try:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+                futures = {pool.submit(_ingest_one, item): item[1] for item in todo}
+                for future in as_completed(futures):
+                    records[futures[future]] = future.result()
+                    bar.advance(task)
+        except BrokenProcessPool:
+            # a decoder crashed its worker process: redo the unfinished videos one per
+            # process, so only the video that crashes is lost (and recorded as skipped)
+            for item in todo:
+                if item[1] not in records:
+                    records[item[1]] = _ingest_isolated(item)
+                    bar.advance(task)
+
+
+def _ingest_isolated(item: tuple) -> dict[str, Any]:
+    """Ingest one video in its own process; a crash there skips only this video."""
+    path, rel, key, signature, out, cfg = item
+    try:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            return pool.submit(_ingest_one, item).result()
+    except BrokenProcessPool:
+        record = {"video": rel, "key": key, "status": "skipped", "reason": "undecodable",
+                  "detail": "the decoder crashed", "source": signature,
+                  "timing": {"decode_s": 0.0, "other_s": 0.0, "total_s": 0.0}}
+        write_json(out / STATE_DIR / f"{key}.json", record)
+        return record
 
 
 def _publish(out: Path, videos: Path, cfg: IngestConfig, files: Iterable[Path],

@@ -43,7 +43,7 @@ from torch.utils.data import DistributedSampler
 from harness import __version__
 from harness.augment import AugmentConfig, augment, center, sample_params
 from harness.cache import hash_file, hash_params
-from harness.checkpoint import build_backbone, read_checkpoint, save_checkpoint, unwrap
+from harness.checkpoint import build_backbone, read_checkpoint, save_checkpoint
 from harness.clips import ClipDataset
 from harness.errors import BadInputError, HarnessError
 from harness.framestore import FrameStore, frame_store
@@ -279,8 +279,13 @@ def batch_bounds(n: int, batch: int) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------------- input
 class FrameSource:
-    """uint8 frames on the training device, by index: the GPU-resident store when it fits,
-    else gathered from the memory-mapped store (pinned, copied without blocking)."""
+    """Batches of uint8 frames and their indices on the training device.
+
+    On a GPU the whole store is copied to GPU memory when it fits (a batch is then one
+    on-device gather); otherwise batches are gathered from the memory-mapped store by a
+    background thread into pinned memory and copied without blocking. Nothing here makes
+    the host wait for the GPU: a plain host-to-GPU copy would.
+    """
 
     def __init__(self, store: FrameStore, device: torch.device):
         self.store = store
@@ -291,21 +296,28 @@ class FrameSource:
             if store.nbytes < RESIDENT_SHARE * free:
                 self.resident = store.to_tensor(device)
 
-    def __call__(self, indices: np.ndarray) -> torch.Tensor:
+    def batches(self, order: np.ndarray, bounds: list[tuple[int, int]]
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(frames [B, S, S, 3], indices [B]) for ``order[lo:hi]`` of each of ``bounds``."""
         if self.resident is not None:
-            return self.resident.index_select(0, torch.from_numpy(indices).to(self.device))
-        images = self.store.gather(indices)
-        if self.device.type == "cuda":
-            return images.pin_memory().to(self.device, non_blocking=True)
-        return images
+            on_device = torch.from_numpy(order).to(self.device)      # one copy per epoch
+            for lo, hi in bounds:
+                idx = on_device[lo:hi]
+                yield self.resident.index_select(0, idx), idx
+        elif self.device.type == "cuda":
+            yield from prefetched(self._pinned_batch, [order[lo:hi] for lo, hi in bounds])
+        else:
+            for lo, hi in bounds:
+                yield self.store.gather(order[lo:hi]), torch.from_numpy(order[lo:hi])
 
-    @property
-    def needs_prefetch(self) -> bool:
-        """Gathering on the host overlaps GPU work only in a background thread."""
-        return self.device.type == "cuda" and self.resident is None
+    def _pinned_batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.store.size
+        pinned = torch.empty((len(idx), s, s, 3), dtype=torch.uint8, pin_memory=True)
+        frames = self.store.gather(idx, out=pinned).to(self.device, non_blocking=True)
+        return frames, torch.from_numpy(idx).pin_memory().to(self.device, non_blocking=True)
 
 
-def prefetched(load, index_batches: list[np.ndarray], depth: int = 3) -> Iterator[torch.Tensor]:
+def prefetched(load, index_batches: list[np.ndarray], depth: int = 3) -> Iterator[Any]:
     """``load(i)`` for each index batch, computed ``depth`` batches ahead in a thread."""
     q: queue.Queue = queue.Queue(maxsize=depth)
 
@@ -479,21 +491,19 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
             order = train_idx[np.fromiter(iter(sampler), dtype=np.int64)]
             aug_gen = torch.Generator().manual_seed(derive_seed(config.seed, _AUGMENT, epoch))
             torch.manual_seed(derive_seed(config.seed, _DROPOUT, epoch, rt.rank))
-            index_batches = [order[lo:hi] for lo, hi in bounds]
-            batches = (prefetched(source, index_batches) if source.needs_prefetch
-                       else map(source, index_batches))
+            batches = source.batches(order, bounds)
             stats.update(task, description=f"epoch {epoch + 1}/{config.epochs}")
             model.train()
             meter = Meter(rt.device)
             started, waited = time.perf_counter(), 0.0
-            for step, idx in enumerate(index_batches):
+            for step in range(steps_per_epoch):
                 t0 = time.perf_counter()   # the host's time on input (all of it, on a CPU)
-                frames = next(batches)
+                frames, idx = next(batches)
                 # draw augmentations for the whole global batch, keep this rank's rows
                 params = sample_params(len(idx) * rt.world, config.augment, aug_gen)
                 x = augment(frames, params.rows(slice(rt.rank, None, rt.world)),
                             config.image_size, mean, std, rt.channels_last)
-                y = targets[torch.from_numpy(idx).to(rt.device)]
+                y = targets[idx]
                 waited += time.perf_counter() - t0
                 with autocast:
                     logits = model(x)
@@ -522,7 +532,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
                    "val_loss": val_loss, "val_accuracy": val_acc,
                    "lr": scheduler.get_last_lr()[0],
-                   "images_per_s": round(sum(map(len, index_batches)) * rt.world / seconds, 1),
+                   "images_per_s": round(bounds[-1][1] * rt.world / seconds, 1),
                    "epoch_seconds": round(seconds, 3),
                    "data_wait_share": round(waited / seconds, 4)}
             history.append(row)
@@ -558,13 +568,12 @@ def validate(model: torch.nn.Module, source: FrameSource, val_idx: np.ndarray,
     model.eval()
     meter = Meter(rt.device)
     mine = val_idx[rt.rank::rt.world]
-    for lo in range(0, len(mine), batch):
-        idx = mine[lo:lo + batch]
-        x = center(source(idx), size, mean, std, rt.channels_last)
+    bounds = [(lo, min(lo + batch, len(mine))) for lo in range(0, len(mine), batch)]
+    for frames, idx in source.batches(mine, bounds):
+        x = center(frames, size, mean, std, rt.channels_last)
         with autocast:
             logits = model(x)
-        loss, correct, count = loss_and_correct(logits, targets[torch.from_numpy(idx).to(rt.device)],
-                                                kind)
+        loss, correct, count = loss_and_correct(logits, targets[idx], kind)
         meter.add(loss, correct, count, len(idx))
     return meter.reduce(rt.world)
 

@@ -79,6 +79,31 @@ def test_eval_refuses_a_checkpoint_for_another_backbone(voc_root, tmp_path):
     assert not out.exists()
 
 
+def _saved_checkpoint(path: Path, backbone: str, *, declare: str | None = None) -> Path:
+    """A checkpoint file holding a random ``backbone``'s weights, declared as ``declare``."""
+    from harness.checkpoint import load_pretrained, save_checkpoint
+
+    model = load_pretrained(f"random:{backbone}", seed=0)
+    declared = load_pretrained(f"random:{declare or backbone}", seed=0).backbone
+    save_checkpoint(path, backbone_name=declare or backbone, backbone=declared,
+                    net=model.net, output_kind="classes", image_size=64,
+                    mean=model.backbone.mean, std=model.backbone.std, meta={"origin": "pretext"})
+    return path
+
+
+def test_eval_checkpoint_file_of_another_backbone(voc_root, tmp_path):
+    ckpt = _saved_checkpoint(tmp_path / "r18.pt", "resnet18")
+    out = tmp_path / "m.json"
+    result = _eval("--checkpoint", str(ckpt), "--backbone", "alexnet", "--voc", str(voc_root),
+                   "--out", str(out))
+    _one_line_error(result, "r18.pt", "'resnet18'", "'alexnet'")
+    # weights of one backbone in a file that claims another
+    liar = _saved_checkpoint(tmp_path / "liar.pt", "resnet18", declare="alexnet")
+    result = _eval("--checkpoint", str(liar), "--voc", str(voc_root), "--out", str(out))
+    _one_line_error(result, "liar.pt", "do not fit backbone 'alexnet'")
+    assert not out.exists()
+
+
 def test_eval_broken_checkpoint_file_is_one_line(voc_root, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -271,9 +271,10 @@ def test_same_seed_same_result_and_seed_matters(voc_root):
     assert not np.array_equal(a.scores.scores, c.scores.scores)
 
 
-def test_interrupted_training_resumes_to_the_same_result(voc_root, tmp_path, monkeypatch):
-    reference = VOC07Full(**FAST).run(tiny_model(), voc_root, progress=False)
-    real_step = voc07._step
+@pytest.mark.parametrize("cls", [VOC07Linear, VOC07Full])
+def test_interrupted_training_resumes_to_the_same_result(cls, voc_root, tmp_path, monkeypatch):
+    reference = cls(**FAST).run(tiny_model(), voc_root, progress=False)
+    real_step = voc07._gradients
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -282,19 +283,19 @@ def test_interrupted_training_resumes_to_the_same_result(voc_root, tmp_path, mon
         calls["n"] += 1
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(voc07, "_step", flaky)
+    monkeypatch.setattr(voc07, "_gradients", flaky)
     work = tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
-        VOC07Full(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+        cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
     assert (work / voc07.STATE_FILE).is_file()
-    monkeypatch.setattr(voc07, "_step", real_step)
-    resumed = VOC07Full(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+    monkeypatch.setattr(voc07, "_gradients", real_step)
+    resumed = cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
     assert resumed.metrics["resumed_from_iteration"] == 5
     np.testing.assert_allclose(resumed.scores.scores, reference.scores.scores, rtol=1e-5, atol=1e-5)
     # a finished run is not retrained; another protocol does not pick up this state
-    again = VOC07Full(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+    again = cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
     assert again.metrics["resumed_from_iteration"] == 12
-    other = VOC07Full(iterations=3).run(tiny_model(), voc_root, workdir=work, progress=False)
+    other = cls(iterations=3).run(tiny_model(), voc_root, workdir=work, progress=False)
     assert other.metrics["resumed_from_iteration"] == 0
 
 

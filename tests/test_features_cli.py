@@ -351,3 +351,23 @@ def test_file_source_fingerprint_follows_content(media, tmp_path):
     before = FileSource([copy]).fingerprint()
     sf.write(copy, _signal(4.5, 22_050, 9), 22_050)
     assert FileSource([copy]).fingerprint() != before
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_share_the_work(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    waves = [_signal(3.75, 22_050, s) for s in range(5)]
+    root = _make_dataset(tmp_path / "clips", waves, 22_050)
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HARNESS_NO_PROGRESS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ranks.npy"
+    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "harness", "features",
+                           "--repr", "mfcc", "--data", str(root), "--out", str(out),
+                           "--shard-size", "2"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rep = create("repr", "mfcc")
+    expected = rep.compute(np.stack([_window(rep, root / f"audio/{i:03d}.wav") for i in range(5)]))
+    np.testing.assert_array_equal(np.load(out), expected)

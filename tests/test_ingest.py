@@ -138,6 +138,29 @@ def test_killed_run_leaves_no_manifest_naming_missing_files(videos, tmp_path, mo
     assert len(ds) == 4 and all(c.frame.is_file() and c.audio.is_file() for c in ds.clips)
 
 
+def test_a_crashing_decoder_skips_only_its_video(videos, tmp_path, monkeypatch):
+    import os
+
+    import harness.ingest as mod
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, ext in (("a", "mp4"), ("b", "mkv"), ("c", "webm")):
+        shutil.copy(videos / f"ok.{ext}", src / f"{name}.{ext}")
+    real = mod.ingest_video
+
+    def crashes_on_b(path, *args, **kwargs):
+        if path.name == "b.mkv":
+            os._exit(3)  # what a segfaulting decoder does to its worker process
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(mod, "ingest_video", crashes_on_b)
+    ds = ingest(src, tmp_path / "ds", SMALL, jobs=2)
+    assert sorted({c.video for c in ds.clips}) == ["a.mp4", "c.webm"] and len(ds) == 4
+    assert ds.metadata["report"]["skipped_videos"] == [
+        {"video": "b.mkv", "reason": "undecodable", "detail": "the decoder crashed"}]
+
+
 def test_parallel_equals_serial(dataset, videos, tmp_path):
     par = ingest(videos, tmp_path / "par", SMALL, jobs=2)
     assert (par.root / "manifest.csv").read_bytes() == (dataset.root / "manifest.csv").read_bytes()

@@ -195,3 +195,10 @@ def test_truth_scores():
     bits = np.array([[0, 1], [0, 0], [0, 1], [1, 0], [1, 1], [1, 0]], dtype=np.uint8)
     b = score_against_truth(bits, "bits", {"scene": ["x", "x", "x", "y", "y", "y"]})
     assert b["scene"]["best_bit_nmi"] == pytest.approx(1.0) and b["scene"]["mean_bit_nmi"] < 1
+
+
+@pytest.mark.parametrize("cls", [KMeansLabeler, PcaBinaryLabeler])
+def test_harness_conformance_kit(cls):
+    from harness.testing import check_labeler
+
+    check_labeler(cls)

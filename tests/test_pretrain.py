@@ -24,7 +24,8 @@ from harness.cli import app
 from harness.clips import ClipDataset, write_dataset
 from harness.errors import BadInputError
 from harness.framestore import frame_store, square_frame, store_path
-from harness.pretrain import PretrainConfig, TrainingDiverged, pretrain, read_labels
+from harness.pretrain import (PretrainConfig, TrainingDiverged, batch_bounds, prefetched,
+                              pretrain, read_labels)
 
 CLASSES = 4
 
@@ -130,6 +131,26 @@ def test_frame_store_holds_the_decoded_frames_and_is_built_once(clips):
     assert again.path == store.path and store.path.stat().st_mtime_ns == stamp
 
 
+def test_store_copies_whole_and_in_chunks_equal_the_array(clips):
+    store = frame_store(ClipDataset(clips[0]), 32, progress=False)
+    whole = store.to_tensor("cpu", chunk_bytes=5 * 32 * 32 * 3)   # 10 chunks of 5 frames
+    assert torch.equal(whole, torch.from_numpy(np.asarray(store.images)))
+
+
+def test_prefetching_keeps_order_and_passes_errors_on():
+    batches = [np.array([i, i + 1]) for i in range(0, 20, 2)]
+    assert [b.tolist() for b in prefetched(lambda b: b * 10, batches)] == \
+        [(b * 10).tolist() for b in batches]
+
+    def fails(b):
+        if b[0] == 4:
+            raise OSError("disk gone")
+        return b
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(prefetched(fails, batches))
+
+
 def test_frames_are_resized_and_centre_cropped_to_squares():
     wide = Image.fromarray(np.tile(np.arange(80, dtype=np.uint8)[None, :, None], (40, 1, 3)))
     square = square_frame(wide, 20)
@@ -204,6 +225,12 @@ def test_evaluation_input_is_the_resized_whole_frame():
 
 
 # ----------------------------------------------------------------------------- training
+def test_batches_cover_the_epoch_without_a_lone_last_image():
+    assert batch_bounds(36, 16) == [(0, 16), (16, 32), (32, 36)]
+    assert batch_bounds(33, 16) == [(0, 16), (16, 32)]      # BatchNorm cannot train on 1 image
+    assert batch_bounds(5, 16) == [(0, 5)]
+
+
 def test_training_learns_and_writes_checkpoint_and_metrics(clips, tmp_path):
     out = tmp_path / "run"
     path = pretrain(tiny_config(clips, out, epochs=4, lr=1e-2))

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from harness.errors import BadInputError, HarnessError
+from harness.errors import BadInputError, HarnessError, PluginError
 
 #: where the toy VOC used when ``--voc`` is not given is generated (under the cache)
 TOY_VOC_DIR = "toy-voc"
@@ -100,6 +100,8 @@ def load_model(spec: str, seed: int, expected_backbone: str | None):
 
     try:
         model = load_pretrained(spec, seed=seed)
+    except PluginError as exc:     # e.g. a file naming a backbone with parameters it lacks
+        raise BadInputError(f"{spec}: {exc}") from None
     except HarnessError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken file gets one line, not a traceback

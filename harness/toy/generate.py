@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -273,8 +273,3 @@ def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
             shutil.rmtree(tmp, ignore_errors=True)
     return final
 
-
-def describe(meta: dict[str, Any]) -> str:
-    """One line summarising a toy dataset's metadata (for the CLI)."""
-    return (f"toy world seed {meta.get('seed')}: {meta.get('n_clips', '?')} clips, "
-            f"{meta['config']['image_size']} px frames, {meta['config']['sample_rate']} Hz audio")

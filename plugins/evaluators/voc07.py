@@ -40,8 +40,10 @@ STATE_FORMAT = "harness-voc07-train-state/1"
 TEST_BATCH = 128
 #: BatchNorm statistics are re-estimated over batches of this many training crops
 BN_BATCH = 64
-#: iterations whose batches are drawn and sent to the device in one transfer
-PLAN_CHUNK = 200
+#: iterations whose batches are drawn (and, for "Head", run through the trunk) together
+PLAN_CHUNK = 100
+#: crops per trunk call when a chunk's "Head" features are computed
+FEATURE_BATCH = 400
 
 
 @dataclass
@@ -68,7 +70,7 @@ class VOC07Evaluator(Evaluator):
         self._explicit = {"iterations": iterations, "lr": lr}
         #: how often training state is saved to ``workdir`` (does not change results)
         self.checkpoint_seconds = checkpoint_seconds
-        self.threads = threads or min(8, os.cpu_count() or 1)
+        self.threads = threads or min(16, os.cpu_count() or 1)
 
     def params(self) -> dict[str, Any]:
         p = self.protocol
@@ -91,7 +93,7 @@ class VOC07Evaluator(Evaluator):
         t_start = time.perf_counter()
         train_images, test_images, voc = _read_splits(data_root, proto)
         bar = make_progress() if progress_enabled(progress) else _NoProgress()
-        with bar, torch.random.fork_rng(devices=_cuda_index(dev)):
+        with bar, torch.random.fork_rng(devices=_cuda_index(dev)), _cudnn_benchmark(dev):
             t = time.perf_counter()
             stores = [_load(bar, f"decode {split}", images, model, dev, self.threads)
                       for split, images in ((proto.train_split, train_images),
@@ -249,15 +251,28 @@ class _Plan:
     indices: torch.Tensor   # long [C, B]
     boxes: torch.Tensor     # float [C, B, 4]
     flips: torch.Tensor     # bool [C, B]
+    #: "Head" only: the frozen trunk's output for every crop of the chunk [C, B, F]
+    features: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+    def inputs(self, k: int, store: ImageStore, crop_size: int) -> torch.Tensor:
+        """What iteration ``first + k`` feeds the trained layers: features or images."""
+        if self.features is not None:
+            return self.features[k]
+        return _to_input(store.crops(self.indices[k], self.boxes[k], self.flips[k], crop_size))
 
 
 def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, count: int,
-          dev: torch.device) -> _Plan:
+          dev: torch.device, net: nn.Module) -> _Plan:
     """Draw the images and crops of ``count`` iterations and send them in one transfer.
 
     Iteration ``it`` takes the next ``batch_size`` images of the (once-shuffled, cycled)
     order and draws its crops from a generator seeded by (seed, it) alone, so a resumed
-    run sees exactly the batches of an uninterrupted one.
+    run sees exactly the batches of an uninterrupted one. For "Head" the frozen trunk
+    (eval mode, so its output does not depend on the batch it is in) is run here on the
+    whole chunk in large batches, which is what makes the Head fast on a GPU.
     """
     b = proto.batch_size
     idx, boxes, flips = [], [], []
@@ -267,10 +282,27 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
         idx.append(i)
         boxes.append(bx)
         flips.append(fl)
-    return _Plan(first=first,
+    plan = _Plan(first=first,
                  indices=torch.as_tensor(np.stack(idx), dtype=torch.long).to(dev),
                  boxes=torch.as_tensor(np.stack(boxes), dtype=torch.float32).to(dev),
                  flips=torch.as_tensor(np.stack(flips), dtype=torch.bool).to(dev))
+    if proto.trained == "head":
+        plan.features = _trunk_features(net, store, plan, proto, dev)
+    return plan
+
+
+@torch.no_grad()
+def _trunk_features(net: nn.Module, store: ImageStore, plan: _Plan, proto: Protocol,
+                    dev: torch.device) -> torch.Tensor:
+    idx, boxes = plan.indices.reshape(-1), plan.boxes.reshape(-1, 4)
+    flips = plan.flips.reshape(-1)
+    out = []
+    for lo in range(0, len(idx), FEATURE_BATCH):
+        sl = slice(lo, lo + FEATURE_BATCH)
+        x = _to_input(store.crops(idx[sl], boxes[sl], flips[sl], proto.crop_size))
+        with _autocast(dev):
+            out.append(net.trunk(x))
+    return torch.cat(out).view(len(plan), proto.batch_size, -1)
 
 
 # ---------------------------------------------------------------------------- network
@@ -287,6 +319,17 @@ def _cuda_index(dev: torch.device) -> list[int]:
     if dev.type != "cuda":
         return []
     return [dev.index if dev.index is not None else torch.cuda.current_device()]
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(dev: torch.device):
+    """Let cuDNN pick the fastest kernels for the fixed crop size (restored afterwards)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or dev.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _autocast(dev: torch.device):
@@ -387,21 +430,25 @@ def _train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto:
     pending: list[torch.Tensor] = []
     task = bar.add_task(f"train {proto.trained}", total=proto.iterations, completed=start)
     last_save = time.monotonic()
-    it, plan = start, None
+    it, plan, consistent = start, None, True
     _set_train_mode(net, proto)
     try:
         while it < proto.iterations:
             for g in optimizer.param_groups:
                 g["lr"] = proto.lr * g["lr_mult"] * proto.lr_gamma ** (it // proto.lr_step)
-            if plan is None or it >= plan.first + len(plan.indices):
-                plan = _plan(store, order, proto, it, min(PLAN_CHUNK, proto.iterations - it), dev)
+            if plan is None or it >= plan.first + len(plan):
+                first = it - it % PLAN_CHUNK          # chunks at fixed places, resumed or not
+                plan = _plan(store, order, proto, first,
+                             min(PLAN_CHUNK, proto.iterations - first), dev, net)
             k = it - plan.first
             torch.manual_seed(_seed(proto.seed, 2, it))          # dropout of this iteration
-            x = _to_input(store.crops(plan.indices[k], plan.boxes[k], plan.flips[k],
-                                      proto.crop_size))
-            loss = _step(net, optimizer, trained, x, targets[plan.indices[k]], proto, dev)
-            pending.append(loss)
+            loss = _gradients(net, optimizer, trained, plan.inputs(k, store, proto.crop_size),
+                              targets[plan.indices[k]], proto, dev)
+            consistent = False                        # weights and `it` change together
+            optimizer.step()
             it += 1
+            consistent = True
+            pending.append(loss)
             if it % window == 0 or it == proto.iterations:
                 mean = torch.stack(pending).mean().item()
                 curve.append([it, round(mean, 6)])
@@ -412,8 +459,7 @@ def _train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto:
                 _save_state(state_path, key, it, net, optimizer, curve)
                 last_save = time.monotonic()
     except KeyboardInterrupt:
-        if state_path is not None:
-            pending.clear()
+        if state_path is not None and consistent:    # never save half of a step
             _save_state(state_path, key, it, net, optimizer, curve)
         raise
     if state_path is not None and resumed_from < proto.iterations:
@@ -448,21 +494,19 @@ def _clip(params: list[nn.Parameter], max_norm: float, dev: torch.device) -> Non
         torch._foreach_mul_(grads, coef)
 
 
-def _step(net: nn.Module, optimizer: torch.optim.Optimizer, trained: list[nn.Parameter],
-          x: torch.Tensor, y: torch.Tensor, proto: Protocol, dev: torch.device) -> torch.Tensor:
-    """One SGD step on one batch; returns the (detached) loss."""
+def _gradients(net: nn.Module, optimizer: torch.optim.Optimizer, trained: list[nn.Parameter],
+               inputs: torch.Tensor, y: torch.Tensor, proto: Protocol,
+               dev: torch.device) -> torch.Tensor:
+    """Loss and clipped gradients of one batch (trunk features for "Head", images for "All").
+
+    Returns the detached loss; the caller takes the optimizer step.
+    """
     with _autocast(dev):
-        if proto.trained == "head":
-            with torch.no_grad():
-                features = net.trunk(x)
-            logits = net.head(features)
-        else:
-            logits = net(x)
+        logits = net.head(inputs) if proto.trained == "head" else net(inputs)
     loss = _loss(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     _clip(trained, proto.grad_clip_norm, dev)
-    optimizer.step()
     return loss.detach()
 
 

@@ -107,8 +107,21 @@ def _search_sample(z: np.ndarray, cfg: KMeansLabeler) -> np.ndarray:
     return z[np.sort(rng.choice(len(z), cfg.init_sample, replace=False))]
 
 
+#: scikit-learn adds per-thread partial centroid sums in whatever order the threads finish;
+#: with at most two threads that order cannot change a sum (a + b == b + a), with more it
+#: can change the last bit, and rarely a label. Reproducibility wins over cores here.
+SKLEARN_MAX_THREADS = 2
+
+
 def _fit_sklearn(z: np.ndarray, cfg: KMeansLabeler) -> Fit:
     """scikit-learn: best of ``n_init`` k-means++ runs on the sample, then all rows."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=SKLEARN_MAX_THREADS, user_api="openmp"):
+        return _fit_sklearn_stages(z, cfg)
+
+
+def _fit_sklearn_stages(z: np.ndarray, cfg: KMeansLabeler) -> Fit:
     from sklearn.cluster import KMeans
 
     sample = _search_sample(z, cfg)

@@ -17,6 +17,7 @@ pipeline (:mod:`.torch_mfcc`), checked against librosa in the tests.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -24,6 +25,18 @@ import librosa
 import numpy as np
 
 from harness.interfaces import SoundRepresentation
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _blas_single_thread():
+    """A context in which BLAS (numpy's matmul) uses one thread; restored on exit."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -140,9 +153,11 @@ class Mfcc(SoundRepresentation):
         spec = np.abs(librosa.stft(y, n_fft=c.n_fft, hop_length=c.hop_length,
                                    win_length=c.win_length, window=c.window, center=c.center,
                                    pad_mode=c.pad_mode)) ** c.power
-        # matmul per clip (not librosa's einsum/tensordot over the whole batch), so a clip's
-        # result does not depend on what else is in its batch
-        mel = np.matmul(self._mel_basis.astype(y.dtype), spec)
+        # one small GEMM per clip (not librosa's einsum over the whole batch, whose float32
+        # rounding depends on the batch), single-threaded: for GEMMs this small, BLAS threads
+        # cost more in synchronisation than they save
+        with _blas_single_thread():
+            mel = np.matmul(self._mel_basis.astype(y.dtype), spec)
         db = librosa.power_to_db(mel, ref=1.0, amin=c.amin, top_db=None)
         if c.top_db is not None:  # per clip: librosa's top_db would use the batch's maximum
             db = np.maximum(db, db.max(axis=(-2, -1), keepdims=True) - c.top_db)

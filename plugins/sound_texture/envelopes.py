@@ -158,7 +158,7 @@ def _downsample(env: torch.Tensor, plan: EnvelopePlan) -> torch.Tensor:
     """
     m, f, frames = plan.fft_len, plan.config.factor, plan.config.num_frames
     k = m // f
-    spec = fft.rfft(env) * plan.kernel_spectrum               # [R, m/2 + 1]
+    spec = fft.rfft(env).mul_(plan.kernel_spectrum)           # [R, m/2 + 1]
     rows = spec.shape[0]
     if f % 2 == 0:
         half = f // 2

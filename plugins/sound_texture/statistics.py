@@ -35,6 +35,14 @@ def correlation_pairs(n_channels: int = 32, offsets: tuple[int, ...] = CORRELATI
     return first, second
 
 
+@functools.lru_cache(maxsize=8)
+def _pair_order(n_channels: int) -> list[int]:
+    """Positions, in the offset-major concatenation, of the pairs in (i, o) order."""
+    starts = np.cumsum([0] + [n_channels - o for o in CORRELATION_OFFSETS])
+    return [int(starts[j]) + i for i in range(n_channels)
+            for j, o in enumerate(CORRELATION_OFFSETS) if i + o < n_channels]
+
+
 def feature_dim(n_channels: int = 32, n_mod: int = 10) -> int:
     """Length of the statistics vector: 502 for 32 channels and 10 modulation filters."""
     return 2 * n_channels + len(correlation_pairs(n_channels)[0]) + n_channels * n_mod + 1
@@ -71,11 +79,13 @@ def texture_statistics(env: torch.Tensor, env_rate: float, n_mod: int = 10, q: f
     centred = env - mean.unsqueeze(-1)
     var = centred.square().mean(dim=-1)                       # population variance
     std = var.sqrt()
+    # covariance of bands i and i + o from shifted slices (no gathers), then the
+    # (i outer, o inner) order; elementwise products and sums, not a GEMM, because a
+    # GEMM's rounding can depend on the batch size and a clip's features must not
+    by_offset = [(centred[:, :-o] * centred[:, o:]).mean(dim=-1) for o in CORRELATION_OFFSETS]
+    cov = torch.cat(by_offset, dim=1)[:, _pair_order(c)]      # [B, 117]
     first, second = correlation_pairs(c)
     i, k = torch.as_tensor(first, device=env.device), torch.as_tensor(second, device=env.device)
-    # elementwise products and sums, not bmm/matmul: a GEMM's rounding can depend on the
-    # batch size, and a clip's features must not depend on its batch
-    cov = (centred[:, i] * centred[:, k]).mean(dim=-1)        # [B, 117]
     corr = cov / (std[:, i] * std[:, k])
     power = fft.rfft(env).abs().square()                      # [B, C, T//2 + 1]
     weights = _parseval_weights(t, env_rate, n_mod, q, str(env.device), env.dtype)
