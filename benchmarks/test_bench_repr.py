@@ -5,7 +5,9 @@
 
 Each benchmark times one call; ``extra_info`` holds the clip count and ms per clip (the
 call time divided by the clips in it). The CPU runs use torch's thread count (all cores
-by default; scipy's FFTs get as many workers). Figures and targets: benchmarks/README.md.
+by default; scipy's FFTs get as many workers); ``HARNESS_BENCH_THREADS=N`` sets it (and
+BLAS's) for the run, which is the only meaningful setting on a machine shared with
+other jobs, where threads wait for each other. Figures and targets: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,27 @@ from harness.plugins import create
 
 BATCH = 64
 GPU_BATCH = 512
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    """Apply $HARNESS_BENCH_THREADS to torch and BLAS for one benchmark, then restore."""
+    import os
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    wanted = os.environ.get("HARNESS_BENCH_THREADS")
+    if not wanted:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(wanted))
+    try:
+        with threadpool_limits(int(wanted)):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _clips(n: int, rate: int, seconds: float = 3.75, seed: int = 0) -> np.ndarray:

@@ -227,10 +227,14 @@ def compute_features(rep: SoundRepresentation, source: AudioSource,
 def _finish(matrix: FeatureMatrix, options: FeatureOptions) -> FeatureMatrix:
     """Apply the bad-clip policy: stop at the first bad clip unless skipping."""
     if matrix.bad and not options.skip_bad:
-        first = matrix.bad[0]
-        more = f" (and {len(matrix.bad) - 1} more)" if len(matrix.bad) > 1 else ""
-        raise BadInputError(f"{first.line()}{more}; rerun with --skip-bad to leave bad clips out")
+        raise _bad_clips_error(matrix.bad)
     return matrix
+
+
+def _bad_clips_error(bad: list[BadClip]) -> BadInputError:
+    """One line: the first bad clip's file and reason, and how many more there are."""
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return BadInputError(f"{bad[0].line()}{more}; rerun with --skip-bad to leave bad clips out")
 
 
 @dataclass
@@ -253,7 +257,7 @@ def _compute_shards(rep: SoundRepresentation, source: AudioSource, shards: list[
     pending: dict[int, list[_Shard]] = {k: [] for k in todo}
     remaining = {k: len(shards[k]) for k in todo}
     dtype = DTYPES[options.dtype]
-    with _progress(options.progress, f"features ({rep.name})", n_clips) as advance:
+    with _ProgressBar(options.progress, f"features ({rep.name})", n_clips) as advance:
         for shard_id, items in _load_batches(rep, source, batches, options):
             part = _compute_batch(rep, items, source, dtype, device)
             pending[shard_id].append(part)
@@ -264,13 +268,8 @@ def _compute_shards(rep: SoundRepresentation, source: AudioSource, shards: list[
                 results[shard_id] = done
                 if store is not None:
                     store.save(shard_id, done)
-                if done.bad and not options.skip_bad:
-                    _finish_bad(done)
-
-
-def _finish_bad(shard: _Shard) -> None:
-    first = shard.bad[0]
-    raise BadInputError(f"{first.line()}; rerun with --skip-bad to leave bad clips out")
+                if done.bad and not options.skip_bad:    # stop early, the shard is cached
+                    raise _bad_clips_error(done.bad)
 
 
 def _merge(parts: list[_Shard], dim: int, dtype: Any) -> _Shard:
@@ -456,7 +455,7 @@ def _barrier() -> None:
     dist.barrier()
 
 
-class _progress:
+class _ProgressBar:
     """A progress bar over clips (no bar when disabled); ``advance(n)`` moves it."""
 
     def __init__(self, show: bool, description: str, total: int):

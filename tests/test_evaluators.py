@@ -14,7 +14,7 @@ from harness.errors import BadInputError, HarnessError
 from harness.interfaces import Backbone, PretrainedModel
 from harness.nets import BackboneNet
 from harness.voc import CLASSES
-from harness_plugins.evaluators import voc07
+from harness_plugins.evaluators import training
 from harness_plugins.evaluators.augment import (ImageStore, load_images, sample_rescale_crop,
                                                 sample_resized_crop)
 from harness_plugins.evaluators.protocol import PRESETS, resolve
@@ -244,7 +244,7 @@ def test_head_init_keeps_or_reinitialises_fc6_fc7(head_init, monkeypatch, voc_ro
     model = tiny_model("pretext")
     fc6 = model.net.head[1].weight.detach().clone()
     seen = {}
-    real = voc07._train
+    real = training.train
 
     def spy(bar, net, *args, **kwargs):
         seen["fc6"] = net.head[1].weight.detach().clone()
@@ -252,7 +252,7 @@ def test_head_init_keeps_or_reinitialises_fc6_fc7(head_init, monkeypatch, voc_ro
         seen["fc8_bias"] = net.head[-1].bias.detach().clone()
         return real(bar, net, *args, **kwargs)
 
-    monkeypatch.setattr(voc07, "_train", spy)
+    monkeypatch.setattr(training, "train", spy)
     m = VOC07Linear(head_init=head_init, iterations=1).evaluate(model, voc_root, progress=False)
     assert m["head_init"] == head_init
     assert seen["fc8"].shape[0] == 20 and torch.allclose(seen["fc8_bias"], torch.tensor(0.1))
@@ -274,7 +274,7 @@ def test_same_seed_same_result_and_seed_matters(voc_root):
 @pytest.mark.parametrize("cls", [VOC07Linear, VOC07Full])
 def test_interrupted_training_resumes_to_the_same_result(cls, voc_root, tmp_path, monkeypatch):
     reference = cls(**FAST).run(tiny_model(), voc_root, progress=False)
-    real_step = voc07._gradients
+    real_step = training._gradients
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -283,12 +283,12 @@ def test_interrupted_training_resumes_to_the_same_result(cls, voc_root, tmp_path
         calls["n"] += 1
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(voc07, "_gradients", flaky)
+    monkeypatch.setattr(training, "_gradients", flaky)
     work = tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
         cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
-    assert (work / voc07.STATE_FILE).is_file()
-    monkeypatch.setattr(voc07, "_gradients", real_step)
+    assert (work / training.STATE_FILE).is_file()
+    monkeypatch.setattr(training, "_gradients", real_step)
     resumed = cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
     assert resumed.metrics["resumed_from_iteration"] == 5
     np.testing.assert_allclose(resumed.scores.scores, reference.scores.scores, rtol=1e-5, atol=1e-5)

@@ -161,11 +161,14 @@ def test_float64_and_parameters(media, tmp_path):
     assert feats.dtype == np.float64 and feats.shape == (1, 13 * 155)
 
 
-@pytest.mark.parametrize("case", ["unreadable", "empty", "truncated", "short", "nan", "silent", "missing"])
-def test_bad_input_is_one_line_exit_2_nothing_written(bad_files, media, tmp_path, case):
+@pytest.mark.parametrize("case, name", [
+    ("unreadable", "mfcc"), ("empty", "mfcc"), ("truncated", "mfcc"), ("short", "mfcc"),
+    ("missing", "mfcc"), ("nan", "sound_texture"), ("silent", "sound_texture"), ("silent", "mfcc"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(bad_files, media, tmp_path, case, name):
     path, word = bad_files[case]
     out = tmp_path / "out.npy"
-    result = runner.invoke(app, ["features", "--repr", "sound_texture", "--out", str(out),
+    result = runner.invoke(app, ["features", "--repr", name, "--out", str(out),
                                  str(media["wav"]), str(path)])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]

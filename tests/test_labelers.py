@@ -47,21 +47,29 @@ def test_kmeans_finds_the_blobs_and_repeats_itself(backend):
     json.dumps(a.diagnostics, allow_nan=False)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_kmeans_two_stage_matches_sklearn_best_of_10(backend):
-    """Restarts on a sample, then all rows: inertia within 1% of sklearn's best of 10."""
-    x, _ = blobs(n_per=150, centres=12, d=10, seed=3, spread=2.5)
-    lab = KMeansLabeler(k=8, backend=backend, init_sample=400, n_init=5, seed=1)
-    ours = lab.fit_predict(x).diagnostics["inertia"]
+def test_kmeans_matches_sklearn_best_of_10(backend, seed):
+    """Projected search, then refine on everything: within 1% of sklearn's best of 10."""
+    x, _ = blobs(n_per=150, centres=10, d=16, seed=3, spread=2.5)
+    lab = KMeansLabeler(k=8, backend=backend, search_dim=8, search_sample=500, seed=seed)
+    res = lab.fit_predict(x)
+    assert res.diagnostics["search_dims"] == 8
     z = apply_preprocess(x, "standardize")
     best = KMeans(8, n_init=10, random_state=0).fit(z).inertia_
-    assert ours <= best * 1.01
+    assert res.diagnostics["inertia"] <= best * 1.01
+
+
+def test_kmeans_search_in_all_dimensions():
+    x, truth = blobs()
+    res = KMeansLabeler(k=4, search_dim=0).fit_predict(x)
+    assert res.diagnostics["search_dims"] == 6
+    assert adjusted_rand_score(truth, res.values) == pytest.approx(1.0)
 
 
 def test_kmeans_seed_changes_the_search():
     x, _ = blobs(n_per=100, centres=10, d=8, seed=1, spread=1.5)
-    runs = {KMeansLabeler(k=6, seed=s, n_init=1, init_sample=200).fit_predict(x).values.tobytes()
-            for s in range(4)}
+    runs = {KMeansLabeler(k=6, seed=s, n_init=1).fit_predict(x).values.tobytes() for s in range(4)}
     assert len(runs) > 1
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import BadClipError
+from harness.errors import BadClipError, BadInputError
 from harness.plugins import create
 from harness.testing import check_repr
 from harness_plugins.sound_texture import SoundTexture
@@ -61,6 +61,11 @@ def exact_features(exact, clips) -> np.ndarray:
     return exact.compute(np.stack(list(clips.values())), dtype=np.float64)
 
 
+@pytest.fixture(scope="module")
+def exact_envelopes(exact, clips) -> np.ndarray:
+    return exact.envelopes(np.stack(list(clips.values())))
+
+
 def test_filter_frequencies_match_the_toolbox(reference):
     np.testing.assert_allclose(cochlear_cutoffs(), reference["audio_cutoffs_Hz"], rtol=1e-13)
     np.testing.assert_allclose(modulation_centres(), reference["mod_cfs_Hz"], rtol=1e-13)
@@ -75,8 +80,8 @@ def test_all_502_values_match_the_toolbox(reference, exact_features):
         assert row[501] == pytest.approx(entry["loudness"][0], abs=TOL)
 
 
-def test_envelopes_match_the_toolbox(reference, exact, clips):
-    env = exact.envelopes(np.stack(list(clips.values())))
+def test_envelopes_match_the_toolbox(reference, exact_envelopes):
+    env = exact_envelopes
     assert env.shape == (4, 32, 1500)
     step = reference["envelope_frames_step"]
     for got, entry in zip(env, reference["signals"].values()):
@@ -86,10 +91,9 @@ def test_envelopes_match_the_toolbox(reference, exact, clips):
 
 @pytest.mark.skipif(not (SHARED / "ref_owens_envelopes.npz").is_file(),
                     reason="full reference envelopes not available")
-def test_every_envelope_sample_matches_the_toolbox(exact, clips):
+def test_every_envelope_sample_matches_the_toolbox(exact_envelopes, clips):
     with np.load(SHARED / "ref_owens_envelopes.npz") as ref:
-        env = exact.envelopes(np.stack(list(clips.values())))
-        for got, name in zip(env, clips):
+        for got, name in zip(exact_envelopes, clips):
             np.testing.assert_allclose(got.T, ref[name], rtol=0, atol=TOL)
 
 
@@ -111,9 +115,10 @@ def test_batch_equals_one_by_one(exact, clips, exact_features):
 
 def test_statistics_do_not_depend_on_level(exact, clips, exact_features):
     gain = 10 ** (-70 / 20) / 0.05          # RMS 0.05 -> -70 dBFS
-    quiet = exact.compute(np.stack(list(clips.values())) * gain, dtype=np.float64)
-    np.testing.assert_allclose(quiet[:, :501], exact_features[:, :501], rtol=0, atol=TOL)
-    np.testing.assert_allclose(quiet[:, 501], exact_features[:, 501] * gain ** 0.3, rtol=1e-12)
+    picked = [0, 3]                         # white noise, harmonic complex
+    quiet = exact.compute(np.stack(list(clips.values()))[picked] * gain, dtype=np.float64)
+    np.testing.assert_allclose(quiet[:, :501], exact_features[picked, :501], rtol=0, atol=TOL)
+    np.testing.assert_allclose(quiet[:, 501], exact_features[picked, 501] * gain ** 0.3, rtol=1e-12)
 
 
 def test_default_output_is_float32_and_finite(exact, clips, exact_features):
@@ -129,7 +134,7 @@ def test_params_record_the_mode(exact):
     assert fast.params()["mode"] == "fast" and fast.params()["compute_dtype"] == "float32"
     assert fast.params()["downsampler"] != exact.params()["downsampler"]
     json.dumps(fast.params(), allow_nan=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(BadInputError, match="mode"):
         SoundTexture(mode="sloppy")
 
 

@@ -41,6 +41,9 @@ class ToyConfig:
     silent_classes: tuple[str, ...] = ()
     #: level of each audible object relative to the ambience, dB (drawn uniformly)
     object_gain_db: tuple[float, float] = (12.0, 24.0)
+    #: how much an object's nearness sets both its size and its loudness (0: independent,
+    #: 1: the nearest objects are always the biggest and loudest), as in real scenes
+    nearness_coupling: float = 0.7
     #: random overall level of a clip, dB (drawn uniformly; keeps loudness from being a cue)
     clip_gain_db: tuple[float, float] = (-6.0, 6.0)
     #: RMS of the ambience at 0 dB clip gain (full scale = 1)
@@ -87,7 +90,8 @@ class ToyConfig:
         lo, hi = self.object_scale
         if not 0.02 <= lo <= hi <= 1:
             raise bad(f"object_scale must satisfy 0.02 <= low <= high <= 1, got {self.object_scale}")
-        for name in ("scene_affinity", "sound_prob", "difficult_visible", "min_visible"):
+        for name in ("scene_affinity", "sound_prob", "difficult_visible", "min_visible",
+                     "nearness_coupling"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(f"{name} must be in [0, 1], got {getattr(self, name)}")
         unknown = [c for c in self.silent_classes if c not in CLASSES]

@@ -174,12 +174,14 @@ def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")  # pragma: no cover
 
 
-def _object_mask(rng: np.random.Generator, shape: str, size: int,
+def _object_mask(rng: np.random.Generator, shape: str, nearness: float, size: int,
                  cfg: ToyConfig) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Anti-aliased coverage [size, size] of one randomly placed object, its area in
-    pixels (inside the frame or not), and its local coordinates (for shading)."""
+    """Anti-aliased coverage [size, size] of one randomly placed object (bigger when
+    nearer), its area in pixels (inside the frame or not), and its local coordinates."""
     lo, hi = cfg.object_scale
-    half = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) * size / 2
+    c = cfg.nearness_coupling
+    t = c * nearness + (1 - c) * rng.random()
+    half = float(np.exp(np.log(lo) + t * (np.log(hi) - np.log(lo)))) * size / 2
     aspect = float(np.exp(rng.uniform(-np.log(cfg.max_aspect), np.log(cfg.max_aspect))))
     theta = rng.uniform(0, 2 * np.pi)
     margin = 0.6 * half
@@ -209,7 +211,7 @@ def render(rng: np.random.Generator, comp: Composition,
     masks, areas = [], []
     for obj in comp.objects:
         shape, colour = LOOKS[CLASSES[obj.cls]]
-        mask, area, u, v = _object_mask(rng, shape, size, cfg)
+        mask, area, u, v = _object_mask(rng, shape, obj.nearness, size, cfg)
         fill = _jitter(rng, COLOURS[colour], cfg.colour_jitter) * rng.uniform(0.85, 1.15)
         angle = rng.uniform(0, 2 * np.pi)
         shading = 1 + 0.2 * np.clip(np.cos(angle) * u + np.sin(angle) * v, -1, 1)

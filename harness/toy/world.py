@@ -128,16 +128,19 @@ SCENE_NAMES = tuple(s.name for s in SCENES)
 
 @dataclass(frozen=True)
 class ObjectDraw:
-    """One object of a composition: its class index, whether it is heard, how loud (dB)."""
+    """One object of a composition: its class index, whether it is heard, how loud (dB),
+    and how near it is (0-1; nearer objects are drawn bigger and sound louder)."""
 
     cls: int
     audible: bool
     gain_db: float
+    nearness: float = 0.5
 
 
 @dataclass(frozen=True)
 class Composition:
-    """What one clip or image contains: a scene and 0-3 objects (in drawing order)."""
+    """What one clip or image contains: a scene and 0-3 objects (in drawing order, far
+    to near)."""
 
     scene: int
     objects: tuple[ObjectDraw, ...]
@@ -156,6 +159,11 @@ def sample_composition(rng: np.random.Generator, config: ToyConfig,
         else:
             cls = int(rng.integers(len(CLASSES)))
         audible = CLASSES[cls] not in config.silent_classes and rng.random() < config.sound_prob
-        gain = float(rng.uniform(*config.object_gain_db))
-        objects.append(ObjectDraw(cls=cls, audible=bool(audible), gain_db=gain))
+        nearness = float(rng.random())
+        c = config.nearness_coupling
+        lo, hi = config.object_gain_db
+        gain = lo + (hi - lo) * (c * nearness + (1 - c) * rng.random())
+        objects.append(ObjectDraw(cls=cls, audible=bool(audible), gain_db=float(gain),
+                                  nearness=nearness))
+    objects.sort(key=lambda o: o.nearness)  # drawn far to near: near objects occlude
     return Composition(scene=scene, objects=tuple(objects))

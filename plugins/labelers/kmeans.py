@@ -1,21 +1,26 @@
 """The paper's labeler: k-means on the sound features, cluster id = pretext class.
 
-How it clusters (the same two stages for both backends, so they differ only in speed):
+How it clusters (two stages; the backends differ only in who runs the second):
 
-1. **Search**: ``n_init`` k-means++ starts, each followed by Lloyd iterations, on a random
-   sample of ``init_sample`` rows; the start with the lowest objective on that sample
-   wins. Restarts are what keep k-means out of poor local minima, and on a sample they
-   cost a fraction of a pass over all the data.
-2. **Refine**: Lloyd iterations over *all* rows from the winner, until the objective (the
-   inertia) improves by less than ``tol`` (relative) or ``max_iter`` passes are done.
+1. **Search**: every row is projected onto the top ``search_dim`` principal components of
+   the (preprocessed) features, fitted on ``search_sample`` rows, and scikit-learn runs
+   ``n_init`` k-means++ starts there, keeping the one of lowest inertia. Restarts are what
+   keep k-means out of poor local minima; in 64 dimensions they cost a fraction of one
+   pass over 3,100, and the top components hold the between-cluster structure, so the
+   search sees the clusters rather than the noise.
+2. **Refine**: the winner's clusters give centroids in the full space, and Lloyd passes
+   over all rows and all dimensions continue from them until ``tol`` or ``max_iter``.
+   The objective that is minimised is therefore plain k-means on the preprocessed
+   features; the projection only chooses where to start.
 
 Then every row gets its nearest centroid and clusters are renumbered by decreasing size
 (cluster 0 is the largest), so the same parameters and seed give the same labels.
 
-Backends: ``sklearn`` (scikit-learn's ``KMeans``, the default) and ``faiss`` (faster Lloyd
-passes; optional extra ``harness[faiss]``). faiss's own ``Kmeans`` starts from random rows
-and trains on at most 256 rows per centroid unless told otherwise; here it always gets
-k-means++ starts and ``max_points_per_centroid`` is lifted so every row counts.
+Backends for the refine: ``sklearn`` (scikit-learn's ``KMeans``, the default; ``tol`` is
+its centroid-shift rule) and ``faiss`` (optional extra ``harness[faiss]``; ``tol`` is the
+relative improvement of the inertia per pass). faiss's own ``Kmeans`` starts from random
+rows and trains on at most 256 rows per centroid unless told otherwise; here it starts
+from the search's centroids and ``max_points_per_centroid`` is lifted so every row counts.
 """
 
 from __future__ import annotations
@@ -34,16 +39,35 @@ from .preprocess import apply_preprocess, check_features, check_preprocess
 Backend = Literal["sklearn", "faiss"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
+#: scikit-learn adds per-thread partial centroid sums in whatever order the threads finish;
+#: with at most two threads that order cannot change a sum (a + b == b + a), with more it
+#: can change the last bit, and rarely a label. Reproducibility wins over cores here
+#: (faiss sums in row order on any number of threads, so it is not limited).
+SKLEARN_MAX_THREADS = 2
+
+
+def _sklearn_threads():
+    """Context in which scikit-learn's k-means uses at most SKLEARN_MAX_THREADS threads."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=SKLEARN_MAX_THREADS, user_api="openmp")
+
 
 @dataclass(frozen=True)
-class Fit:
-    """Result of one backend run: centroids, assignment, objective, passes used."""
+class Search:
+    """The search stage's outcome: a cluster id per row and its inertia where it ran."""
 
-    centroids: np.ndarray
     labels: np.ndarray
     inertia: float
-    refine_iters: int
-    search_inertia: float
+    dims: int
+
+
+@dataclass(frozen=True)
+class Refined:
+    """The refine stage's outcome: centroids in the full space and the passes it took."""
+
+    centroids: np.ndarray
+    iters: int
 
 
 class KMeansLabeler(Labeler):
@@ -53,30 +77,33 @@ class KMeansLabeler(Labeler):
     description = "k-means cluster ids on standardised sound features (the paper's labels)"
     output_kind: ClassVar = "classes"
 
-    def __init__(self, *, k: int = 15, seed: int = 0, n_init: int = 10,
-                 init_sample: int = 10_000, max_iter: int = 100, tol: float = 1e-4,
+    def __init__(self, *, k: int = 15, seed: int = 0, n_init: int = 10, search_dim: int = 64,
+                 search_sample: int = 10_000, max_iter: int = 100, tol: float = 1e-4,
                  preprocess: str = "standardize", pca_dim: int | None = None,
                  backend: str = "sklearn"):
         if int(k) < 2:
             raise BadInputError(f"k-means needs k >= 2 clusters, got k={k}")
         if int(n_init) < 1 or int(max_iter) < 1:
             raise BadInputError(f"n_init and max_iter must be >= 1, got {n_init} and {max_iter}")
-        if int(init_sample) < int(k):
-            raise BadInputError(f"init_sample ({init_sample}) must be at least k ({k})")
+        if int(search_dim) < 0 or int(search_sample) < 2:
+            raise BadInputError(f"search_dim must be >= 0 (0: search all dimensions) and "
+                                f"search_sample >= 2, got {search_dim} and {search_sample}")
         if backend not in BACKENDS:
             raise BadInputError(f"unknown k-means backend {backend!r}; choose one of "
                                 f"{', '.join(BACKENDS)}")
         check_preprocess(preprocess, pca_dim)
         self.k, self.seed, self.n_init = int(k), int(seed), int(n_init)
-        self.init_sample, self.max_iter, self.tol = int(init_sample), int(max_iter), float(tol)
+        self.search_dim, self.search_sample = int(search_dim), int(search_sample)
+        self.max_iter, self.tol = int(max_iter), float(tol)
         self.preprocess = preprocess
         self.pca_dim = None if pca_dim is None else int(pca_dim)
         self.backend = backend
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k, "seed": self.seed, "n_init": self.n_init,
-                "init_sample": self.init_sample, "max_iter": self.max_iter, "tol": self.tol,
-                "preprocess": self.preprocess, "pca_dim": self.pca_dim, "backend": self.backend}
+                "search_dim": self.search_dim, "search_sample": self.search_sample,
+                "max_iter": self.max_iter, "tol": self.tol, "preprocess": self.preprocess,
+                "pca_dim": self.pca_dim, "backend": self.backend}
 
     def fit_predict(self, features: np.ndarray) -> Labels:
         """Cluster the rows of ``features``; BadInputError if they cannot be clustered."""
@@ -85,94 +112,83 @@ class KMeansLabeler(Labeler):
             raise BadInputError(f"features have {n} samples, fewer than k={self.k} clusters")
         x = check_features(features)
         z = apply_preprocess(x, self.preprocess, pca_dim=self.pca_dim, seed=self.seed)
-        fit = _FITTERS[self.backend](z, self)
-        labels = _relabel_by_size(fit.labels, self.k)
+        search = _search(z, self)
+        refined = _REFINERS[self.backend](z, _centroids_of(z, search.labels, self.k), self)
+        assigned, inertia = _assign(z, refined.centroids)
+        labels = _relabel_by_size(assigned, self.k)
         sizes = cluster_sizes(labels, self.k)
         diagnostics = {
             "sizes": sizes, "warnings": size_warnings(sizes),
-            "inertia": fit.inertia, "inertia_per_sample": fit.inertia / len(z),
-            "search_inertia_on_sample": fit.search_inertia, "refine_iters": fit.refine_iters,
+            "inertia": inertia, "inertia_per_sample": inertia / len(z),
+            "search_dims": search.dims, "search_inertia": search.inertia,
+            "refine_iters": refined.iters,
             "n_samples": int(len(z)), "n_features": int(x.shape[1]),
             "n_features_clustered": int(z.shape[1]),
         }
         return Labels(values=labels, kind="classes", num_outputs=self.k, diagnostics=diagnostics)
 
 
-# --------------------------------------------------------------------------- stages
-def _search_sample(z: np.ndarray, cfg: KMeansLabeler) -> np.ndarray:
-    """The rows the restarts run on: all of them, or ``init_sample`` drawn with the seed."""
-    if len(z) <= cfg.init_sample:
-        return z
-    rng = np.random.default_rng(cfg.seed)
-    return z[np.sort(rng.choice(len(z), cfg.init_sample, replace=False))]
-
-
-#: scikit-learn adds per-thread partial centroid sums in whatever order the threads finish;
-#: with at most two threads that order cannot change a sum (a + b == b + a), with more it
-#: can change the last bit, and rarely a label. Reproducibility wins over cores here.
-SKLEARN_MAX_THREADS = 2
-
-
-def _fit_sklearn(z: np.ndarray, cfg: KMeansLabeler) -> Fit:
-    """scikit-learn: best of ``n_init`` k-means++ runs on the sample, then all rows."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=SKLEARN_MAX_THREADS, user_api="openmp"):
-        return _fit_sklearn_stages(z, cfg)
-
-
-def _fit_sklearn_stages(z: np.ndarray, cfg: KMeansLabeler) -> Fit:
+# --------------------------------------------------------------------------- search
+def _search(z: np.ndarray, cfg: KMeansLabeler) -> Search:
+    """Best of ``n_init`` k-means++ runs (scikit-learn) on the projected rows."""
     from sklearn.cluster import KMeans
 
-    sample = _search_sample(z, cfg)
-    # float64 for the search: sklearn's k-means++ otherwise upcasts float32 chunk by chunk,
-    # which makes it about twice as slow; the sample is small enough to copy.
-    search = KMeans(cfg.k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
-                    random_state=cfg.seed).fit(sample.astype(np.float64))
-    start = search.cluster_centers_.astype(z.dtype)
-    if sample is z:
-        return Fit(start, search.labels_, float(search.inertia_), 0, float(search.inertia_))
-    final = KMeans(cfg.k, init=start, n_init=1, max_iter=cfg.max_iter, tol=cfg.tol,
-                   random_state=cfg.seed).fit(z)
-    return Fit(final.cluster_centers_, final.labels_, float(final.inertia_),
-               int(final.n_iter_), float(search.inertia_))
+    y = _project(z, cfg)
+    # float64: sklearn's k-means++ upcasts float32 chunk by chunk, which is slower
+    with _sklearn_threads():
+        km = KMeans(cfg.k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
+                    random_state=cfg.seed).fit(y.astype(np.float64))
+    return Search(labels=km.labels_.astype(np.int64), inertia=float(km.inertia_), dims=y.shape[1])
 
 
-def _fit_faiss(z: np.ndarray, cfg: KMeansLabeler) -> Fit:
-    """faiss: the same stages, with k-means++ starts from scikit-learn and Lloyd in faiss."""
-    from sklearn.cluster import kmeans_plusplus
+def _project(z: np.ndarray, cfg: KMeansLabeler) -> np.ndarray:
+    """Rows on the top ``search_dim`` principal components (fitted on a sample), or as is."""
+    from sklearn.decomposition import PCA
 
-    faiss = _import_faiss()
-    sample = _search_sample(z, cfg)
-    sample64 = sample.astype(np.float64)
-    seeds = np.random.SeedSequence(cfg.seed).generate_state(cfg.n_init) % 2**31
-    best: tuple[float, np.ndarray] | None = None
-    for s in seeds:
-        start, _ = kmeans_plusplus(sample64, cfg.k, random_state=int(s))
-        centroids, objective, _ = _faiss_lloyd(faiss, sample, start.astype(np.float32), cfg,
-                                               int(s))
-        if best is None or objective < best[0]:
-            best = (objective, centroids)
-    search_inertia, start = best
-    if sample is z:
-        centroids, inertia, iters = start, search_inertia, 0
-    else:
-        centroids, inertia, iters = _faiss_lloyd(faiss, z, start, cfg, cfg.seed)
-    labels, inertia = _faiss_assign(faiss, z, centroids)
-    return Fit(centroids, labels, inertia, iters, search_inertia)
+    n, d = z.shape
+    dim = min(cfg.search_dim, n - 1)
+    if cfg.search_dim == 0 or dim >= d or dim < 1:
+        return z
+    fit_rows = z
+    if n > cfg.search_sample:
+        rng = np.random.default_rng(cfg.seed)
+        fit_rows = z[np.sort(rng.choice(n, cfg.search_sample, replace=False))]
+    dim = min(dim, len(fit_rows) - 1)
+    pca = PCA(n_components=dim, svd_solver="randomized", random_state=cfg.seed).fit(fit_rows)
+    return pca.transform(z)
 
 
-def _faiss_lloyd(faiss: Any, x: np.ndarray, start: np.ndarray, cfg: KMeansLabeler,
-                 seed: int) -> tuple[np.ndarray, float, int]:
-    """Lloyd passes in faiss from ``start`` over every row, stopping at ``tol``.
+def _centroids_of(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each cluster's rows in the full space (a sparse one-hot product)."""
+    from scipy.sparse import csr_matrix
+
+    n = len(labels)
+    onehot = csr_matrix((np.ones(n, dtype=z.dtype), (labels, np.arange(n))), shape=(k, n))
+    counts = np.bincount(labels, minlength=k)
+    return (np.asarray(onehot @ z) / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- refine
+def _refine_sklearn(z: np.ndarray, start: np.ndarray, cfg: KMeansLabeler) -> Refined:
+    from sklearn.cluster import KMeans
+
+    with _sklearn_threads():
+        km = KMeans(cfg.k, init=start.astype(z.dtype), n_init=1, max_iter=cfg.max_iter,
+                    tol=cfg.tol, random_state=cfg.seed).fit(z)
+    return Refined(centroids=km.cluster_centers_, iters=int(km.n_iter_))
+
+
+def _refine_faiss(z: np.ndarray, start: np.ndarray, cfg: KMeansLabeler) -> Refined:
+    """Lloyd passes in faiss over every row, stopping at ``tol``.
 
     faiss has no convergence test, so it runs one pass per call and the loop checks the
     relative improvement of the objective (faiss reports it before each update).
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    faiss = _import_faiss()
+    x = np.ascontiguousarray(z, dtype=np.float32)
     centroids, previous, iters = np.ascontiguousarray(start, dtype=np.float32), np.inf, 0
     for iters in range(1, cfg.max_iter + 1):
-        km = faiss.Kmeans(x.shape[1], cfg.k, niter=1, seed=seed, verbose=False,
+        km = faiss.Kmeans(x.shape[1], cfg.k, niter=1, seed=cfg.seed % 2**31, verbose=False,
                           max_points_per_centroid=len(x), min_points_per_centroid=1)
         km.train(x, init_centroids=centroids)
         objective = float(km.obj[-1])          # inertia of the assignment to `centroids`
@@ -180,16 +196,10 @@ def _faiss_lloyd(faiss: Any, x: np.ndarray, start: np.ndarray, cfg: KMeansLabele
         if previous - objective <= cfg.tol * objective:
             break
         previous = objective
-    _, final = _faiss_assign(faiss, x, centroids)
-    return centroids, final, iters
+    return Refined(centroids=centroids, iters=iters)
 
 
-def _faiss_assign(faiss: Any, x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, float]:
-    """Nearest centroid of every row and the total squared distance (exact search)."""
-    index = faiss.IndexFlatL2(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    dist, idx = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
-    return idx[:, 0].astype(np.int64), float(dist.sum(dtype=np.float64))
+_REFINERS = {"sklearn": _refine_sklearn, "faiss": _refine_faiss}
 
 
 def _import_faiss() -> Any:
@@ -201,7 +211,13 @@ def _import_faiss() -> Any:
     return faiss
 
 
-_FITTERS = {"sklearn": _fit_sklearn, "faiss": _fit_faiss}
+# --------------------------------------------------------------------------- labels
+def _assign(z: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, float]:
+    """Nearest centroid of every row and the inertia (sum of squared distances)."""
+    from sklearn.metrics import pairwise_distances_argmin_min
+
+    idx, dist = pairwise_distances_argmin_min(z, centroids.astype(z.dtype))
+    return idx.astype(np.int64), float(np.square(dist, dtype=np.float64).sum())
 
 
 def _relabel_by_size(labels: np.ndarray, k: int) -> np.ndarray:

@@ -24,7 +24,12 @@ from typing import Any, ClassVar
 import librosa
 import numpy as np
 
+from harness.errors import BadClipError, BadInputError
 from harness.interfaces import SoundRepresentation
+
+
+#: clips per librosa call on the CPU (their spectrograms, ~10 MB, stay in cache)
+CPU_BLOCK = 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,9 +110,9 @@ class Mfcc(SoundRepresentation):
         c = self.config
         for field_name in ("sample_rate", "n_mfcc", "n_frames", "n_fft", "hop_length", "n_mels"):
             if getattr(c, field_name) < 1:
-                raise ValueError(f"{field_name} must be >= 1")
+                raise BadInputError(f"mfcc: {field_name} must be >= 1")
         if c.n_mfcc > c.n_mels:
-            raise ValueError("n_mfcc cannot exceed n_mels")
+            raise BadInputError("mfcc: n_mfcc cannot exceed n_mels")
         self.sample_rate = c.sample_rate
         self.clip_seconds = c.clip_seconds
         self.dim = c.n_mfcc * c.n_frames
@@ -130,16 +135,15 @@ class Mfcc(SoundRepresentation):
         self.validate(waveforms)
         work = np.float64 if np.dtype(dtype) == np.float64 else np.float32
         y = self._pad(waveforms.astype(work, copy=False))
-        if device == "cpu":
-            coeffs = self._librosa_mfcc(y)
+        if device == "cpu":  # blocks of clips keep the spectrograms in cache
+            coeffs = np.concatenate([self._librosa_mfcc(y[i:i + CPU_BLOCK])
+                                     for i in range(0, len(y), CPU_BLOCK)])
         else:
             from .torch_mfcc import torch_mfcc
 
             coeffs = torch_mfcc(y, self.config, self._mel_basis, device)
         out = coeffs[..., : self.config.n_frames].reshape(len(y), -1).astype(dtype, copy=False)
         if not np.isfinite(out).all():  # cannot happen with amin > 0; never let it out
-            from harness.errors import BadClipError
-
             raise BadClipError("MFCCs are not finite", index=int(np.flatnonzero(~np.isfinite(out).all(1))[0]))
         return out
 

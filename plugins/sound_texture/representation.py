@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.errors import BadClipError
+from harness.errors import BadClipError, BadInputError
 from harness.interfaces import SoundRepresentation
 
 from .envelopes import EnvelopeConfig, envelopes, get_plan, resample_kernel
@@ -47,17 +47,17 @@ class SoundTexture(SoundRepresentation):
         """``loudness_floor``: clips whose loudness l is below it are digital silence.
 
         l grows like level^0.3: the reference clips (RMS 0.05) have l ~ 1.4, a -70 dBFS
-        room tone ~ 0.3, and l = 1e-6 needs an RMS near 1e-22, far below any recording's
+        room tone ~ 0.12, and l = 1e-6 needs an RMS near 1e-22, far below any recording's
         noise floor; only (nearly) all-zero input falls below it. ``chunk_rows`` bounds
         memory (rows of clip x band processed at once; default 16 on a CPU, where small
         blocks stay in cache, and 4,096 on a GPU) and does not change the output.
         """
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+            raise BadInputError(f"sound_texture: mode must be one of {sorted(MODES)}, got {mode!r}")
         if not loudness_floor >= 0:
-            raise ValueError("loudness_floor must be >= 0")
+            raise BadInputError("sound_texture: loudness_floor must be >= 0")
         if chunk_rows is not None and chunk_rows < 1:
-            raise ValueError("chunk_rows must be >= 1")
+            raise BadInputError("sound_texture: chunk_rows must be >= 1")
         self.mode = mode
         self.loudness_floor = float(loudness_floor)
         self.chunk_rows = chunk_rows
