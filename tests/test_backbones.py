@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import PluginError
+from harness.errors import BadInputError, PluginError
 from harness.nets import BackboneNet
 from harness.plugins import default_registry
 
@@ -65,8 +65,17 @@ def test_alexnet_takes_small_and_full_size_input(side):
 
 def test_alexnet_dropout_is_a_parameter():
     bb = default_registry().create("backbone", "alexnet", dropout=0.25)
-    assert bb.params() == {"dropout": 0.25}
+    assert bb.params() == {"dropout": 0.25, "pool": 6}
     assert all(m.p == 0.25 for m in bb.create(3).head if isinstance(m, nn.Dropout))
+
+
+def test_alexnet_with_global_pooling_for_small_inputs():
+    net = create("alexnet", 5, pool=1).eval()
+    with torch.no_grad():
+        assert net.trunk(torch.rand(2, 3, 64, 64)).shape == (2, 256)
+    assert net.head[1].in_features == 256
+    with pytest.raises(BadInputError, match="pool must be in 1..6"):
+        default_registry().create("backbone", "alexnet", pool=7)
 
 
 def test_torchvision_alexnet_variant_has_no_batchnorm():

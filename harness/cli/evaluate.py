@@ -50,7 +50,10 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
     scores_out: Optional[Path] = typer.Option(None, "--scores-out",
-                                              help="Write per-image test scores (CSV) here."),
+                                              help="Write per-image test scores (CSV) here: "
+                                                   "image id, split, the 20 summed class "
+                                                   "scores, the 20 labels (1 present, 0 "
+                                                   "absent, -1 difficult-only)."),
     workdir: Optional[Path] = typer.Option(None, "--workdir",
                                            help="Resumable training state (default: under "
                                                 "the cache)."),

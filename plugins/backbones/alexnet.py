@@ -7,9 +7,13 @@ fc6 and fc7 of 4,096 units (each behind dropout 0.5) and the output layer fc8.
 DeepCluster feeds a fixed Sobel-filtered grey image; like the seed, this one takes RGB.
 
 Small inputs: the convolutions reduce 224 px to 6 x 6 but 64 px to 1 x 1. An adaptive
-average pool to 6 x 6 (as in torchvision's AlexNet) sits between conv5 and fc6, so the
-network has the same 9,216-input fc6 -- the same parameters and checkpoint shapes -- at
-every input size; at 224 px it is the identity.
+average pool to ``pool`` x ``pool`` (default 6, as in torchvision's AlexNet) sits between
+conv5 and fc6, so the network has the same 9,216-input fc6 -- the same parameters and
+checkpoint shapes -- at every input size; at 224 px it is the identity. At 64 px it
+repeats conv5's single position 36 times, so the 36 column blocks of fc6 receive
+identical gradients and, summed, move 36 times as fast as one block: the effective
+learning rate of fc6 is 36x that at 224 px. ``pool=1`` (global average pooling, fc6 of
+256 inputs) avoids that for small inputs, at the price of other parameter shapes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from torch import nn
 
+from harness.errors import BadInputError
 from harness.interfaces import Backbone
 from harness.nets import BackboneNet
 
@@ -64,18 +69,23 @@ class AlexNetBN(Backbone):
     name = "alexnet"
     description = "AlexNet with BatchNorm after every conv (DeepCluster/seed variant); head = fc6-fc8"
 
-    def __init__(self, *, dropout: float = 0.5):
+    def __init__(self, *, dropout: float = 0.5, pool: int = 6):
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise BadInputError(f"alexnet: dropout must be in [0, 1), got {dropout}")
+        if not 1 <= pool <= 6:
+            raise BadInputError(f"alexnet: pool must be in 1..6, got {pool}")
         self.dropout = float(dropout)
+        self.pool = int(pool)
 
     def params(self) -> dict[str, Any]:
-        return {"dropout": self.dropout}
+        return {"dropout": self.dropout, "pool": self.pool}
 
     def create(self, num_outputs: int) -> BackboneNet:
-        trunk = nn.Sequential(_features(), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten())
+        trunk = nn.Sequential(_features(), nn.AdaptiveAvgPool2d((self.pool, self.pool)),
+                              nn.Flatten())
         head = nn.Sequential(
-            nn.Dropout(self.dropout), nn.Linear(256 * 6 * 6, _FC_UNITS), nn.ReLU(inplace=True),
+            nn.Dropout(self.dropout), nn.Linear(256 * self.pool ** 2, _FC_UNITS),
+            nn.ReLU(inplace=True),
             nn.Dropout(self.dropout), nn.Linear(_FC_UNITS, _FC_UNITS), nn.ReLU(inplace=True),
             nn.Linear(_FC_UNITS, num_outputs),
         )
@@ -92,7 +102,7 @@ class TorchvisionAlexNet(Backbone):
 
     def __init__(self, *, dropout: float = 0.5):
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise BadInputError(f"alexnet_tv: dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
 
     def params(self) -> dict[str, Any]:

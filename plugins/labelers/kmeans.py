@@ -71,7 +71,20 @@ class Refined:
 
 
 class KMeansLabeler(Labeler):
-    """k-means cluster ids (the paper's pseudo-labels; it uses k = 15 for its tables)."""
+    """k-means cluster ids (the paper's pseudo-labels; it uses k = 15 for its tables).
+
+    Parameters (all recorded in ``params()``):
+
+    - ``k``: clusters (the paper tries 5 to 50); ``seed``: drives every random choice.
+    - ``n_init``: k-means++ restarts in the search (10, like scikit-learn's classic default).
+    - ``search_dim``: principal components the search runs in (64; keep it above ``k``;
+      0 searches in every dimension); ``search_sample``: rows the components are fitted on.
+    - ``max_iter`` / ``tol``: limit and stopping rule of the Lloyd passes (both stages).
+    - ``preprocess``: ``standardize`` (default: the features' dimensions have very
+      different scales), ``none``, ``pca_whiten`` (with ``pca_dim``) or ``l2``; see
+      :mod:`.preprocess`. Inertia is reported on the preprocessed features.
+    - ``backend``: ``sklearn`` (default) or ``faiss`` for the full-dimensional passes.
+    """
 
     name = "kmeans"
     description = "k-means cluster ids on standardised sound features (the paper's labels)"

@@ -46,14 +46,12 @@ class PcaBinaryLabeler(Labeler):
             raise BadInputError(f"cannot take {self.bits} bits from {x.shape[0]} samples x "
                                 f"{x.shape[1]} dimensions (at most {min(x.shape)})")
         z = apply_preprocess(x, self.preprocess, seed=self.seed)
-        projected = pca_project(z, self.bits, seed=self.seed, whiten=False)
+        projected, explained = pca_project(z, self.bits, seed=self.seed, whiten=False)
         codes = (projected > np.median(projected, axis=0)).astype(np.uint8)
-        total_var = float(z.astype(np.float64).var(axis=0).sum())
         diagnostics = {
             "positive_rate": codes.mean(axis=0).round(4).tolist(),
             "distinct_codes": int(len(np.unique(codes, axis=0))),
-            "explained_variance": float(projected.astype(np.float64).var(axis=0).sum()
-                                        / total_var),
+            "explained_variance": explained,
             "n_samples": int(len(x)), "n_features": int(x.shape[1]),
         }
         return Labels(values=codes, kind="bits", num_outputs=self.bits, diagnostics=diagnostics)

@@ -76,11 +76,14 @@ def apply_preprocess(x: np.ndarray, preprocess: str, *, pca_dim: int | None = No
     z = StandardScaler().fit_transform(x).astype(np.float32, copy=False)
     if preprocess == "standardize":
         return z
-    return pca_project(z, int(pca_dim), seed=seed, whiten=True)
+    return pca_project(z, int(pca_dim), seed=seed, whiten=True)[0]
 
 
-def pca_project(x: np.ndarray, dim: int, *, seed: int, whiten: bool) -> np.ndarray:
-    """Project onto the top ``dim`` principal components (sklearn's PCA, signs fixed)."""
+def pca_project(x: np.ndarray, dim: int, *, seed: int, whiten: bool) -> tuple[np.ndarray, float]:
+    """Project onto the top ``dim`` principal components (sklearn's PCA, signs fixed).
+
+    Returns the projection (float32 [N, dim]) and the share of variance it explains.
+    """
     from sklearn.decomposition import PCA
 
     limit = min(x.shape)
@@ -93,4 +96,4 @@ def pca_project(x: np.ndarray, dim: int, *, seed: int, whiten: bool) -> np.ndarr
     if flat.any():
         raise BadInputError(f"features have only {int((~flat).sum())} independent directions, "
                             f"fewer than the {dim} principal components asked for")
-    return projected.astype(np.float32, copy=False)
+    return projected.astype(np.float32, copy=False), float(pca.explained_variance_ratio_.sum())
