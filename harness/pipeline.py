@@ -105,10 +105,11 @@ def resolve_device(device: str) -> str:
 # ----------------------------------------------------------------------------- data
 def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
     """The toy world's clip dataset, generated once into the cache."""
-    from harness.toy import ToyConfig, generate_clips
+    from harness.toy import WORLD_VERSION, ToyConfig, generate_clips
 
     cfg = ToyConfig()
-    out = cache_root() / "toy" / stage_key("toy-clips", profile.toy_clips, world_seed, cfg.to_dict())
+    out = cache_root() / "toy" / stage_key("toy-clips", WORLD_VERSION, profile.toy_clips,
+                                           world_seed, cfg.to_dict())
     if not (out / "manifest.csv").is_file():
         generate_clips(out, profile.toy_clips, world_seed, config=cfg, progress=progress)
     return out
@@ -116,11 +117,11 @@ def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
 
 def toy_voc(world_seed: int, progress: bool) -> Path:
     """The toy VOC07 (another seed of the same world), generated once into the cache."""
-    from harness.toy import ToyConfig, generate_voc
+    from harness.toy import WORLD_VERSION, ToyConfig, generate_voc
 
     cfg = ToyConfig()
     voc_seed = world_seed + 1_000_003
-    out = cache_root() / "toy" / stage_key("toy-voc", voc_seed, cfg.to_dict())
+    out = cache_root() / "toy" / stage_key("toy-voc", WORLD_VERSION, voc_seed, cfg.to_dict())
     if not (out / "VOC2007").is_dir():
         generate_voc(out, voc_seed, config=cfg, progress=progress)
     return out

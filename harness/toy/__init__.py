@@ -8,6 +8,6 @@ are what read it. Parameters live in :class:`ToyConfig`.
 """
 
 from harness.toy.config import ToyConfig
-from harness.toy.generate import generate_clips, generate_voc
+from harness.toy.generate import WORLD_VERSION, generate_clips, generate_voc
 
-__all__ = ["ToyConfig", "generate_clips", "generate_voc"]
+__all__ = ["ToyConfig", "WORLD_VERSION", "generate_clips", "generate_voc"]

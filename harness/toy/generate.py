@@ -28,6 +28,9 @@ from harness.toy.world import SCENE_NAMES, sample_composition
 from harness.voc import CLASSES, SPLITS
 
 GENERATOR = "harness.toy"
+#: bumped whenever the world's tables or renderers change what a (config, seed) produces;
+#: recorded with every dataset, and part of a cache key for generated data
+WORLD_VERSION = 1
 #: independent random streams: clips, toy VOC trainval, toy VOC test, train/val split
 _CLIPS, _TRAINVAL, _TEST, _SPLIT = 0, 1, 2, 3
 _CHUNK = 25
@@ -152,7 +155,8 @@ def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfi
     work = partial(_make_clips, out, int(seed), cfg)
     rows = _run_chunks(work, n_clips, _default_jobs(jobs), "toy clips", progress)
     rows.sort(key=lambda r: r.pop("_index"))
-    meta = {"generator": GENERATOR, "kind": "clips", "seed": int(seed), "n_clips": n_clips,
+    meta = {"generator": GENERATOR, "world_version": WORLD_VERSION, "kind": "clips",
+            "seed": int(seed), "n_clips": n_clips,
             "config": cfg.to_dict(), "classes": list(CLASSES), "scenes": list(SCENE_NAMES),
             "report": {"videos": n_clips, "clips": n_clips, "skipped": {}}}
     return write_dataset(out, rows, meta)
@@ -262,7 +266,8 @@ def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
             for cls in CLASSES:
                 (main / f"{cls}_{split}.txt").write_text(
                     _class_file_lines(split_ids[split], objects_of, cls))
-        marker = {"generator": GENERATOR, "kind": "voc", "seed": int(seed),
+        marker = {"generator": GENERATOR, "world_version": WORLD_VERSION, "kind": "voc",
+                  "seed": int(seed),
                   "n_trainval": n_trainval, "n_test": n_test, "config": cfg.to_dict()}
         (tmp / VOC_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
         if final.exists():
