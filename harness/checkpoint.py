@@ -55,13 +55,14 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
 
 def save_checkpoint(path: str | Path, *, backbone_name: str, backbone: Backbone,
                     net: torch.nn.Module, output_kind: OutputKind, image_size: int,
-                    mean: tuple[float, ...], std: tuple[float, ...],
+                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                     meta: dict[str, Any] | None = None,
                     train_state: dict[str, Any] | None = None) -> None:
     """Write a checkpoint atomically (a reader sees the old file or the new one, never half).
 
     ``backbone_name`` is the name the registry knows the backbone by (a family member such
     as ``timm:resnet50`` keeps its full name); ``net`` may be wrapped in DDP or compiled.
+    ``mean`` and ``std`` default to the backbone's normalisation.
     """
     plain = unwrap(net)
     if not isinstance(plain, BackboneNet):
@@ -73,8 +74,8 @@ def save_checkpoint(path: str | Path, *, backbone_name: str, backbone: Backbone,
         "num_outputs": plain.num_outputs,
         "output_kind": output_kind,
         "input_size": int(image_size),
-        "mean": [float(m) for m in mean],
-        "std": [float(s) for s in std],
+        "mean": [float(m) for m in (backbone.mean if mean is None else mean)],
+        "std": [float(s) for s in (backbone.std if std is None else std)],
         "model": {k: v.detach().cpu() for k, v in plain.state_dict().items()},
         "meta": dict(meta or {}),
     }
@@ -90,11 +91,13 @@ def save_checkpoint(path: str | Path, *, backbone_name: str, backbone: Backbone,
         torch.serialization.set_crc32_options(crc)
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", *,
+                    mmap: bool = True) -> dict[str, Any]:
     """Load and check a checkpoint file; a file that is not one raises a one-line error.
 
-    The file is memory-mapped, so an evaluator that needs only the weights does not read
-    the optimizer state a resumable checkpoint also holds.
+    By default the file is memory-mapped, so an evaluator that needs only the weights does
+    not read the optimizer state a resumable checkpoint also holds. Resuming reads it
+    whole (``mmap=False``): the file is replaced while training goes on.
     """
     path = Path(path)
     if not path.is_file():
@@ -103,7 +106,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not zipfile.is_zipfile(path):
         raise BadInputError(f"{path}: not a harness checkpoint (not a file written by torch.save)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
             AttributeError, TypeError) as exc:
         raise BadInputError(f"{path}: not a harness checkpoint (torch.load with "

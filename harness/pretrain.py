@@ -239,13 +239,13 @@ def setup_runtime(config: PretrainConfig) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    if config.batch_size % world:
+        raise BadInputError(f"batch size {config.batch_size} does not split evenly over "
+                            f"{world} processes")
     owns_group = False
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         owns_group = True
-    if config.batch_size % world:
-        raise BadInputError(f"batch size {config.batch_size} does not split evenly over "
-                            f"{world} processes")
     if config.precision == "auto":
         bf16 = (torch.cuda.is_bf16_supported() if device.type == "cuda"
                 else cpu_has_native_bf16())
@@ -437,7 +437,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     key = run_key(config, labels, dataset, rt)
     start_epoch, history = 0, []
     if ckpt_path.is_file() and not config.restart:
-        ckpt = read_checkpoint(ckpt_path, map_location="cpu")
+        ckpt = read_checkpoint(ckpt_path, map_location="cpu", mmap=False)
         state = ckpt.get("train_state") or {}
         if state.get("run_key") != key:
             raise BadInputError(f"{ckpt_path}: a checkpoint of a different run (other labels, "

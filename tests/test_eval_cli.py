@@ -142,3 +142,12 @@ def test_eval_unknown_evaluator_and_preset(voc_root):
     assert result.exit_code != 0 and "voc07_linear" in result.stderr
     result = _eval("--preset", "nope", "--checkpoint", "random:alexnet", "--voc", str(voc_root))
     assert result.exit_code != 0 and "krahenbuhl" in result.stderr
+
+
+@pytest.mark.slow
+def test_eval_defaults_to_the_toy_voc(tmp_path):
+    out = tmp_path / "m.json"
+    result = _eval("--checkpoint", "random:alexnet", "--iterations", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    m = json.loads(out.read_text())
+    assert m["n_train"] == 1000 and m["n_test"] == 1000 and m["profile"] == "toy"

@@ -339,6 +339,24 @@ def test_random_networks_are_seeded_and_marked(tmp_path):
     assert not torch.equal(a.net.state_dict()[key], c.net.state_dict()[key])
 
 
+def test_checkpoint_round_trip_and_weights_that_do_not_fit(tmp_path):
+    from harness.checkpoint import build_backbone, save_checkpoint
+
+    backbone = build_backbone("timm:test_resnet")
+    net = backbone.create(3)
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, backbone_name="timm:test_resnet", backbone=backbone, net=net,
+                    output_kind="bits", image_size=48, meta={"origin": "supervised"})
+    model = load_pretrained(path)
+    assert (model.origin, model.meta["output_kind"], model.meta["input_size"]) == ("supervised", "bits", 48)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                 model.net.state_dict().values()))
+    ckpt = torch.load(path, weights_only=True)
+    torch.save({**ckpt, "backbone_params": {**ckpt["backbone_params"], "variant": "test_convnext"}}, path)
+    with pytest.raises(BadInputError, match="weights do not fit backbone 'timm:test_resnet'"):
+        load_pretrained(path)
+
+
 class _Evil:
     def __reduce__(self):
         return (print, ("pickled code ran",))

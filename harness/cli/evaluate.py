@@ -16,9 +16,8 @@ import typer
 
 from harness.errors import BadInputError, HarnessError, PluginError
 
-#: where the toy VOC used when ``--voc`` is not given is generated (under the cache)
-TOY_VOC_DIR = "toy-voc"
-TOY_VOC_SEED = 0
+#: the toy world whose VOC is used when ``--voc`` is not given (as ``harness run``'s default)
+TOY_WORLD_SEED = 0
 
 
 def evaluate(
@@ -86,14 +85,10 @@ def evaluate(
 
 # ----------------------------------------------------------------------------- helpers
 def default_toy_voc(progress: bool = True) -> Path:
-    """The cached toy VOC (generated with seed 0 on first use)."""
-    from harness.cache import cache_root
-    from harness.toy import generate_voc
+    """The toy VOC that ``harness run`` uses (world seed 0), generated once into the cache."""
+    from harness.pipeline import toy_voc
 
-    out = cache_root() / TOY_VOC_DIR / f"seed-{TOY_VOC_SEED}"
-    if (out / "VOC2007" / "ImageSets" / "Main" / "test.txt").is_file():
-        return out / "VOC2007"
-    return Path(generate_voc(out, TOY_VOC_SEED, progress=progress))
+    return toy_voc(TOY_WORLD_SEED, progress)
 
 
 def load_model(spec: str, seed: int, expected_backbone: str | None):
