@@ -137,17 +137,18 @@ def build_backbone(name: str, params: dict[str, Any] | None = None) -> Backbone:
 
 
 def load_pretrained(spec: str | Path, map_location: Any = "cpu", *, seed: int = 0,
-                    num_outputs: int = RANDOM_NUM_OUTPUTS) -> PretrainedModel:
+                    num_outputs: int = RANDOM_NUM_OUTPUTS,
+                    backbone_params: dict[str, Any] | None = None) -> PretrainedModel:
     """A network to evaluate: a checkpoint file, or ``random:<backbone>`` (untrained).
 
     A ``random:`` network is initialised from ``seed`` (the global RNG is left untouched),
-    with ``num_outputs`` outputs. ``meta`` of the result holds the checkpoint's meta plus
+    with ``num_outputs`` outputs and ``backbone_params`` (a checkpoint file carries its own). ``meta`` of the result holds the checkpoint's meta plus
     ``input_size``, ``mean``, ``std``, ``output_kind`` and ``num_outputs``.
     """
     spec_str = str(spec)
     if spec_str.startswith(RANDOM_PREFIX):
         name = spec_str[len(RANDOM_PREFIX):]
-        backbone = build_backbone(name)
+        backbone = build_backbone(name, backbone_params)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = backbone.create(num_outputs)

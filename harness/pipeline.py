@@ -40,11 +40,17 @@ class Profile:
     pretext_lr: float
     #: profile name passed to the evaluators
     eval_profile: str
+    #: backbone parameters this profile sets, by backbone name
+    backbone_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
+    # At 64 px AlexNet's conv5 output is 1 x 1: pooling it to 6 x 6 only copies one vector
+    # 36 times into fc6 (36x fc6's effective learning rate: lr 0.01 collapsed to the
+    # majority class in a test run). pool=1 sees the same information, 3x fewer weights.
     "toy": Profile(name="toy", toy_clips=1000, image_size=64, pretext_epochs=30,
-                   pretext_batch_size=64, pretext_lr=0.01, eval_profile="toy"),
+                   pretext_batch_size=64, pretext_lr=0.01, eval_profile="toy",
+                   backbone_params={"alexnet": {"pool": 1}}),
     "paper": Profile(name="paper", toy_clips=1000, image_size=224, pretext_epochs=200,
                      pretext_batch_size=256, pretext_lr=0.01, eval_profile="paper"),
 }
@@ -75,6 +81,14 @@ class RunConfig:
     preset: str = "krahenbuhl"
     #: overrides the profile's pretext epochs
     epochs: int | None = None
+    #: overrides the profile's number of toy clips
+    toy_clips: int | None = None
+    #: images in the toy VOC's trainval and test splits
+    toy_voc_images: tuple[int, int] = (1000, 1000)
+    #: extra backbone parameters (on top of the profile's)
+    backbone_params: dict[str, Any] = field(default_factory=dict)
+    #: extra evaluator parameters, e.g. {"iterations": 100} (recorded as overrides)
+    eval_params: dict[str, Any] = field(default_factory=dict)
     results: Path = Path("results")
     progress: bool = True
 
@@ -82,7 +96,15 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise BadInputError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         p = PROFILES[self.profile]
-        return replace(p, pretext_epochs=self.epochs) if self.epochs else p
+        if self.epochs:
+            p = replace(p, pretext_epochs=self.epochs)
+        if self.toy_clips:
+            p = replace(p, toy_clips=self.toy_clips)
+        return p
+
+    def resolved_backbone_params(self) -> dict[str, Any]:
+        return {**self.resolved_profile().backbone_params.get(self.backbone, {}),
+                **self.backbone_params}
 
 
 @dataclass
@@ -115,15 +137,17 @@ def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
     return out
 
 
-def toy_voc(world_seed: int, progress: bool) -> Path:
+def toy_voc(world_seed: int, images: tuple[int, int], progress: bool) -> Path:
     """The toy VOC07 (another seed of the same world), generated once into the cache."""
     from harness.toy import WORLD_VERSION, ToyConfig, generate_voc
 
     cfg = ToyConfig()
     voc_seed = world_seed + 1_000_003
-    out = cache_root() / "toy" / stage_key("toy-voc", WORLD_VERSION, voc_seed, cfg.to_dict())
+    out = cache_root() / "toy" / stage_key("toy-voc", WORLD_VERSION, voc_seed, list(images),
+                                           cfg.to_dict())
     if not (out / "VOC2007").is_dir():
-        generate_voc(out, voc_seed, config=cfg, progress=progress)
+        generate_voc(out, voc_seed, config=cfg, n_trainval=images[0], n_test=images[1],
+                     progress=progress)
     return out
 
 
@@ -192,7 +216,8 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
 
     from harness.pretrain import PretrainConfig, pretrain
 
-    base = PretrainConfig(backbone=config.backbone, labels=labels_path, data=dataset.root,
+    base = PretrainConfig(backbone=config.backbone, backbone_params=config.resolved_backbone_params(),
+                          labels=labels_path, data=dataset.root,
                           out=Path("."), epochs=profile.pretext_epochs,
                           batch_size=profile.pretext_batch_size, lr=profile.pretext_lr,
                           image_size=profile.image_size, seed=config.seed, device=device,
@@ -237,15 +262,17 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     profile = config.resolved_profile()
     device = resolve_device(config.device)
     registry = default_registry()
-    backbone = registry.create("backbone", config.backbone)
-    evaluators = [registry.create("evaluator", name, preset=config.preset,
-                                  profile=profile.eval_profile, seed=config.seed)
+    backbone_params = config.resolved_backbone_params()
+    backbone = registry.create("backbone", config.backbone, **backbone_params)
+    evaluators = [registry.create("evaluator", name, **{"preset": config.preset,
+                                                        "profile": profile.eval_profile,
+                                                        "seed": config.seed, **config.eval_params})
                   for name in config.evaluators]
     timer = StageTimer()
 
     with timer.stage("data"):
         clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
-        voc_root = config.voc or toy_voc(config.world_seed, config.progress)
+        voc_root = config.voc or toy_voc(config.world_seed, config.toy_voc_images, config.progress)
         dataset = ClipDataset(clips_root) if config.init != "random" else None
         voc_key = voc_fingerprint(voc_root)
 
@@ -258,7 +285,8 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         labels_path, labels_info = true_object_labels(dataset)
 
     if config.init == "random":
-        spec, model_key = f"random:{config.backbone}", hash_params(["random", config.backbone, config.seed])
+        spec = f"random:{config.backbone}"
+        model_key = hash_params(["random", config.backbone, backbone_params, config.seed])
     else:
         with timer.stage("pretrain"):
             ckpt, pretext_info = pretext(config, profile, labels_path, dataset, device,
@@ -268,7 +296,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     metrics: dict[str, Any] = {}
     for evaluator in evaluators:
         with timer.stage(evaluator.name):
-            model = load_pretrained(spec, seed=config.seed)
+            model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
             metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_key, model_key,
                                                device, config.progress)
 

@@ -525,7 +525,9 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
             seconds = time.perf_counter() - started
             cpu_seconds = time.process_time() - cpu_started
             train_loss, train_acc = meter.reduce(rt.world)
-            val_loss, val_acc = validate(model, source, val_idx, targets, labels.kind, rt,
+            # the plain network: DDP's forward is a collective, and ranks may hold
+            # different numbers of validation batches
+            val_loss, val_acc = validate(net, source, val_idx, targets, labels.kind, rt,
                                          config.image_size, mean, std, 2 * local_batch,
                                          autocast)
             if not all(math.isfinite(v) for v in (train_loss, val_loss) if v is not None):

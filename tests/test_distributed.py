@@ -20,7 +20,7 @@ from harness.pretrain import PretrainConfig, pretrain
 from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 
 ARGS = {"backbone": "timm:test_convnext", "epochs": 2, "batch_size": 16, "image_size": 32,
-        "val_fraction": 0.25, "lr": 3e-3}
+        "val_fraction": 0.478, "lr": 3e-3}
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +32,9 @@ def _one_thread():
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    # 48 clips: 36 for training, split 18 / 18 between the ranks; 12 for validation
-    classes = make_clip_dataset(tmp_path / "data", 48)
+    # 69 clips: 36 for training, 18 per rank; 33 for validation, which ranks score in
+    # batches of 16: rank 0 has 17 clips (2 batches), rank 1 has 16 (1 batch)
+    classes = make_clip_dataset(tmp_path / "data", 69)
     labels = write_labels(tmp_path / "labels.npy", classes, {"kind": "classes",
                                                             "num_outputs": CLASSES})
     env = {**os.environ, "HARNESS_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1",
@@ -43,7 +44,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
            "--labels", str(labels), "--data", str(tmp_path / "data"),
            "--out", str(tmp_path / "ddp"), "--epochs", str(ARGS["epochs"]),
            "--batch-size", str(ARGS["batch_size"]), "--image-size", "32",
-           "--val-fraction", "0.25", "--lr", str(ARGS["lr"]), "--device", "cpu",
+           "--val-fraction", str(ARGS["val_fraction"]), "--lr", str(ARGS["lr"]), "--device", "cpu",
            "--precision", "fp32", "--no-progress"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -52,7 +53,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     single = pretrain(PretrainConfig(
         backbone=ARGS["backbone"], labels=labels,
         data=tmp_path / "data", out=tmp_path / "one", epochs=ARGS["epochs"],
-        batch_size=ARGS["batch_size"], image_size=32, val_fraction=0.25, lr=ARGS["lr"],
+        batch_size=ARGS["batch_size"], image_size=32, val_fraction=ARGS["val_fraction"], lr=ARGS["lr"],
         device="cpu", precision="fp32", progress=False))
 
     ddp_ckpt, one_ckpt = read_checkpoint(tmp_path / "ddp" / "last.pt"), read_checkpoint(single)

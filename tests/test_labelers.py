@@ -67,6 +67,13 @@ def test_kmeans_search_in_all_dimensions():
     assert adjusted_rand_score(truth, res.values) == pytest.approx(1.0)
 
 
+def test_kmeans_warns_when_the_search_has_fewer_components_than_clusters():
+    x, _ = blobs()
+    warnings = KMeansLabeler(k=5, search_dim=2).fit_predict(x).diagnostics["warnings"]
+    assert any("fewer than k=5: raise search_dim" in w for w in warnings)
+    assert not any("search_dim" in w for w in KMeansLabeler(k=4).fit_predict(x).diagnostics["warnings"])
+
+
 def test_kmeans_seed_changes_the_search():
     x, _ = blobs(n_per=100, centres=10, d=8, seed=1, spread=1.5)
     runs = {KMeansLabeler(k=6, seed=s, n_init=1).fit_predict(x).values.tobytes() for s in range(4)}

@@ -115,9 +115,8 @@ def _load_features(path: Path | None, data: Path | None, repr_name: str,
     from harness.plugins import default_registry
 
     rep = default_registry().create("repr", repr_name, **repr_params)
-    matrix = compute_features(rep, open_dataset(data), FeatureOptions(skip_bad=True))
-    if matrix.bad:
-        typer.echo(f"warning: {len(matrix.bad)} clip(s) without features are left out", err=True)
+    # no skipping: one label per clip, so the labels line up with the dataset in pretraining
+    matrix = compute_features(rep, open_dataset(data), FeatureOptions())
     return matrix.features, matrix.key, f"{data} ({rep.name})", matrix.indices
 
 

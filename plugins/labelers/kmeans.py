@@ -130,8 +130,12 @@ class KMeansLabeler(Labeler):
         assigned, inertia = _assign(z, refined.centroids)
         labels = _relabel_by_size(assigned, self.k)
         sizes = cluster_sizes(labels, self.k)
+        warnings = size_warnings(sizes)
+        if search.dims < min(self.k, z.shape[1]):
+            warnings.append(f"the search ran in {search.dims} principal components, fewer "
+                            f"than k={self.k}: raise search_dim (or 0 for all dimensions)")
         diagnostics = {
-            "sizes": sizes, "warnings": size_warnings(sizes),
+            "sizes": sizes, "warnings": warnings,
             "inertia": inertia, "inertia_per_sample": inertia / len(z),
             "search_dims": search.dims, "search_inertia": search.inertia,
             "refine_iters": refined.iters,
@@ -147,10 +151,11 @@ def _search(z: np.ndarray, cfg: KMeansLabeler) -> Search:
     from sklearn.cluster import KMeans
 
     y = _project(z, cfg)
-    # float64: sklearn's k-means++ upcasts float32 chunk by chunk, which is slower
+    if y is not z:  # few columns: float64 is cheap, and sklearn's k-means++ is faster in it
+        y = y.astype(np.float64)
     with _sklearn_threads():
         km = KMeans(cfg.k, n_init=cfg.n_init, max_iter=cfg.max_iter, tol=cfg.tol,
-                    random_state=cfg.seed).fit(y.astype(np.float64))
+                    random_state=cfg.seed).fit(y)
     return Search(labels=km.labels_.astype(np.int64), inertia=float(km.inertia_), dims=y.shape[1])
 
 

@@ -1,0 +1,78 @@
+"""`harness run` end to end on a tiny toy world: records, caching, baselines."""
+
+from pathlib import Path
+
+import pytest
+
+from harness import pipeline
+from harness.cache import cache_root
+from harness.pipeline import RunConfig, run
+from harness.records import read_record
+
+TINY = dict(backbone="timm:test_resnet", toy_clips=48, toy_voc_images=(160, 120), epochs=1,
+            eval_params={"iterations": 3}, progress=False, k=4)
+
+
+def _config(tmp_path: Path, **kw) -> RunConfig:
+    return RunConfig(**{**TINY, "results": tmp_path / "results", **kw})
+
+
+def _dirs(stage: str) -> set[str]:
+    folder = cache_root() / stage
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache):
+    rows = []
+    first = run(_config(tmp_path), echo=rows.append)
+    record = read_record(first.path)
+    assert record["config"]["init"] == "sound"
+    assert record["config"]["repr"]["name"] == "mfcc"
+    assert set(record["metrics"]) == {"voc07_linear", "voc07_full"}
+    for m in record["metrics"].values():
+        assert 0 <= m["map"] <= 100
+    assert record["dataset"]["n_clips"] == 48
+    assert "Head mAP" in rows[0] and "All mAP" in rows[0]
+
+    # a second identical run recomputes nothing: no cached file is written again
+    before = _snapshot(cache)
+    second = run(_config(tmp_path))
+    assert _snapshot(cache) == before
+    assert read_record(second.path)["metrics"] == record["metrics"]
+    assert second.path != first.path            # records are never overwritten
+
+
+def test_changing_k_redoes_clustering_onwards_only(tmp_path, cache):
+    run(_config(tmp_path))
+    features = _dirs("features")
+    labels, pretrain = _dirs("labels"), _dirs("pretrain")
+    run(_config(tmp_path, k=3))
+    assert _dirs("features") == features
+    assert len(_dirs("labels")) == len(labels) + 1
+    assert len(_dirs("pretrain")) == len(pretrain) + 1
+
+
+def test_random_and_supervised_baselines(tmp_path, cache):
+    random_rec = read_record(run(_config(tmp_path, init="random")).path)
+    assert random_rec["config"]["repr"] is None and random_rec["dataset"] is None
+    assert random_rec["metrics"]["voc07_linear"]["bn_recomputed"] is True
+    sup = read_record(run(_config(tmp_path, init="supervised")).path)
+    assert sup["config"]["labeler"] is None
+    assert sup["labels"]["labeler"] == "true-objects"
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path):
+    from harness.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="unknown profile 'huge'"):
+        run(_config(tmp_path, profile="huge"))
