@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import pipeline
 from harness.cache import cache_root
 from harness.pipeline import RunConfig, run
 from harness.records import read_record

@@ -12,27 +12,14 @@ and every clip left out by ``--skip-bad``. Under ``torchrun`` each rank computes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
+from harness.cli.params import parse_params
+
 from harness.errors import BadInputError
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``["n_mfcc=13", "mode=fast"]`` -> ``{"n_mfcc": 13, "mode": "fast"}`` (values as JSON if they parse)."""
-    params: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise BadInputError(f"--param {item!r}: expected NAME=VALUE")
-        try:
-            params[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[name] = raw
-    return params
 
 
 def features(

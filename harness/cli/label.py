@@ -53,7 +53,7 @@ def label(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Use the label cache."),
 ) -> None:
     """Cluster sound features into pseudo-labels and diagnose the clustering."""
-    from harness.cli.features import parse_params
+    from harness.cli.params import parse_params
     from harness.labels import make_labels, write_labels
     from harness.plugins import default_registry
     from harness_plugins.labelers.diagnostics import format_report, score_against_truth

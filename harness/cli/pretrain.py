@@ -47,7 +47,7 @@ def pretrain(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Train a backbone on pseudo-labels (cross-entropy or BCE, AdamW, one-cycle schedule)."""
-    from harness.cli.features import parse_params
+    from harness.cli.params import parse_params
     from harness.pretrain import PretrainConfig
     from harness.pretrain import pretrain as run_pretrain
 
