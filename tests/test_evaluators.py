@@ -188,6 +188,31 @@ def test_rescale_crop_and_resized_crop_sampling():
     assert boxes[:, :2].min() >= 0 and (boxes[:, 2] <= 500).all() and (boxes[:, 3] <= 375).all()
 
 
+def test_cpu_gradient_clipping_matches_torch():
+    def params(scale):
+        ps = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(4))]
+        for i, p in enumerate(ps):
+            p.grad = torch.arange(p.numel(), dtype=torch.float32) * scale + i
+        return ps
+
+    for scale in (0.1, 10.0):                      # below and above the threshold
+        ours, theirs = params(scale), params(scale)
+        training._clip(ours, 10.0, torch.device("cpu"))
+        nn.utils.clip_grad_norm_(theirs, 10.0)
+        for a, b in zip(ours, theirs):
+            assert torch.equal(a.grad, b.grad)
+    assert torch.linalg.vector_norm(torch.cat([p.grad for p in ours])) == pytest.approx(10.0)
+
+
+def test_loss_ignores_difficult_labels_and_divides_by_batch():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    y = torch.tensor([[1, 0, -1], [0, 1, 1]], dtype=torch.int8)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    expected = (bce(logits[0, :2], torch.tensor([1.0, 0.0]), reduction="sum")
+                + bce(logits[1], torch.tensor([0.0, 1.0, 1.0]), reduction="sum")) / 2
+    assert training._loss(logits, y) == pytest.approx(expected.item())
+
+
 # ----------------------------------------------------------------------------- evaluators
 def test_head_trains_only_the_head_and_reports_everything(voc_root):
     model = tiny_model("random")
