@@ -113,10 +113,12 @@ def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, evaluator):
 def test_toy_both_evaluators_on_cpu(benchmark):
     from harness.checkpoint import load_pretrained
     from harness.cli.evaluate import default_toy_voc
+    from harness.pipeline import PROFILES
     from harness.plugins import create
 
     voc = default_toy_voc(progress=False)
-    model = load_pretrained("random:alexnet", seed=0)
+    model = load_pretrained("random:alexnet", seed=0,
+                            backbone_params=PROFILES["toy"].backbone_params["alexnet"])
     out = {}
 
     def run():

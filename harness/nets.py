@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
+
+
+def weights_digest(net: nn.Module) -> str:
+    """sha256 of a network's parameters and buffers: identifies its exact weights, so that a
+    cache keyed on it follows any change of initialisation code."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 class BackboneNet(nn.Module):

@@ -50,7 +50,7 @@ PROFILES: dict[str, Profile] = {
     # majority class in a test run). pool=1 sees the same information, 3x fewer weights.
     "toy": Profile(name="toy", toy_clips=1000, image_size=64, pretext_epochs=30,
                    pretext_batch_size=64, pretext_lr=0.01, eval_profile="toy",
-                   backbone_params={"alexnet": {"pool": 1}}),
+                   backbone_params={"alexnet": {"pool": 1, "fc_units": 1024}}),
     "paper": Profile(name="paper", toy_clips=1000, image_size=224, pretext_epochs=200,
                      pretext_batch_size=256, pretext_lr=0.01, eval_profile="paper"),
 }
@@ -81,6 +81,8 @@ class RunConfig:
     preset: str = "krahenbuhl"
     #: overrides the profile's pretext epochs
     epochs: int | None = None
+    #: overrides the profile's pretext learning rate
+    lr: float | None = None
     #: overrides the profile's number of toy clips
     toy_clips: int | None = None
     #: images in the toy VOC's trainval and test splits
@@ -98,6 +100,8 @@ class RunConfig:
         p = PROFILES[self.profile]
         if self.epochs:
             p = replace(p, pretext_epochs=self.epochs)
+        if self.lr:
+            p = replace(p, pretext_lr=self.lr)
         if self.toy_clips:
             p = replace(p, toy_clips=self.toy_clips)
         return p
@@ -223,13 +227,26 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
                           image_size=profile.image_size, seed=config.seed, device=device,
                           origin=origin, progress=config.progress)
     settings = {k: v for k, v in base.to_json().items() if k not in ("out", "progress", "data", "labels")}
-    key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings)
+    key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings,
+                    _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
     ckpt = pretrain(replace(base, out=out))
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     summary = {"checkpoint": str(ckpt), "epochs": profile.pretext_epochs, "settings": settings,
                "final": history[-1] if history else {}}
     return ckpt, summary
+
+
+def _initial_weights(config: RunConfig, labels_path: Path) -> str:
+    """Digest of the network pretext training starts from (follows initialisation code)."""
+    from harness.checkpoint import build_backbone
+    from harness.labels import read_labels
+    from harness.nets import weights_digest
+    from harness.pretrain import initial_net
+
+    labels, _ = read_labels(labels_path)
+    backbone = build_backbone(config.backbone, config.resolved_backbone_params())
+    return weights_digest(initial_net(backbone, labels.num_outputs, config.seed))
 
 
 def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str, device: str,
@@ -253,6 +270,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     """Run every stage (reusing cached ones), write the result record, return it."""
     from harness.checkpoint import load_pretrained
     from harness.clips import ClipDataset
+    from harness.nets import weights_digest
     from harness.plugins import default_registry
     from harness.records import (StageTimer, build_record, dataset_identity, make_config,
                                  write_record)
@@ -286,7 +304,9 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
 
     if config.init == "random":
         spec = f"random:{config.backbone}"
-        model_key = hash_params(["random", config.backbone, backbone_params, config.seed])
+        model_key = hash_params(["random", config.backbone, backbone_params, config.seed,
+                                 weights_digest(load_pretrained(spec, seed=config.seed,
+                                                                backbone_params=backbone_params).net)])
     else:
         with timer.stage("pretrain"):
             ckpt, pretext_info = pretext(config, profile, labels_path, dataset, device,

@@ -255,6 +255,13 @@ def setup_runtime(config: PretrainConfig) -> Runtime:
                    channels_last=config.channels_last, owns_group=owns_group)
 
 
+def initial_net(backbone, num_outputs: int, seed: int):
+    """The network pretext training starts from: ``backbone`` initialised under ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(derive_seed(seed, _INIT))
+        return backbone.create(num_outputs)
+
+
 def derive_seed(*parts: int) -> int:
     """An independent 63-bit seed for one random stream, from the run seed and stream ids."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -422,8 +429,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     # ---- model, optimizer, schedule
     backbone = build_backbone(config.backbone, config.backbone_params)
     mean, std = tuple(backbone.mean), tuple(backbone.std)
-    torch.manual_seed(derive_seed(config.seed, _INIT))
-    net = backbone.create(labels.num_outputs).to(rt.device)
+    net = initial_net(backbone, labels.num_outputs, config.seed).to(rt.device)
     if rt.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,

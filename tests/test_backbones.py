@@ -65,7 +65,7 @@ def test_alexnet_takes_small_and_full_size_input(side):
 
 def test_alexnet_dropout_is_a_parameter():
     bb = default_registry().create("backbone", "alexnet", dropout=0.25)
-    assert bb.params() == {"dropout": 0.25, "pool": 6}
+    assert bb.params() == {"dropout": 0.25, "pool": 6, "fc_units": 4096}
     assert all(m.p == 0.25 for m in bb.create(3).head if isinstance(m, nn.Dropout))
 
 
@@ -118,3 +118,16 @@ def test_same_seed_same_weights_and_classifier_reset(name):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     a.reset_classifier(20)
     assert a.num_outputs == 20
+
+
+def test_narrowed_alexnet_head_keeps_deepcluster_layer_gains():
+    full = create("alexnet", 5)
+    narrow = create("alexnet", 5, pool=1, fc_units=1024)
+    full_std = [m.weight.detach().std().item() for m in full.head if isinstance(m, nn.Linear)]
+    narrow_std = [m.weight.detach().std().item() for m in narrow.head if isinstance(m, nn.Linear)]
+    assert full_std == pytest.approx([0.01] * 3, rel=0.05)
+    # std x sqrt(fan_in) is the same at both widths
+    assert narrow_std == pytest.approx([0.06, 0.02, 0.02], rel=0.05)
+    assert narrow.head[1].weight.shape == (1024, 256)
+    with pytest.raises(BadInputError, match="fc_units"):
+        default_registry().create("backbone", "alexnet", fc_units=8)

@@ -243,6 +243,35 @@ def test_head_trains_only_the_head_and_reports_everything(voc_root):
     assert result.scores.scores.shape == (24, 20)
 
 
+def test_toy_head_draws_crops_from_a_pool_of_encoded_views(voc_root, monkeypatch):
+    assert resolve("krahenbuhl", "toy", "head").head_views == 10
+    assert resolve("krahenbuhl", "toy", "all").head_views is None
+    assert resolve("krahenbuhl", "paper", "head").head_views is None
+    calls = {"views": 0, "trunk_chunks": 0}
+    real_encode, real_trunk = training.encode_views, training._trunk_features
+
+    def encode(bar, net, store, proto, dev):
+        calls["views"] += 1
+        pool = real_encode(bar, net, store, proto, dev)
+        assert pool.shape[:2] == (proto.head_views, len(store))
+        return pool
+
+    def trunk(*args, **kwargs):
+        calls["trunk_chunks"] += 1
+        return real_trunk(*args, **kwargs)
+
+    monkeypatch.setattr(training, "encode_views", encode)
+    monkeypatch.setattr(training, "_trunk_features", trunk)
+    m = VOC07Linear(iterations=150, profile="toy").evaluate(tiny_model(), voc_root,
+                                                            progress=False)
+    # the trunk ran once per view, never per iteration chunk
+    assert calls == {"views": 1, "trunk_chunks": 0}
+    assert m["protocol"]["head_views"] == 10
+    paper = VOC07Linear(iterations=150, profile="paper")
+    assert paper.protocol.head_views is None and paper.params() != VOC07Linear(
+        iterations=150, profile="toy").params()
+
+
 def test_all_trains_the_trunk_and_a_pretext_trunk_keeps_its_statistics(voc_root):
     model = tiny_model("pretext")
     original = {k: v.clone() for k, v in model.net.state_dict().items()}

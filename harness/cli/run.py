@@ -30,6 +30,7 @@ def run(
     voc: Path = typer.Option(None, "--voc", help="A VOCdevkit/VOC2007 folder (default: the toy VOC)."),
     preset: str = typer.Option("krahenbuhl", "--preset", help="VOC07 protocol preset: krahenbuhl or deepcluster."),
     epochs: int = typer.Option(None, "--epochs", help="Override the profile's pretext epochs."),
+    lr: float = typer.Option(None, "--lr", help="Override the profile's pretext learning rate."),
     repr_param: list[str] = typer.Option(None, "--repr-param", help="key=value for the representation."),
     labeler_param: list[str] = typer.Option(None, "--labeler-param", help="key=value for the labeler."),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
@@ -40,7 +41,7 @@ def run(
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
                      labeler_params=parse_params(labeler_param), k=k, backbone=backbone,
                      init=init, profile=profile, seed=seed, device=device, clips=clips, voc=voc,
-                     preset=preset, epochs=epochs, results=results)
+                     preset=preset, epochs=epochs, lr=lr, results=results)
     result = run_pipeline(config, echo=typer.echo)
     typer.echo(f"record: {result.path}")
 
@@ -57,12 +58,13 @@ def sweep(
     voc: Path = typer.Option(None, "--voc"),
     preset: str = typer.Option("krahenbuhl", "--preset"),
     epochs: int = typer.Option(None, "--epochs"),
+    lr: float = typer.Option(None, "--lr"),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
 ) -> None:
     """Run every combination of --repr x --k x --backbone x --seed (Figures 3 and 4)."""
     from harness.pipeline import sweep as sweep_pipeline
 
     base = _config(labeler=labeler, profile=profile, device=device, clips=clips, voc=voc,
-                   preset=preset, epochs=epochs, results=results)
+                   preset=preset, epochs=epochs, lr=lr, results=results)
     done = sweep_pipeline(base, repr, k, backbone, seed, echo=typer.echo)
     typer.echo(f"{len(done)} records in {results}")

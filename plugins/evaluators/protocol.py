@@ -105,6 +105,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+#: the toy Head schedule (see benchmarks/README.md for the plateau it was chosen from)
+HEAD_ITERATIONS_TOY = 4000
+
+
 @dataclass(frozen=True)
 class Profile:
     """How a preset is scaled to a world; ``None`` keeps the preset's value."""
@@ -117,6 +121,9 @@ class Profile:
     #: images are first scaled so their short side is ``crop_size * 375 / 227`` (VOC's
     #: image-to-crop geometry) -- for worlds whose images are smaller than VOC's
     rescale_to_voc_geometry: bool = False
+    #: "Head" only: draw each training crop from a fixed pool of this many augmented views
+    #: per image, run through the frozen trunk once (None: a fresh crop every iteration)
+    head_views: int | None = None
 
 
 PROFILES: dict[str, Profile] = {
@@ -125,9 +132,10 @@ PROFILES: dict[str, Profile] = {
         name="toy",
         description=("toy VOC on a CPU: iterations scaled down (learning-rate steps scaled "
                      "with them), 64-pixel crops with VOC's crop-to-image geometry; Head "
-                     "long enough that a random-initialisation row has stopped improving"),
-        head_iterations=1200, all_iterations=600, crop_size=64,
-        rescale_to_voc_geometry=True),
+                     "crops drawn from 10 trunk-encoded views per image, and long enough "
+                     "that a random-initialisation row has stopped improving"),
+        head_iterations=HEAD_ITERATIONS_TOY, all_iterations=600, crop_size=64,
+        rescale_to_voc_geometry=True, head_views=10),
 }
 
 
@@ -167,6 +175,9 @@ class Protocol:
     #: BatchNorm statistics used in the trunk during training: "running" or "batch"
     trunk_bn: BNStats
     test_crops: int
+    #: "Head" only: augmented views per training image encoded once by the frozen trunk
+    #: (None: every iteration draws fresh crops)
+    head_views: int | None
     data_order: str
     loss: str
     test_score: str
@@ -229,5 +240,6 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
         init_std=p.init_std, init_bias=p.init_bias,
         trained="head" if mode == "head" else "all",
         trunk_bn="running" if mode == "head" else p.all_trunk_bn,
-        test_crops=p.test_crops, data_order=p.data_order, loss=p.loss,
+        test_crops=p.test_crops,
+        head_views=prof.head_views if mode == "head" else None, data_order=p.data_order, loss=p.loss,
         test_score=p.test_score, source=p.source, overrides=tuple(overrides))

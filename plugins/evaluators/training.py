@@ -7,7 +7,7 @@ The steps :class:`~harness_plugins.evaluators.voc07.VOC07Evaluator` runs, in ord
 (each test image scored as the sum of ``test_crops`` augmented crops).
 
 Every random draw is seeded from the protocol's seed and the iteration number alone
-(crop boxes, dropout), so a run resumed from its state file ends exactly where an
+(crop boxes, views, dropout), so a run resumed from its state file ends exactly where an
 uninterrupted one does (on the CPU; on a GPU up to kernel nondeterminism).
 """
 
@@ -97,16 +97,26 @@ class _Plan:
 
 
 def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, count: int,
-          dev: torch.device, net: nn.Module) -> _Plan:
+          dev: torch.device, net: nn.Module, views: torch.Tensor | None = None) -> _Plan:
     """Draw the images and crops of ``count`` iterations and send them in one transfer.
 
     Iteration ``it`` takes the next ``batch_size`` images of the (once-shuffled, cycled)
     order and draws its crops from a generator seeded by (seed, it) alone, so a resumed
     run sees exactly the batches of an uninterrupted one. For "Head" the frozen trunk
     (eval mode, so its output does not depend on the batch it is in) is run here on the
-    whole chunk in large batches, which is what makes the Head fast on a GPU.
+    whole chunk in large batches, which is what makes the Head fast on a GPU. With a pool
+    of trunk-encoded ``views`` [V, N, F], each crop is instead one of its image's V views,
+    drawn from the same per-iteration generator.
     """
     b = proto.batch_size
+    if views is not None:
+        idx = [order[(it * b + np.arange(b)) % len(order)] for it in range(first, first + count)]
+        pick = [np.random.default_rng(_seed(proto.seed, 5, it)).integers(0, views.shape[0], b)
+                for it in range(first, first + count)]
+        indices = torch.as_tensor(np.stack(idx), dtype=torch.long).to(dev)
+        which = torch.as_tensor(np.stack(pick), dtype=torch.long).to(dev)
+        return _Plan(first=first, indices=indices, boxes=torch.empty(0), flips=torch.empty(0),
+                     features=views[which, indices])
     idx, boxes, flips = [], [], []
     for it in range(first, first + count):
         i = order[(it * b + np.arange(b)) % len(order)]
@@ -121,6 +131,24 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
     if proto.trained == "head":
         plan.features = _trunk_features(net, store, plan, proto, dev)
     return plan
+
+
+@torch.no_grad()
+def encode_views(bar, net: nn.Module, store: ImageStore, proto: Protocol,
+                 dev: torch.device) -> torch.Tensor:
+    """[V, N, F]: the frozen trunk's output for ``proto.head_views`` augmented crops of every
+    training image (view ``v`` drawn from a generator seeded by (seed, v) alone)."""
+    n, n_views = len(store), int(proto.head_views or 0)
+    task = bar.add_task(f"encode {n_views} views", total=n_views * n)
+    out = []
+    for v in range(n_views):
+        rng = np.random.default_rng(_seed(proto.seed, 7, v))
+        for lo in range(0, n, FEATURE_BATCH):
+            idx = np.arange(lo, min(n, lo + FEATURE_BATCH))
+            with autocast(dev):
+                out.append(net.trunk(_augmented(store, idx, proto, rng)).float())
+            bar.advance(task, len(idx))
+    return torch.cat(out).view(n_views, n, -1)
 
 
 @torch.no_grad()
@@ -232,6 +260,9 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
     last_save = time.monotonic()
     it, plan, consistent = start, None, True
     _set_train_mode(net, proto)
+    views = None
+    if proto.trained == "head" and proto.head_views and start < proto.iterations:
+        views = encode_views(bar, net, store, proto, dev)
     try:
         while it < proto.iterations:
             for g in optimizer.param_groups:
@@ -239,7 +270,7 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
             if plan is None or it >= plan.first + len(plan):
                 first = it - it % PLAN_CHUNK          # chunks at fixed places, resumed or not
                 plan = _plan(store, order, proto, first,
-                             min(PLAN_CHUNK, proto.iterations - first), dev, net)
+                             min(PLAN_CHUNK, proto.iterations - first), dev, net, views)
             k = it - plan.first
             torch.manual_seed(_seed(proto.seed, 2, it))          # dropout of this iteration
             loss = _gradients(net, optimizer, trained, plan.inputs(k, store, proto.crop_size),
@@ -347,12 +378,9 @@ def _seed(*parts: int) -> int:
 
 def fingerprint(net: nn.Module) -> str:
     """sha256 of a network's parameters and buffers (identifies the starting point)."""
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    from harness.nets import weights_digest
+
+    return weights_digest(net)
 
 
 def state_key(proto: Protocol, net_hash: str, train_images: list[VOCImage],

@@ -63,7 +63,8 @@ class VOC07Evaluator(Evaluator):
     def params(self) -> dict[str, Any]:
         p = self.protocol
         return {"preset": p.preset, "profile": p.profile, "head_init": p.head_init,
-                "seed": p.seed, "train_split": p.train_split, **self._explicit}
+                "seed": p.seed, "train_split": p.train_split, **self._explicit,
+                "protocol": p.to_dict()}
 
     # ------------------------------------------------------------------ public API
     def evaluate(self, model: PretrainedModel, data_root: Path, *, device: str = "cpu",
