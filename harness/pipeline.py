@@ -179,9 +179,9 @@ def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[st
     rep = registry.create("repr", config.repr, **config.repr_params)
     matrix = compute_features(rep, DatasetSource(dataset),
                               FeatureOptions(device=device, skip_bad=True, progress=config.progress))
-    if matrix.bad:
-        raise BadInputError(f"{dataset.root}: {len(matrix.bad)} clips have unusable audio "
-                            f"(first: {matrix.bad[0].line()}); remove them from the dataset")
+    if len(matrix.indices) < 2:
+        raise BadInputError(f"{dataset.root}: {len(matrix.bad)} of {len(dataset)} clips have "
+                            f"unusable audio (first: {matrix.bad[0].line()}); nothing to cluster")
     params = dict(config.labeler_params)
     labeler_cls = registry.get("labeler", config.labeler).cls
     accepted = inspect.signature(labeler_cls.__init__).parameters
@@ -193,7 +193,35 @@ def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[st
     result = make_labels(matrix.features, labeler, features_key=matrix.key,
                          features_info={"repr": rep.name, "params": rep.params()})
     diagnostics = dict(result.labels.diagnostics)
-    return result.path, {**result.info, "diagnostics": diagnostics}, rep, labeler
+    info = {**result.info, "diagnostics": diagnostics}
+    if not matrix.bad:
+        return result.path, info, rep, labeler
+    path, info = _with_excluded_clips(result, matrix, len(dataset), info)
+    return path, info, rep, labeler
+
+
+def _with_excluded_clips(result, matrix, n_clips: int,
+                         info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Labels for every clip of the dataset, the clips without usable audio marked excluded.
+
+    Pretext training needs one row per clip; an excluded clip's row is a placeholder that
+    training never reads (its index is in the sidecar's ``excluded``).
+    """
+    from harness.labels import write_labels
+
+    labels = result.labels
+    values = np.zeros((n_clips, *labels.values.shape[1:]), dtype=labels.values.dtype)
+    values[matrix.indices] = labels.values
+    excluded = sorted(b.index for b in matrix.bad)
+    info = {**info, "excluded": excluded,
+            "excluded_reasons": [{"index": b.index, "file": str(b.source), "reason": b.reason}
+                                 for b in matrix.bad]}
+    path = (cache_root() / "labels" / stage_key("labels-all-clips", info["key"], excluded)
+            / "labels.npy")
+    if not path.is_file():
+        write_labels(path, Labels(values, labels.kind, labels.num_outputs, labels.diagnostics),
+                     {k: v for k, v in info.items() if k != "diagnostics"})
+    return path, info
 
 
 def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
@@ -303,6 +331,10 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     if config.init == "sound":
         with timer.stage("features+labels"):
             labels_path, labels_info, rep, labeler = sound_labels(config, dataset, device)
+        if labels_info.get("excluded"):
+            first = labels_info["excluded_reasons"][0]
+            echo(f"skipped {len(labels_info['excluded'])} of {len(dataset)} clips with unusable "
+                 f"audio (first: {first['file']}: {first['reason']}); listed in the record")
     elif config.init == "supervised":
         labels_path, labels_info = true_object_labels(dataset)
 

@@ -138,6 +138,12 @@ class PseudoLabels:
     sha256: str
     #: the sidecar JSON (labeler, params, ...), empty if there was none
     info: dict[str, Any]
+    #: sorted indices of clips with no label (their audio was unusable): never trained on
+    excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def usable(self) -> np.ndarray:
+        """Indices of the clips that have a label."""
+        return np.setdiff1d(np.arange(len(self.values)), self.excluded)
 
 
 def read_labels(path: str | Path) -> PseudoLabels:
@@ -179,8 +185,15 @@ def read_labels(path: str | Path) -> PseudoLabels:
         raise BadInputError(f"{sidecar}: kind must be 'classes' or 'bits', got {kind!r}")
     if num < 2 and kind == "classes":
         raise BadInputError(f"{path}: need at least 2 classes, found {num}")
+    try:
+        excluded = np.unique(np.asarray(info.get("excluded", []), dtype=np.int64))
+    except (TypeError, ValueError):
+        raise BadInputError(f"{sidecar}: 'excluded' must be a list of clip indices") from None
+    if excluded.size and (excluded[0] < 0 or excluded[-1] >= len(values)):
+        raise BadInputError(f"{sidecar}: 'excluded' names clip {int(excluded[-1])} of "
+                            f"{len(values)}")
     return PseudoLabels(values=values, kind=kind, num_outputs=num, path=path,
-                        sha256=hash_file(path), info=info)
+                        sha256=hash_file(path), info=info, excluded=excluded)
 
 
 def loss_and_correct(logits: torch.Tensor, targets: torch.Tensor,
@@ -415,7 +428,9 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
         dist.barrier()
     if not rt.is_main:
         store = frame_store(dataset, store_size, progress=False)
-    train_idx, val_idx = split_indices(len(dataset), config.val_fraction, config.seed)
+    usable = labels.usable()            # all clips unless some had no usable audio
+    train_pos, val_pos = split_indices(len(usable), config.val_fraction, config.seed)
+    train_idx, val_idx = usable[train_pos], usable[val_pos]
     per_rank = len(train_idx) // rt.world
     local_batch = config.batch_size // rt.world
     bounds = batch_bounds(per_rank, local_batch)
@@ -476,7 +491,8 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
                    "num_outputs": labels.num_outputs, "labeler": labels.info.get("labeler"),
                    "params": labels.info.get("params")},
         "data": {"path": str(dataset.root), "fingerprint": dataset.fingerprint(),
-                 "num_clips": len(dataset), "train": len(train_idx), "val": len(val_idx)},
+                 "num_clips": len(dataset), "train": len(train_idx), "val": len(val_idx),
+                 "excluded": len(labels.excluded)},
         "device": str(rt.device), "world_size": rt.world,
         "precision": "bf16" if rt.bf16 else "fp32", "channels_last": rt.channels_last,
         "harness_version": __version__, "torch_version": str(torch.__version__),

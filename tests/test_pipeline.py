@@ -75,3 +75,34 @@ def test_unknown_profile_is_a_clear_error(tmp_path):
 
     with pytest.raises(BadInputError, match="unknown profile 'huge'"):
         run(_config(tmp_path, profile="huge"))
+
+
+def test_clips_with_unusable_audio_are_skipped_counted_and_never_trained_on(tmp_path, cache):
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from dataclasses import replace
+
+    from harness.clips import ClipDataset
+    from harness.pipeline import PROFILES, toy_clips
+
+    source = toy_clips(replace(PROFILES["toy"], toy_clips=48), 0, progress=False)
+    clips = tmp_path / "clips"
+    shutil.copytree(source, clips)
+    bad = ClipDataset(clips).clips[5]
+    wav = bad.audio
+    data, rate = sf.read(wav)
+    sf.write(wav, np.zeros_like(data), rate)            # digital silence: no texture, no MFCC
+
+    rows = []
+    result = run(_config(tmp_path, clips=clips, evaluators=("voc07_linear",)), echo=rows.append)
+    record = read_record(result.path)
+    assert record["labels"]["excluded"] == [5]
+    assert record["labels"]["excluded_reasons"][0]["file"].endswith(bad.audio.name)
+    assert any("skipped 1 of 48 clips" in r for r in rows)
+    meta = torch.load(record["pretext"]["checkpoint"], weights_only=True)["meta"]
+    assert meta["data"]["excluded"] == 1
+    assert meta["data"]["train"] + meta["data"]["val"] == 47
