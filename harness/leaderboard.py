@@ -265,6 +265,14 @@ class Group:
             cands = same
         return cands[0] if len(cands) == 1 else None
 
+    def gain(self, row: Row, evaluator: str) -> float | None:
+        """Mean mAP of ``row`` minus that of its random-init row, in points."""
+        lo = self.baseline(row, "random")
+        vals = [x.stat(evaluator) for x in (row, lo)] if lo is not None else [None]
+        if any(v is None for v in vals):
+            return None
+        return vals[0].mean - vals[1].mean
+
     def recovered(self, row: Row, evaluator: str) -> float | None:
         lo, hi = self.baseline(row, "random"), self.baseline(row, "supervised")
         if lo is None or hi is None:
@@ -352,14 +360,27 @@ def group_table1(group: Group) -> str:
         rows.append([row.label, "measured", _fmt(row.stat(HEAD)), _fmt(row.stat(ALL)),
                      str(len(row.runs)),
                      "(baseline)" if baseline else _pct(group.recovered(row, HEAD)),
-                     "(baseline)" if baseline else _pct(group.recovered(row, ALL))])
+                     "(baseline)" if baseline else _pct(group.recovered(row, ALL)),
+                     _points(group.gain(row, HEAD)), _points(group.gain(row, ALL))])
     if group.key.downstream == "voc07":
+        random_row = paper_tables.table1_row(paper_tables.RANDOM_METHOD)
         for r in paper_tables.table1():
             head, all_ = paper_tables.reported_recovered_share(r)
             rows.append([f"{r.method} ({r.citation})", "reported", _num(r.head_map),
-                         _num(r.all_map), DASH, _pct(head), _pct(all_)])
+                         _num(r.all_map), DASH, _pct(head), _pct(all_),
+                         _points(_minus(r.head_map, random_row.head_map)),
+                         _points(_minus(r.all_map, random_row.all_map))])
     return _table(["method", "source", "Head mAP", "All mAP", "seeds", "Head recovered",
-                   "All recovered"], rows, numeric_from=2)
+                   "All recovered", "Head − random", "All − random"], rows, numeric_from=2)
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _points(x: float | None) -> str:
+    """A difference in mAP points, signed (``—`` when there is no baseline)."""
+    return DASH if x is None else f"{x:+.1f}"
 
 
 def _class_order(keys: Iterable[str]) -> list[str]:
@@ -528,7 +549,8 @@ def group_page(group: Group, plot_files: list[str]) -> str:
            f"(the evaluators' `map`); mean ± sample std over seeds. Head = `{HEAD}` (frozen "
            f"trunk), All = `{ALL}` (everything fine-tuned). Recovered = (row − random) / "
            f"(supervised − random), against the random-init and supervised rows with the "
-           f"same backbone and evaluators.", ""]
+           f"same backbone and evaluators; Head − random and All − random are the same "
+           f"difference in mAP points.", ""]
     if k.downstream != "voc07":
         out += ["Toy-world numbers: not comparable with VOC07 or with the paper's rows "
                 "(see [the reported tables](README.md#reported-by-the-paper)).", ""]

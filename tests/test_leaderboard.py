@@ -65,7 +65,10 @@ def test_table1_mean_std_seeds_and_recovered_share(table1_records):
     share_all = ((mean_all["sound"] - mean_all["random"])
                  / (mean_all["supervised"] - mean_all["random"]))
     assert cells[6] == f"{100 * share_all:.0f}%"
+    assert cells[7] == f"{mean['sound'] - mean['random']:+.1f}"
+    assert cells[8] == f"{mean_all['sound'] - mean_all['random']:+.1f}"
     assert table1_line(page, "random init alexnet")[5] == "(baseline)"
+    assert table1_line(page, "random init alexnet")[7] == "+0.0"
     assert table1_line(page, "supervised alexnet")[2].startswith("45.0 ± 1.0")
 
 
