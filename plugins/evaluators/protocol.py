@@ -105,8 +105,8 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-#: the toy Head schedule, chosen on train -> val where a random-initialisation row is still
-#: rising at 8,000 iterations (random AlexNet: 24.9 / 25.5 / 27.3 mAP at 4k / 8k / 16k);
+#: the toy Head schedule, chosen on train -> val where a random-initialisation row stops
+#: rising (random AlexNet: 24.9 / 25.5 / 27.3 / 27.7 mAP at 4k / 8k / 16k / 32k);
 #: benchmarks/README.md has the curve
 HEAD_ITERATIONS_TOY = 16000
 
