@@ -51,7 +51,7 @@ PROFILES: dict[str, Profile] = {
     # units cost 20x less per step than 4,096 on a CPU. Pretext lr and epochs were chosen on
     # pretext validation accuracy and VOC train->val (never test): lr 0.01 stalled at 13%
     # cluster accuracy, 0.001 reached 35-40% in 30 epochs and 47% by epoch 56; 30 -> 90
-    # epochs raised sound Head on val from 29.3 to 34.8. 60 keeps `harness run` < 10 min.
+    # epochs raised sound Head on val from 29.3 to 34.8; 60 halves that extra pretext time.
     "toy": Profile(name="toy", toy_clips=1000, image_size=64, pretext_epochs=60,
                    pretext_batch_size=64, pretext_lr=0.001, eval_profile="toy",
                    backbone_params={"alexnet": {"pool": 1, "fc_units": 1024}}),
