@@ -110,7 +110,7 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
     """
     b = proto.batch_size
     if views is not None:
-        idx = [order[(it * b + np.arange(b)) % len(order)] for it in range(first, first + count)]
+        idx = [_batch(order, b, it) for it in range(first, first + count)]
         pick = [np.random.default_rng(_seed(proto.seed, 5, it)).integers(0, views.shape[0], b)
                 for it in range(first, first + count)]
         indices = torch.as_tensor(np.stack(idx), dtype=torch.long).to(dev)
@@ -119,7 +119,7 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
                      features=views[which, indices])
     idx, boxes, flips = [], [], []
     for it in range(first, first + count):
-        i = order[(it * b + np.arange(b)) % len(order)]
+        i = _batch(order, b, it)
         bx, fl = _sample_boxes(store, i, proto, np.random.default_rng(_seed(proto.seed, 5, it)))
         idx.append(i)
         boxes.append(bx)
@@ -131,6 +131,11 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
     if proto.trained == "head":
         plan.features = _trunk_features(net, store, plan, proto, dev)
     return plan
+
+
+def _batch(order: np.ndarray, batch_size: int, it: int) -> np.ndarray:
+    """The images of iteration ``it``: the next ``batch_size`` of the cycled order."""
+    return order[(it * batch_size + np.arange(batch_size)) % len(order)]
 
 
 @torch.no_grad()
@@ -374,13 +379,6 @@ def _seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across runs and machines)."""
     digest = hashlib.sha256(repr(tuple(int(p) for p in parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def fingerprint(net: nn.Module) -> str:
-    """sha256 of a network's parameters and buffers (identifies the starting point)."""
-    from harness.nets import weights_digest
-
-    return weights_digest(net)
 
 
 def state_key(proto: Protocol, net_hash: str, train_images: list[VOCImage],

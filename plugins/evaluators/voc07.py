@@ -26,6 +26,7 @@ from torch import nn
 from harness import ap as ap_mod
 from harness.errors import BadInputError
 from harness.interfaces import Evaluator, PretrainedModel
+from harness.nets import weights_digest
 from harness.progress import enabled as progress_enabled, make_progress
 from harness.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
 
@@ -91,7 +92,7 @@ class VOC07Evaluator(Evaluator):
             timings["load_s"] = time.perf_counter() - t
 
             net = training.prepare_net(model, proto, dev)
-            net_hash = training.fingerprint(model.net)
+            net_hash = weights_digest(model.net)
             bn_recomputed = False
             t = time.perf_counter()
             if training.needs_bn_recompute(model, net, proto):
