@@ -55,11 +55,10 @@ PROFILES: dict[str, Profile] = {
     # pretext validation accuracy and VOC train -> val (never test; benchmarks/README.md has
     # the figures): lr 0.01 stalled at 13% cluster accuracy, 0.001 reached 35-40%; batch 16
     # (4x the optimizer steps of batch 64 for 25% more time per epoch) and a gentler
-    # augmentation each added 1-2 points of Head mAP, 30 -> 60 -> 90 epochs another 6 and
-    # 1 (90 epochs take under 4 minutes on two cores). The augmentation keeps what a toy
-    # class is: its colour (a hue shift of 0.1 turns brings red within reach of yellow)
-    # and its object (crops below 40% of the frame often cut out the small objects that
-    # the sound label is about).
+    # augmentation (crops of at least 40% of the frame, so that they rarely cut out the
+    # small objects the sound label is about; saturation 0.2 and no hue shift, so that
+    # the colour half of a toy class survives) each added 1-2 points of Head mAP, and
+    # 30 -> 60 -> 90 epochs another 6 and 1 (90 epochs take under 4 minutes on two cores).
     "toy": Profile(name="toy", toy_clips=1000, image_size=64, pretext_epochs=90,
                    pretext_batch_size=16, pretext_lr=0.001, eval_profile="toy",
                    backbone_params={"alexnet": {"pool": 1, "fc_units": 1024}},

@@ -98,6 +98,7 @@ def _draw_compare(fig, data: dict[str, Any]) -> None:
     settings, variants = data["settings"], data["variants"]
     width = 0.8 / max(1, len(variants))
     for ax, panel in _panels(fig, data):
+        top = 0.0
         for i, variant in enumerate(variants):
             xs, means, stds = [], [], []
             for x, setting in enumerate(settings):
@@ -108,6 +109,9 @@ def _draw_compare(fig, data: dict[str, Any]) -> None:
                     stds.append(cell["std"])
             ax.bar(xs, means, width=width, yerr=stds, capsize=3,
                    color=colors[i % len(colors)], label=variant)
+            top = max([top, *(m + sd for m, sd in zip(means, stds))])
+        if top > 0:
+            ax.set_ylim(0, top * 1.25)      # headroom: the legend never covers a bar
         ax.set_xticks(range(len(settings)), settings, fontsize=7)
         ax.set_ylabel(f"{panel} mAP (%)")
         ax.set_title(f"{panel}: {data['varying']}")

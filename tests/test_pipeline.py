@@ -106,3 +106,22 @@ def test_clips_with_unusable_audio_are_skipped_counted_and_never_trained_on(tmp_
     meta = torch.load(record["pretext"]["checkpoint"], weights_only=True)["meta"]
     assert meta["data"]["excluded"] == 1
     assert meta["data"]["train"] + meta["data"]["val"] == 47
+
+
+def test_pretext_augmentation_comes_from_the_profile_and_keys_the_pretext_stage(
+        tmp_path, cache, monkeypatch):
+    from dataclasses import replace
+
+    from harness import pipeline
+
+    toy = pipeline.PROFILES["toy"]
+    first = read_record(run(_config(tmp_path)).path)
+    assert first["config"]["pretrain"]["augment"]["hue"] == toy.pretext_augment.hue
+    assert first["config"]["pretrain"]["batch_size"] == toy.pretext_batch_size
+    pretrain = _dirs("pretrain")
+
+    changed = replace(toy, pretext_augment=replace(toy.pretext_augment, hue=0.05))
+    monkeypatch.setitem(pipeline.PROFILES, "toy", changed)
+    second = read_record(run(_config(tmp_path)).path)
+    assert second["config"]["pretrain"]["augment"]["hue"] == 0.05
+    assert len(_dirs("pretrain")) == len(pretrain) + 1     # a new pretext run, not the cached one
