@@ -259,7 +259,7 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
     """Train the backbone on the labels (resumable); returns last.pt and its summary."""
     import json
 
-    from harness.pretrain import PretrainConfig, pretrain
+    from harness.pretrain import CONFIG_NAME, METRICS_NAME, PretrainConfig, pretrain
 
     base = PretrainConfig(backbone=config.backbone, backbone_params=config.resolved_backbone_params(),
                           labels=labels_path, data=dataset.root,
@@ -273,9 +273,12 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
     ckpt = pretrain(replace(base, out=out))
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    history = [json.loads(line) for line in (out / METRICS_NAME).read_text().splitlines() if line]
+    meta = json.loads((out / CONFIG_NAME).read_text())
+    # what `precision="auto"` resolved to on this machine (bf16 on CPUs with native bf16)
+    runtime = {k: meta.get(k) for k in ("device", "world_size", "precision", "channels_last")}
     summary = {"checkpoint": str(ckpt), "epochs": profile.pretext_epochs, "settings": settings,
-               "final": history[-1] if history else {}}
+               "runtime": runtime, "final": history[-1] if history else {}}
     return ckpt, summary
 
 

@@ -118,6 +118,7 @@ def test_pretext_augmentation_comes_from_the_profile_and_keys_the_pretext_stage(
     first = read_record(run(_config(tmp_path)).path)
     assert first["config"]["pretrain"]["augment"]["hue"] == toy.pretext_augment.hue
     assert first["config"]["pretrain"]["batch_size"] == toy.pretext_batch_size
+    assert first["pretext"]["runtime"]["precision"] in ("bf16", "fp32")   # what "auto" became
     pretrain = _dirs("pretrain")
 
     changed = replace(toy, pretext_augment=replace(toy.pretext_augment, hue=0.05))
