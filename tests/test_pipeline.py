@@ -126,3 +126,22 @@ def test_pretext_augmentation_comes_from_the_profile_and_keys_the_pretext_stage(
     second = read_record(run(_config(tmp_path)).path)
     assert second["config"]["pretrain"]["augment"]["hue"] == 0.05
     assert len(_dirs("pretrain")) == len(pretrain) + 1     # a new pretext run, not the cached one
+
+
+def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache):
+    from dataclasses import replace
+
+    from harness.clips import ClipDataset
+    from harness.pipeline import PROFILES, toy_clips
+
+    profile = replace(PROFILES["toy"], toy_clips=12)
+    first = toy_clips(profile, 0, progress=False)
+    fingerprint = ClipDataset(first).fingerprint()
+    # what a run killed half-way through the generation used to leave: files, no manifest
+    import shutil
+    shutil.rmtree(first)
+    (first / "frames" / "000").mkdir(parents=True)
+    (first / "frames" / "000" / "000000.png").write_bytes(b"half")
+    again = toy_clips(profile, 0, progress=False)
+    assert again == first and ClipDataset(again).fingerprint() == fingerprint
+    assert [p.name for p in first.parent.iterdir()] == [first.name]    # no .partial left
