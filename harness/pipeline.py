@@ -61,7 +61,7 @@ PROFILES: dict[str, Profile] = {
     # augmentation (crops of at least 40% of the frame, so that they rarely cut out the
     # small objects the sound label is about; saturation 0.2 and no hue shift, so that
     # the colour half of a toy class survives) each added 1-2 points of Head mAP, and
-    # 30 -> 60 -> 90 epochs another 6 and 1 (90 epochs take under 4 minutes on two cores).
+    # 30 -> 60 -> 90 epochs another 5 and 1 (90 epochs take under 4 minutes on two cores).
     "toy": Profile(name="toy", toy_clips=1000, image_size=64, pretext_epochs=90,
                    pretext_batch_size=16, pretext_lr=0.001, eval_profile="toy",
                    backbone_params={"alexnet": {"pool": 1, "fc_units": 1024}},

@@ -129,6 +129,7 @@ def test_pretext_augmentation_comes_from_the_profile_and_keys_the_pretext_stage(
 
 
 def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache):
+    import shutil
     from dataclasses import replace
 
     from harness.clips import ClipDataset
@@ -138,7 +139,6 @@ def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache)
     first = toy_clips(profile, 0, progress=False)
     fingerprint = ClipDataset(first).fingerprint()
     # what a run killed half-way through the generation used to leave: files, no manifest
-    import shutil
     shutil.rmtree(first)
     (first / "frames" / "000").mkdir(parents=True)
     (first / "frames" / "000" / "000000.png").write_bytes(b"half")
