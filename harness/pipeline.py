@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -153,17 +151,8 @@ def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
     out = cache_root() / "toy" / stage_key("toy-clips", WORLD_VERSION, profile.toy_clips,
                                            world_seed, cfg.to_dict())
     if not (out / "manifest.csv").is_file():
-        # built beside its place and renamed when complete: an interrupted run, or two runs
-        # starting at once on an empty cache, never leave a half-written world behind
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-        try:
-            generate_clips(tmp, profile.toy_clips, world_seed, config=cfg, progress=progress)
-            if not (out / "manifest.csv").is_file():     # else another run finished first
-                shutil.rmtree(out, ignore_errors=True)   # what an interrupted run left
-                os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)   # the cache's own leftovers (older code)
+        generate_clips(out, profile.toy_clips, world_seed, config=cfg, progress=progress)
     return out
 
 

@@ -112,28 +112,21 @@ def _make_clips(out: Path, seed: int, cfg: ToyConfig, indices: Sequence[int]) ->
     return rows
 
 
-def _prepare_clip_folder(out: Path) -> None:
-    """Make ``out`` ready: new/empty, or a previous toy dataset (unpublished first)."""
-    from harness.clips import MANIFEST_NAME, METADATA_NAME
+def _check_clip_folder(out: Path) -> None:
+    """``out`` must be absent, empty, or a previous toy dataset (which is then replaced)."""
+    from harness.clips import METADATA_NAME
 
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    if not any(out.iterdir()):
+    if not out.exists() or not any(out.iterdir()):
         return
-    meta_path = out / METADATA_NAME
     try:
-        previous = json.loads(meta_path.read_text(encoding="utf-8"))
+        previous = json.loads((out / METADATA_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         previous = {}
     if not isinstance(previous, dict) or previous.get("generator") != GENERATOR:
         raise BadInputError(f"{out}: folder is not empty and holds no toy clip dataset; "
                             "choose a new or empty folder")
-    # unpublish first: a killed run then leaves no manifest naming half-rewritten files
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
-    for sub in ("frames", "audio"):
-        shutil.rmtree(out / sub, ignore_errors=True)
 
 
 def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfig | None = None,
@@ -143,23 +136,35 @@ def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfi
     Ground truth goes in the manifest's extra columns: ``scene``, ``objects`` (classes
     visible in the frame), ``sounding`` (classes audible) and ``loudest`` (the loudest
     audible class), ``;``-joined in VOC order. None of it is drawn into pixels or audio.
+    The dataset is built beside ``out`` and renamed into place when complete (replacing a
+    previous toy dataset there), so an interrupted run leaves ``out`` as it was.
     """
-    from harness.clips import write_dataset
+    from harness.clips import ClipDataset, write_dataset
 
     cfg = config or ToyConfig()
     _check_seed(seed)
     if n_clips < 1:
         raise BadInputError(f"--clips must be >= 1, got {n_clips}")
-    out = Path(out)
-    _prepare_clip_folder(out)
-    work = partial(_make_clips, out, int(seed), cfg)
-    rows = _run_chunks(work, n_clips, _default_jobs(jobs), "toy clips", progress)
-    rows.sort(key=lambda r: r.pop("_index"))
-    meta = {"generator": GENERATOR, "world_version": WORLD_VERSION, "kind": "clips",
-            "seed": int(seed), "n_clips": n_clips,
-            "config": cfg.to_dict(), "classes": list(CLASSES), "scenes": list(SCENE_NAMES),
-            "report": {"videos": n_clips, "clips": n_clips, "skipped": {}}}
-    return write_dataset(out, rows, meta)
+    given = Path(out)
+    out = given.resolve()
+    _check_clip_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        work = partial(_make_clips, tmp, int(seed), cfg)
+        rows = _run_chunks(work, n_clips, _default_jobs(jobs), "toy clips", progress)
+        rows.sort(key=lambda r: r.pop("_index"))
+        meta = {"generator": GENERATOR, "world_version": WORLD_VERSION, "kind": "clips",
+                "seed": int(seed), "n_clips": n_clips,
+                "config": cfg.to_dict(), "classes": list(CLASSES), "scenes": list(SCENE_NAMES),
+                "report": {"videos": n_clips, "clips": n_clips, "skipped": {}}}
+        write_dataset(tmp, rows, meta)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ClipDataset(given)
 
 
 # --------------------------------------------------------------------------- toy VOC
