@@ -152,6 +152,44 @@ class PretrainedModel:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything the core passes to an evaluator besides the model and the data.
+
+    ``profile`` names the world the protocol is scaled to (``"toy"``, ``"paper"``);
+    ``seed`` seeds every random choice the evaluator makes; ``device`` is already resolved
+    (``"cpu"``, ``"cuda:0"``); ``work_dir`` is the evaluator's own folder for resumable
+    state and caches (it exists, and nothing else writes there); ``progress`` says whether
+    to draw progress bars.
+    """
+
+    profile: str
+    seed: int
+    device: str
+    work_dir: Path
+    progress: bool = True
+
+
+@dataclass
+class EvalMetrics:
+    """What every evaluator returns (the record schema requires exactly this).
+
+    ``headline`` names the headline figure (e.g. ``"map"``) and ``formula`` says how it is
+    computed (e.g. scikit-learn's non-interpolated AP, mean over 20 classes, percent);
+    ``value`` is that figure. ``breakdown`` holds the per-class or per-task values it
+    summarises (class name -> AP, layer -> mAP, ...), ``protocol`` every setting that
+    determines the result, and ``details`` anything else JSON-serialisable the evaluator
+    wants recorded (other AP formulas, loss curves, timings).
+    """
+
+    headline: str
+    formula: str
+    value: float
+    breakdown: dict[str, float]
+    protocol: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class Evaluator(Plugin):
     """Scores a pretrained network on a downstream task (kind ``evaluator``).
 
