@@ -176,3 +176,10 @@ def load_pretrained(spec: str | Path, map_location: Any = "cpu", *, seed: int = 
     return PretrainedModel(backbone=backbone, net=net.to(map_location),
                            origin=str(meta.get("origin", "pretext")), checkpoint=str(path),
                            meta=meta)
+
+
+def backbone_name(model: PretrainedModel) -> str:
+    """The registry name of the model's backbone (a family member keeps its full name)."""
+    name = model.backbone.name
+    variant = getattr(model.backbone, "variant", None)
+    return f"{name}{variant}" if name.endswith(":") and variant else name

@@ -109,6 +109,9 @@ class Labeler(Plugin):
     """
 
     output_kind: ClassVar[OutputKind]
+    #: the constructor parameter that sets the number of outputs (``k`` for k-means,
+    #: ``bits`` for a binary code), which ``--k`` sets; None if the labeler has none
+    size_param: ClassVar[str | None] = None
 
     @abstractmethod
     def fit_predict(self, features: np.ndarray) -> Labels:
@@ -193,15 +196,20 @@ class EvalMetrics:
 class Evaluator(Plugin):
     """Scores a pretrained network on a downstream task (kind ``evaluator``).
 
-    ``evaluate`` returns a JSON-serialisable metrics dictionary that includes at least
-    ``map`` (the headline figure, in percent), ``ap`` (per class, keyed by class name),
-    the names of the formulas used and the protocol's full parameters.
+    The core calls only :meth:`evaluate`: with the network, the downstream data's folder
+    (for the built-in VOC07 evaluators a VOCdevkit or VOC2007 folder) and an
+    :class:`EvalContext`; it records the returned :class:`EvalMetrics` as they are.
+    Settings that belong to the evaluator (a protocol preset, an iteration count) are its
+    constructor parameters and appear in ``params()``; the profile and seed of the run come
+    in the context. An evaluator's cache key is its ``params()`` with the context's
+    profile and seed, so equal inputs must give equal metrics.
     """
 
     @abstractmethod
-    def evaluate(self, model: PretrainedModel, data_root: Path, *, device: str = "cpu",
-                 workdir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-        """Train/test on ``data_root`` and return metrics; resumable through ``workdir``."""
+    def evaluate(self, model: PretrainedModel, data_root: Path,
+                 context: EvalContext) -> EvalMetrics:
+        """Train/test on ``data_root`` and return the metrics; resumable through
+        ``context.work_dir``."""
 
 
 KIND_CLASSES: dict[str, type[Plugin]] = {

@@ -99,3 +99,16 @@ def make_labels(features: np.ndarray, labeler: Labeler, *, features_key: str | N
 
 #: sidecar fields that describe the values rather than how they were made
 _VALUE_FIELDS = ("format", "kind", "num_outputs", "shape", "diagnostics")
+
+
+def size_param(labeler_cls: type[Labeler], name: str) -> str:
+    """The constructor parameter ``--k`` sets for a labeler (its declared ``size_param``).
+
+    A labeler without one refuses ``--k`` with a line naming how its own parameters are
+    given.
+    """
+    param = getattr(labeler_cls, "size_param", None)
+    if not param:
+        raise BadInputError(f"--k: labeler {name!r} declares no size parameter; set its "
+                            f"parameters with --labeler-param NAME=VALUE")
+    return param

@@ -14,7 +14,7 @@ from harness.errors import BadInputError
 from harness.interfaces import Labels
 from harness.plugins import default_registry
 from harness_plugins.labelers import KMeansLabeler, PcaBinaryLabeler
-from harness_plugins.labelers.diagnostics import (purity, score_against_truth, size_warnings,
+from harness.label_diagnostics import (purity, score_against_truth, size_warnings,
                                                   truth_scores)
 from harness_plugins.labelers.preprocess import PREPROCESS_CHOICES, apply_preprocess
 

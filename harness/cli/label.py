@@ -16,7 +16,6 @@ clip dataset's manifest (``--data``; also ``sounding`` and ``loudest`` when pres
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 from pathlib import Path
 from typing import Any, List, Optional
@@ -54,9 +53,9 @@ def label(
 ) -> None:
     """Cluster sound features into pseudo-labels and diagnose the clustering."""
     from harness.cli.params import parse_params
-    from harness.labels import make_labels, write_labels
+    from harness.labels import make_labels, size_param, write_labels
     from harness.plugins import default_registry
-    from harness_plugins.labelers.diagnostics import format_report, score_against_truth
+    from harness.label_diagnostics import format_report, score_against_truth
 
     if features is None and data is None:
         raise BadInputError("give a FEATURES.npy file or --data DATASET")
@@ -66,7 +65,7 @@ def label(
     entry = registry.get("labeler", labeler_name)
     params = parse_params(param)
     if k is not None:
-        params[_size_param(entry.cls, labeler_name)] = k
+        params[size_param(entry.cls, labeler_name)] = k
     if seed is not None:
         params["seed"] = seed
     labeler = registry.create("labeler", labeler_name, **params)
@@ -91,15 +90,6 @@ def label(
     shape = "x".join(str(s) for s in labels.values.shape)
     saved = f"-> {where}" if where else "(not saved: give --out)"
     typer.echo(f"{labels.kind} [{shape}] {saved}" + (" (from the cache)" if result.cached else ""))
-
-
-def _size_param(cls: type, name: str) -> str:
-    """Which constructor parameter ``--k`` sets: ``k`` (clusters) or else ``bits``."""
-    accepted = inspect.signature(cls.__init__).parameters
-    for candidate in ("k", "bits"):
-        if candidate in accepted:
-            return candidate
-    raise BadInputError(f"labeler {name!r} takes neither k nor bits; use --param")
 
 
 def _load_features(path: Path | None, data: Path | None, repr_name: str,

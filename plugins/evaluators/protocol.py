@@ -1,8 +1,9 @@
 """The VOC07 classification protocols, as typed objects.
 
-A :class:`Preset` is one published evaluation code's settings at full length; a
-:class:`Profile` scales a preset to a world (``paper``: real VOC as published; ``toy``: the
-toy VOC on a CPU: fewer iterations, a smaller crop); :func:`resolve` combines the two with
+A :class:`Preset` is one published evaluation code's settings at full length; the run
+profile's :class:`harness.profiles.EvalScaling` scales it to a world (``paper``: real VOC
+as published; ``toy``: the toy VOC on a CPU: fewer iterations, a smaller crop);
+:func:`resolve` combines the two with
 the mode ("head" or "all") and the reading of "Head" into a :class:`Protocol`, the complete
 list of what determines a result, recorded with every metric.
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness.errors import BadInputError
+from harness.profiles import get_profile
 
 Mode = Literal["head", "all"]
 HeadInit = Literal["pretext", "random"]
@@ -105,42 +107,6 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-#: the toy Head schedule, chosen on train -> val where a random-initialisation row stops
-#: rising (random AlexNet: 24.9 / 25.5 / 27.3 / 27.7 mAP at 4k / 8k / 16k / 32k);
-#: benchmarks/README.md has the curve
-HEAD_ITERATIONS_TOY = 16000
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How a preset is scaled to a world; ``None`` keeps the preset's value."""
-
-    name: str
-    description: str
-    head_iterations: int | None = None
-    all_iterations: int | None = None
-    crop_size: int | None = None
-    #: images are first scaled so their short side is ``crop_size * 375 / 227`` (VOC's
-    #: image-to-crop geometry) -- for worlds whose images are smaller than VOC's
-    rescale_to_voc_geometry: bool = False
-    #: "Head" only: draw each training crop from a fixed pool of this many augmented views
-    #: per image, run through the frozen trunk once (None: a fresh crop every iteration)
-    head_views: int | None = None
-
-
-PROFILES: dict[str, Profile] = {
-    "paper": Profile(name="paper", description="the preset at full length on real VOC2007"),
-    "toy": Profile(
-        name="toy",
-        description=("toy VOC on a CPU: iterations scaled down (learning-rate steps scaled "
-                     "with them), 64-pixel crops with VOC's crop-to-image geometry; Head "
-                     "crops drawn from 10 trunk-encoded views per image, and long enough "
-                     "that a random-initialisation row has stopped improving"),
-        head_iterations=HEAD_ITERATIONS_TOY, all_iterations=600, crop_size=64,
-        rescale_to_voc_geometry=True, head_views=10),
-}
-
-
 @dataclass(frozen=True)
 class Protocol:
     """Everything that determines an evaluation's result (recorded in the metrics)."""
@@ -204,8 +170,6 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
     """
     if preset not in PRESETS:
         raise BadInputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if profile not in PROFILES:
-        raise BadInputError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     if mode not in ("head", "all"):
         raise BadInputError(f"unknown mode {mode!r}; choose head or all")
     if head_init is not None and head_init not in HEAD_INITS:
@@ -214,7 +178,7 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
     if train_split not in SPLIT_PAIRS:
         raise BadInputError(f"cannot train on split {train_split!r}: train on trainval "
                             "(reported on test) or on train (tuning, reported on val)")
-    p, prof = PRESETS[preset], PROFILES[profile]
+    p, prof = PRESETS[preset], get_profile(profile).evaluation
     overrides = []
     n_iter = (prof.head_iterations if mode == "head" else prof.all_iterations) or p.iterations
     if iterations is not None:
@@ -231,7 +195,7 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
     base = round(crop * VOC_SHORT_SIDE / PRESETS["krahenbuhl"].crop_size) \
         if prof.rescale_to_voc_geometry else None
     return Protocol(
-        preset=p.name, profile=prof.name, mode=mode, head_init=head_init or p.head_init,
+        preset=p.name, profile=get_profile(profile).name, mode=mode, head_init=head_init or p.head_init,
         train_split=train_split, test_split=SPLIT_PAIRS[train_split], seed=seed,
         lr=lr if lr is not None else p.lr, lr_step=lr_step, lr_gamma=p.lr_gamma,
         iterations=n_iter, batch_size=p.batch_size, momentum=p.momentum,

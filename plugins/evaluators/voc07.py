@@ -4,8 +4,8 @@ One run: read the training and test splits (through :mod:`harness.voc`), check t
 every class has a positive in each), decode their images onto the device, put 20 new
 outputs on the network as the protocol says, recompute BatchNorm statistics of a
 never-trained trunk that will be used frozen, train with SGD (resumable through
-``workdir``), score each test image as the sum of ten augmented crops, and report AP three
-ways (:mod:`harness.ap`). The network-side steps live in :mod:`.training`; everything
+the context's work folder), score each test image as the sum of ten augmented crops, and
+report AP three ways (:mod:`harness.ap`). The network-side steps live in :mod:`.training`; everything
 that determines the result is in :class:`~harness_plugins.evaluators.protocol.Protocol`
 and is recorded in the metrics.
 """
@@ -13,6 +13,8 @@ and is recorded in the metrics.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import time
 from dataclasses import dataclass
@@ -25,7 +27,9 @@ from torch import nn
 
 from harness import ap as ap_mod
 from harness.errors import BadInputError
-from harness.interfaces import Evaluator, PretrainedModel
+from harness.checkpoint import backbone_name
+from harness.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
+from harness.io import write_text
 from harness.nets import weights_digest
 from harness.progress import enabled as progress_enabled, make_progress
 from harness.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
@@ -39,50 +43,72 @@ from .protocol import Mode, Protocol, resolve
 class EvalResult:
     """What a run produces: the metrics, the per-image test scores, the trained network."""
 
-    metrics: dict[str, Any]
+    metrics: EvalMetrics
     scores: ap_mod.SplitScores
     net: nn.Module
 
 
+#: the test split's per-image summed class scores, written into the work folder
+SCORES_FILE = "test-scores.csv"
+
+
 class VOC07Evaluator(Evaluator):
-    """Shared machinery of the two VOC07 evaluators; ``mode`` says what is trained."""
+    """Shared machinery of the two VOC07 evaluators; ``mode`` says what is trained.
+
+    The parameters are this evaluator's own: the published protocol (``preset``), the
+    reading of "Head" (``head_init``), the training split and explicit overrides of the
+    iteration count and learning rate. How the preset is scaled comes from the run profile
+    and the seed from the run (both through :class:`~harness.interfaces.EvalContext`).
+    """
 
     mode: ClassVar[Mode]
 
-    def __init__(self, *, preset: str = "krahenbuhl", profile: str = "toy",
-                 head_init: str | None = None, seed: int = 0, train_split: str = "trainval",
-                 iterations: int | None = None, lr: float | None = None,
-                 checkpoint_seconds: float = 120.0, threads: int | None = None):
-        self.protocol: Protocol = resolve(preset, profile, self.mode, head_init=head_init,
-                                          train_split=train_split, seed=seed,
-                                          iterations=iterations, lr=lr)
-        self._explicit = {"iterations": iterations, "lr": lr}
-        #: how often training state is saved to ``workdir`` (does not change results)
+    def __init__(self, *, preset: str = "krahenbuhl", head_init: str | None = None,
+                 train_split: str = "trainval", iterations: int | None = None,
+                 lr: float | None = None, checkpoint_seconds: float = 120.0,
+                 threads: int | None = None):
+        # resolving once checks every parameter now, before any data is read
+        resolve(preset, "paper", self.mode, head_init=head_init, train_split=train_split,
+                iterations=iterations, lr=lr)
+        self.preset, self.head_init, self.train_split = preset, head_init, train_split
+        self.iterations, self.lr = iterations, lr
+        #: how often training state is saved to the work folder (does not change results)
         self.checkpoint_seconds = checkpoint_seconds
         self.threads = threads or min(16, os.cpu_count() or 1)
 
     def params(self) -> dict[str, Any]:
-        p = self.protocol
-        return {"preset": p.preset, "profile": p.profile, "head_init": p.head_init,
-                "seed": p.seed, "train_split": p.train_split, **self._explicit,
-                "protocol": p.to_dict()}
+        return {"preset": self.preset, "head_init": self.head_init,
+                "train_split": self.train_split, "iterations": self.iterations, "lr": self.lr}
+
+    def protocol(self, context: EvalContext) -> Protocol:
+        """The full protocol this evaluator runs under ``context``'s profile and seed."""
+        return resolve(self.preset, context.profile, self.mode, head_init=self.head_init,
+                       train_split=self.train_split, seed=context.seed,
+                       iterations=self.iterations, lr=self.lr)
 
     # ------------------------------------------------------------------ public API
-    def evaluate(self, model: PretrainedModel, data_root: Path, *, device: str = "cpu",
-                 workdir: Path | None = None, progress: bool = True) -> dict[str, Any]:
-        """Train on the training split, test on the test split; return the metrics."""
-        return self.run(model, data_root, device=device, workdir=workdir,
-                        progress=progress).metrics
+    def evaluate(self, model: PretrainedModel, data_root: Path,
+                 context: EvalContext) -> EvalMetrics:
+        """Train on the training split, test on the test split; return the metrics.
 
-    def run(self, model: PretrainedModel, data_root: Path, *, device: str = "cpu",
-            workdir: Path | None = None, progress: bool = True) -> EvalResult:
-        """Like :meth:`evaluate`, also returning the per-image test scores."""
-        proto = self.protocol
-        dev = _device(device)
+        The per-image test scores are written to ``SCORES_FILE`` in the work folder
+        (named in ``details["scores_file"]``), so anyone can recompute the APs.
+        """
+        result = self.run(model, data_root, context)
+        path = Path(context.work_dir) / SCORES_FILE
+        write_text(path, scores_csv(result.scores))
+        result.metrics.details["scores_file"] = str(path)
+        return result.metrics
+
+    def run(self, model: PretrainedModel, data_root: Path, context: EvalContext) -> EvalResult:
+        """Like :meth:`evaluate`, also returning the per-image test scores and the network."""
+        proto = self.protocol(context)
+        dev = _device(context.device)
+        workdir = Path(context.work_dir)
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
         train_images, test_images, voc = _read_splits(data_root, proto)
-        bar = make_progress() if progress_enabled(progress) else _NoProgress()
+        bar = make_progress() if progress_enabled(context.progress) else _NoProgress()
         with bar, torch.random.fork_rng(devices=_cuda_index(dev)), _cudnn_benchmark(dev):
             t = time.perf_counter()
             stores = [_load(bar, f"decode {split}", images, model, dev, self.threads)
@@ -123,18 +149,12 @@ class VOC07Evaluator(Evaluator):
 
     # ------------------------------------------------------------------ metrics
     def _metrics(self, model, report, proto, dev, voc, train_images, test_images,
-                 bn_recomputed, curve, resumed_from, timings) -> dict[str, Any]:
-        m: dict[str, Any] = {
+                 bn_recomputed, curve, resumed_from, timings) -> EvalMetrics:
+        figures = report.to_metrics()
+        details: dict[str, Any] = {
             "evaluator": self.name,
             "mode": proto.mode,
-            "preset": proto.preset,
-            "profile": proto.profile,
-            "head_init": proto.head_init,
-            "seed": proto.seed,
-            "protocol": proto.to_dict(),
-            **report.to_metrics(),
-            "headline": ("map: " + ap_mod.HEADLINE + " (Table 1's formula), percent, mean "
-                         "over the 20 classes"),
+            **{k: v for k, v in figures.items() if k not in ("map", "ap")},
             "n_train": len(train_images),
             "n_test": len(test_images),
             "classes": list(CLASSES),
@@ -154,7 +174,12 @@ class VOC07Evaluator(Evaluator):
             "resumed_from_iteration": resumed_from,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
-        return m
+        return EvalMetrics(
+            headline="map",
+            formula=(f"{ap_mod.HEADLINE} AP (Table 1's formula), mean over the 20 classes, "
+                     "percent"),
+            value=figures["map"], breakdown=dict(figures["ap"]), protocol=proto.to_dict(),
+            details=details)
 
 
 class VOC07Linear(VOC07Evaluator):
@@ -172,13 +197,6 @@ class VOC07Full(VOC07Evaluator):
     name = "voc07_full"
     description = 'VOC07 classification mAP, "All": the whole network fine-tuned'
     mode = "all"
-
-
-def backbone_name(model: PretrainedModel) -> str:
-    """The registry name of the model's backbone (a family member keeps its full name)."""
-    name = model.backbone.name
-    variant = getattr(model.backbone, "variant", None)
-    return f"{name}{variant}" if name.endswith(":") and variant else name
 
 
 # ---------------------------------------------------------------------------- data
@@ -257,3 +275,17 @@ class _NoProgress:
 
     def update(self, *args, **kwargs) -> None:
         pass
+
+
+def scores_csv(scores: ap_mod.SplitScores) -> str:
+    """CSV text: image_id, split, trained_on, 20 summed scores, 20 labels (1/0/-1 difficult)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    names = list(scores.class_names)
+    writer.writerow(["image_id", "split", "trained_on"] + [f"score_{c}" for c in names]
+                    + [f"label_{c}" for c in names])
+    for i, image_id in enumerate(scores.image_ids):
+        writer.writerow([image_id, scores.split, scores.trained_on]
+                        + [repr(float(s)) for s in scores.scores[i]]
+                        + [int(v) for v in scores.labels[i]])
+    return buf.getvalue()

@@ -2,7 +2,7 @@
 
 Each turns a sound-feature matrix [N, D] into pretext targets; see :mod:`.kmeans`,
 :mod:`.pca_binary`, the shared input checks and rescaling in :mod:`.preprocess`, and what
-``harness label`` prints about the result in :mod:`.diagnostics`.
+``harness label`` prints about the result in :mod:`harness.label_diagnostics`.
 """
 
 from harness.hookspecs import hookimpl

@@ -33,7 +33,7 @@ import numpy as np
 from harness.errors import BadInputError
 from harness.interfaces import Labeler, Labels
 
-from .diagnostics import cluster_sizes, size_warnings
+from harness.label_diagnostics import cluster_sizes, size_warnings
 from .preprocess import apply_preprocess, check_features, check_preprocess
 
 Backend = Literal["sklearn", "faiss"]
@@ -89,6 +89,7 @@ class KMeansLabeler(Labeler):
     name = "kmeans"
     description = "k-means cluster ids on standardised sound features (the paper's labels)"
     output_kind: ClassVar = "classes"
+    size_param: ClassVar = "k"
 
     def __init__(self, *, k: int = 15, seed: int = 0, n_init: int = 10, search_dim: int = 64,
                  search_sample: int = 10_000, max_iter: int = 100, tol: float = 1e-4,

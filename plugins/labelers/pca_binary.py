@@ -24,6 +24,7 @@ class PcaBinaryLabeler(Labeler):
     name = "pca_binary"
     description = "Owens et al.'s binary codes: top principal components thresholded at the median"
     output_kind: ClassVar = "bits"
+    size_param: ClassVar = "bits"
     #: parameters for harness.testing's conformance check (its 90 x 6 blobs allow 6 bits)
     test_params: ClassVar[dict[str, Any]] = {"bits": 4}
 
