@@ -30,6 +30,7 @@ import numpy as np
 
 from harness.audio import LOADER_VERSION, WINDOW_POSITIONS, audio_rate, fit_window, load_audio
 from harness.cache import cache_root, hash_file, hash_params, stage_key
+from harness.devices import resolve_device
 from harness.errors import BadClipError, BadInputError, HarnessError
 from harness.interfaces import SoundRepresentation
 from harness.io import write_json, write_npy
@@ -198,7 +199,7 @@ def compute_features(rep: SoundRepresentation, source: AudioSource,
     rank, world = _distributed()
     if world > 1 and store is None:
         raise HarnessError("distributed feature extraction needs the cache: ranks share shards through it")
-    device = _resolve_device(options.device)
+    device = resolve_device(options.device)
     shards = [range(s, min(s + options.shard_size, total)) for s in range(0, total, options.shard_size)]
     results: dict[int, _Shard] = {}
     mine = [k for k in range(len(shards)) if k % world == rank]
@@ -420,22 +421,7 @@ class _ShardStore:
             path=self.final_path, source=meta["source"])
 
 
-# ----------------------------------------------------------------------------- devices, ranks
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        if not torch.cuda.is_available():
-            return "cpu"
-        local = os.environ.get("LOCAL_RANK")
-        return f"cuda:{local}" if local is not None else "cuda"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"device {device!r} requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise BadInputError(f"unsupported device {device!r} (use auto, cpu, cuda or cuda:N)")
-    return device
-
-
+# ----------------------------------------------------------------------------- ranks
 def _distributed() -> tuple[int, int]:
     """(rank, world size): from torch.distributed, or torchrun's environment (then joined)."""
     import torch.distributed as dist

@@ -36,7 +36,7 @@ from tabulate import tabulate
 
 from harness import paper_tables, plots
 from harness.errors import HarnessError
-from harness.records import labeler_k
+from harness.records import labeler_size, legacy_headline_ap, metrics_entries
 
 #: the evaluator behind Table 1's "Head" column (frozen trunk) and "All" (fine-tuned)
 HEAD = "voc07_linear"
@@ -99,14 +99,19 @@ class GroupKey:
     preset: str
     profile: str
     fingerprint: str
+    #: empty for the VOC07 (Table 1) tables; else the one evaluator of a generic table
+    evaluator: str = ""
 
     @property
     def slug(self) -> str:
-        raw = f"{self.downstream}_{self.preset}_{self.profile}_{self.fingerprint[:8]}"
+        what = f"eval-{self.evaluator}" if self.evaluator else self.preset
+        raw = f"{self.downstream}_{what}_{self.profile}_{self.fingerprint[:8]}"
         return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in raw)
 
     @property
     def title(self) -> str:
+        if self.evaluator:
+            return f"{self.downstream} · evaluator {self.evaluator} · profile {self.profile}"
         return f"{self.downstream} · preset {self.preset} · profile {self.profile}"
 
 
@@ -123,24 +128,8 @@ def _digest(obj: Any) -> str:
                           .encode()).hexdigest()
 
 
-def headline_ap(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """Per-class AP of the headline formula: the one whose mean is the metrics' ``map``.
-
-    ``ap`` is either {class: AP} (taken as is) or {AP kind: {class: AP}}; for the latter,
-    the kind whose mean over classes matches ``map`` is the headline one (the record's
-    ``map`` is what Table 1 shows, so Table 2 must show the same formula).
-    """
-    ap = metrics["ap"]
-    if all(not isinstance(v, dict) for v in ap.values()):
-        return dict(ap)
-    for kind in sorted(ap):
-        vals = [v for v in ap[kind].values() if v is not None]
-        if vals and math.isclose(statistics.fmean(vals), metrics["map"], abs_tol=0.05):
-            return dict(ap[kind])
-    if len(ap) == 1:
-        return dict(next(iter(ap.values())))
-    raise HarnessError(f"cannot tell which of the AP kinds {sorted(ap)} gives map="
-                       f"{metrics['map']}: no kind's per-class mean matches it")
+#: kept for callers of the older name: per-class AP of a harness-record/1 metrics entry
+headline_ap = legacy_headline_ap
 
 
 @dataclass
@@ -160,38 +149,52 @@ class Run:
     backbone_key: str
     evaluators_key: str
     pretrain_key: str
+    #: evaluator name -> metrics in the EvalMetrics shape (:func:`metrics_entries`)
     metrics: dict[str, dict[str, Any]]
+    #: the labeler's size parameter's name (``k``, ``bits``)
+    size_name: str = "k"
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "Run":
+    def from_record(cls, record: Mapping[str, Any], evaluator: str | None = None) -> "Run":
+        """The run as a row of the VOC07 tables, or (``evaluator``) of that evaluator's."""
         config = record["config"]
-        presets = sorted({m["preset"] for m in record["metrics"].values()})
-        group = GroupKey(record["downstream"]["kind"], "+".join(presets), config["profile"],
-                         record["downstream"]["fingerprint"])
+        try:
+            metrics = metrics_entries(record)
+        except HarnessError as exc:
+            raise HarnessError(f"run {record['run_id']}: {exc}") from None
+        if evaluator is None:
+            presets = sorted({str(m["protocol"].get("preset")) for name, m in metrics.items()
+                              if name in PANELS.values()})
+            group = GroupKey(record["downstream"]["kind"], "+".join(presets),
+                             config["profile"], record["downstream"]["fingerprint"])
+        else:
+            group = GroupKey(record["downstream"]["kind"], "", config["profile"],
+                             record["downstream"]["fingerprint"], evaluator)
         identity = _strip_seeds({k: v for k, v in config.items() if k != "device"})
         labeler = config.get("labeler")
+        size = labeler_size(labeler)
         return cls(
             run_id=record["run_id"], created=record["created"], seed=config["seed"],
             group=group, row_key=_digest(identity), init=config["init"],
             repr_name=(config.get("repr") or {}).get("name"),
-            labeler_name=(labeler or {}).get("name"), k=labeler_k(labeler),
+            labeler_name=(labeler or {}).get("name"), k=size[1] if size else None,
             backbone_name=config["backbone"]["name"],
             backbone_key=_digest(_strip_seeds(config["backbone"])),
             evaluators_key=_digest(_strip_seeds(config["evaluators"])),
             pretrain_key=_digest(_strip_seeds(config.get("pretrain"))),
-            metrics=record["metrics"])
+            metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k")
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
-        return self.metrics.get(evaluator, {}).get(field_name)
-
-    def ap(self, evaluator: str) -> dict[str, float | None] | None:
+        """The headline figure (``map``) or another of the evaluator's ``details``."""
         m = self.metrics.get(evaluator)
         if m is None:
             return None
-        try:
-            return headline_ap(m)
-        except HarnessError as exc:
-            raise HarnessError(f"run {self.run_id}, {evaluator}: {exc}") from None
+        return m["value"] if field_name == "map" else m["details"].get(field_name)
+
+    def ap(self, evaluator: str) -> dict[str, float | None] | None:
+        """The per-class (or per-task) values of the evaluator's headline figure."""
+        m = self.metrics.get(evaluator)
+        return None if m is None else dict(m["breakdown"])
 
 
 @dataclass
@@ -240,7 +243,7 @@ def base_label(run: Run) -> str:
     if run.labeler_name and run.labeler_name != "kmeans":
         parts.append(run.labeler_name)
     if run.k is not None:
-        parts.append(f"k={run.k}")
+        parts.append(f"{run.size_name}={run.k}")
     parts.append(run.backbone_name)
     return " ".join(parts)
 
@@ -287,8 +290,11 @@ def group_records(records: Iterable[Mapping[str, Any]]) -> list[Group]:
     """Records -> groups of rows (aggregated over seeds), everything in a fixed order."""
     by_row: dict[tuple[GroupKey, str], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        run = Run.from_record(record)
-        by_row[(run.group, run.row_key)][run.seed].append(run)
+        names = set(record["metrics"])
+        runs = [Run.from_record(record)] if names & set(PANELS.values()) else []
+        runs += [Run.from_record(record, name) for name in sorted(names - set(PANELS.values()))]
+        for run in runs:
+            by_row[(run.group, run.row_key)][run.seed].append(run)
     groups: dict[GroupKey, Group] = {}
     for (gkey, _), seeds in by_row.items():
         runs, superseded = [], 0
@@ -577,7 +583,31 @@ def group_page(group: Group, plot_files: list[str]) -> str:
     return "\n".join(out)
 
 
+def generic_page(group: Group) -> str:
+    """The page of one evaluator other than the VOC07 pair: its headline figure per row."""
+    k, ev = group.key, group.key.evaluator
+    first = next(r.first.metrics[ev] for r in group.rows)
+    out = [MARKER, "", f"# {k.title}", "",
+           f"Downstream dataset `{k.downstream}` (fingerprint `{k.fingerprint[:16]}`), "
+           f"evaluator `{ev}`, profile `{k.profile}`: {len(group.rows)} configurations, "
+           f"{group.n_runs} runs. Headline `{first['headline']}`: {first['formula']}; mean ± "
+           f"sample std over seeds.", ""]
+    rows = [[row.label, _fmt(row.stat(ev)), str(len(row.runs))] for row in group.rows]
+    out += ["## Headline", "", _table(["method", first["headline"], "seeds"], rows), ""]
+    breakdown = group_table2(group, ev)
+    if breakdown:
+        out += ["## Breakdown", "", "Each value averaged over seeds; `mean` is the mean over "
+                "its columns.", "", breakdown, ""]
+    runs = [[row.label, str(run.seed), run.run_id, _num(run.map(ev))]
+            for row in group.rows for run in row.runs]
+    out += ["## Runs", "", _table(["method", "seed", "run id", first["headline"]], runs,
+                                   align="lrlr"), ""]
+    return "\n".join(out)
+
+
 def index_page(groups: list[Group]) -> str:
+    others = [g for g in groups if g.key.evaluator]
+    groups = [g for g in groups if not g.key.evaluator]
     out = [MARKER, "", "# Leaderboards", "",
            "Generated by `harness leaderboard` from the result records in `results/` "
            "(one JSON file per run; `harness leaderboard --check` fails when this folder is "
@@ -603,6 +633,13 @@ def index_page(groups: list[Group]) -> str:
     else:
         out += ["No result records yet: run `harness run ... --results leaderboards/results` "
                 "and then `harness leaderboard`.", ""]
+    if others:
+        rows = [[f"[{g.key.title}]({g.key.slug}.md)", g.key.downstream, g.key.evaluator,
+                 g.key.profile, str(len(g.rows)), str(g.n_runs)] for g in others]
+        out += ["## Other evaluators", "", "One table per evaluator other than Table 1's "
+                f"`{HEAD}` and `{ALL}`: its headline figure per configuration.", "",
+                _table(["table", "dataset", "evaluator", "profile", "configurations", "runs"],
+                       rows, align="llllrr"), ""]
     out += ["## Reported by the paper", "", f"Source: {paper_tables.CITATION}.", "",
             "### Table 1 (reported): VOC07 classification mAP", "",
             "Recovered share against the paper's Random and ImageNet rows.", "",
@@ -619,6 +656,9 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]]) -> Leaderboard:
     groups = group_records(records)
     markdown, all_plots = {}, {}
     for group in groups:
+        if group.key.evaluator:
+            markdown[f"{group.key.slug}.md"] = generic_page(group)
+            continue
         plots_here = group_plots(group)
         all_plots.update(plots_here)
         markdown[f"{group.key.slug}.md"] = group_page(group, sorted(plots_here))

@@ -18,68 +18,35 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from harness.augment import AugmentConfig
 from harness.cache import cache_root, hash_file, hash_params, stage_key
+from harness.devices import resolve_device
 from harness.errors import BadInputError
 from harness.interfaces import Labels
 from harness.io import write_json
+from harness.profiles import PROFILES, Profile, get_profile  # noqa: F401 - PROFILES re-exported
 
 Init = Literal["sound", "random", "supervised"]
 INITS: tuple[str, ...] = ("sound", "random", "supervised")
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The schedule of one run: the toy world on a CPU, or the paper's."""
-
-    name: str
-    #: clips in the toy world (ignored with --clips)
-    toy_clips: int
-    #: side of the frames the pretext network sees
-    image_size: int
-    pretext_epochs: int
-    pretext_batch_size: int
-    pretext_lr: float
-    #: profile name passed to the evaluators
-    eval_profile: str
-    #: backbone parameters this profile sets, by backbone name
-    backbone_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: the pretext training's augmentation
-    pretext_augment: AugmentConfig = AugmentConfig()
-
-
-PROFILES: dict[str, Profile] = {
-    # At 64 px AlexNet's conv5 output is 1 x 1: pooling it to 6 x 6 only copies one vector
-    # 36 times into fc6 (36x fc6's effective learning rate: lr 0.01 collapsed to the
-    # majority class in a test run). pool=1 sees the same information; fc6-fc7 of 1,024
-    # units cost 20x less per step than 4,096 on a CPU. The pretext schedule was chosen on
-    # pretext validation accuracy and VOC train -> val (never test; benchmarks/README.md has
-    # the figures): lr 0.01 stalled at 13% cluster accuracy, 0.001 reached 35-40%; batch 16
-    # (4x the optimizer steps of batch 64 for 25% more time per epoch) and a gentler
-    # augmentation (crops of at least 40% of the frame, so that they rarely cut out the
-    # small objects the sound label is about; saturation 0.2 and no hue shift, so that
-    # the colour half of a toy class survives) each added 1-2 points of Head mAP, and
-    # 30 -> 60 -> 90 epochs another 5 and 1 (90 epochs take under 4 minutes on two cores).
-    "toy": Profile(name="toy", toy_clips=1000, image_size=64, pretext_epochs=90,
-                   pretext_batch_size=16, pretext_lr=0.001, eval_profile="toy",
-                   backbone_params={"alexnet": {"pool": 1, "fc_units": 1024}},
-                   pretext_augment=AugmentConfig(crop_scale=(0.4, 1.0), saturation=0.2,
-                                                 hue=0.0)),
-    "paper": Profile(name="paper", toy_clips=1000, image_size=224, pretext_epochs=200,
-                     pretext_batch_size=256, pretext_lr=0.01, eval_profile="paper"),
-}
+#: the evaluators a run uses unless told otherwise (Table 1's Head and All)
+DEFAULT_EVALUATORS: tuple[str, ...] = ("voc07_linear", "voc07_full")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run depends on; recorded in full in the result record."""
+    """Everything a run depends on; recorded in full in the result record.
+
+    Fields left None take their value from the profile (:mod:`harness.profiles`) or from
+    the plugin's own defaults; a value given here overrides it and is recorded under
+    ``config.overrides``.
+    """
 
     repr: str = "mfcc"
     repr_params: dict[str, Any] = field(default_factory=dict)
     labeler: str = "kmeans"
     labeler_params: dict[str, Any] = field(default_factory=dict)
-    #: number of clusters (passed to a labeler that takes ``k``)
-    k: int = 15
+    #: the labeler's size parameter (its ``size_param``: clusters for k-means, bits for
+    #: pca_binary); None keeps the labeler's default
+    k: int | None = None
     backbone: str = "alexnet"
     init: Init = "sound"
     profile: str = "toy"
@@ -91,37 +58,36 @@ class RunConfig:
     clips: Path | None = None
     #: a VOCdevkit / VOC2007 folder (default: the toy VOC)
     voc: Path | None = None
-    evaluators: tuple[str, ...] = ("voc07_linear", "voc07_full")
-    preset: str = "krahenbuhl"
+    evaluators: tuple[str, ...] = DEFAULT_EVALUATORS
     #: overrides the profile's pretext epochs
     epochs: int | None = None
     #: overrides the profile's pretext learning rate
     lr: float | None = None
+    #: overrides the profile's pretext batch size
+    batch_size: int | None = None
     #: overrides the profile's number of toy clips
     toy_clips: int | None = None
-    #: images in the toy VOC's trainval and test splits
-    toy_voc_images: tuple[int, int] = (1000, 1000)
+    #: overrides the profile's toy VOC size (trainval, test images)
+    toy_voc_images: tuple[int, int] | None = None
     #: extra backbone parameters (on top of the profile's)
     backbone_params: dict[str, Any] = field(default_factory=dict)
-    #: extra evaluator parameters, e.g. {"iterations": 100} (recorded as overrides)
+    #: parameters of every evaluator, e.g. {"iterations": 100} (recorded in their params)
     eval_params: dict[str, Any] = field(default_factory=dict)
     results: Path = Path("results")
     progress: bool = True
 
+    def overrides(self) -> dict[str, Any]:
+        """The profile values this configuration overrides, by profile field name."""
+        given = {"pretext_epochs": self.epochs, "pretext_lr": self.lr,
+                 "pretext_batch_size": self.batch_size, "toy_clips": self.toy_clips,
+                 "toy_voc_images": self.toy_voc_images}
+        return {k: v for k, v in given.items() if v is not None}
+
     def resolved_profile(self) -> Profile:
-        if self.profile not in PROFILES:
-            raise BadInputError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
-        p = PROFILES[self.profile]
-        if self.epochs:
-            p = replace(p, pretext_epochs=self.epochs)
-        if self.lr:
-            p = replace(p, pretext_lr=self.lr)
-        if self.toy_clips:
-            p = replace(p, toy_clips=self.toy_clips)
-        return p
+        return replace(get_profile(self.profile), **self.overrides())
 
     def resolved_backbone_params(self) -> dict[str, Any]:
-        return {**self.resolved_profile().backbone_params.get(self.backbone, {}),
+        return {**self.resolved_profile().backbone_params_for(self.backbone),
                 **self.backbone_params}
 
 
@@ -129,17 +95,6 @@ class RunConfig:
 class RunResult:
     record: dict[str, Any]
     path: Path
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"--device {device}: no CUDA device is available")
-    return device
 
 
 # ----------------------------------------------------------------------------- data
@@ -183,7 +138,7 @@ def voc_fingerprint(root: Path) -> str:
 def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[str, Any], Any, Any]:
     """Features of every clip, then pseudo-labels; returns (labels path, info, repr, labeler)."""
     from harness.features import DatasetSource, FeatureOptions, compute_features
-    from harness.labels import make_labels
+    from harness.labels import make_labels, size_param
     from harness.plugins import default_registry
 
     registry = default_registry()
@@ -195,10 +150,9 @@ def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[st
                             f"unusable audio (first: {matrix.bad[0].line()}); nothing to cluster")
     params = dict(config.labeler_params)
     labeler_cls = registry.get("labeler", config.labeler).cls
-    accepted = inspect.signature(labeler_cls.__init__).parameters
-    if "k" in accepted:
-        params.setdefault("k", config.k)
-    if "seed" in accepted:
+    if config.k is not None:
+        params[size_param(labeler_cls, config.labeler)] = config.k
+    if "seed" in inspect.signature(labeler_cls.__init__).parameters:
         params.setdefault("seed", config.seed)
     labeler = registry.create("labeler", config.labeler, **params)
     result = make_labels(matrix.features, labeler, features_key=matrix.key,
@@ -296,18 +250,23 @@ def _initial_weights(config: RunConfig, labels_path: Path) -> str:
     return weights_digest(initial_net(backbone, labels.num_outputs, config.seed))
 
 
-def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str, device: str,
-             progress: bool) -> dict[str, Any]:
-    """One evaluator's metrics, cached under the model, the VOC folder and its parameters."""
+def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str,
+             profile: Profile, seed: int, device: str, progress: bool) -> dict[str, Any]:
+    """One evaluator's metrics (the record's form), cached under the model, the downstream
+    folder, the evaluator's parameters and the profile and seed it runs under."""
     import json
 
-    key = stage_key("eval", evaluator.name, evaluator.params(), voc_key, model_key)
+    from harness.evaluation import metrics_dict, run_evaluator
+
+    key = stage_key("eval", evaluator.name, evaluator.params(), profile.name, seed, voc_key,
+                    model_key)
     folder = cache_root() / "eval" / key
     done = folder / "metrics.json"
     if done.is_file():
         return json.loads(done.read_text())
-    metrics = evaluator.evaluate(model, voc_root, device=device, workdir=folder / "work",
-                                 progress=progress)
+    metrics = metrics_dict(run_evaluator(evaluator, model, voc_root, profile=profile.name,
+                                         seed=seed, device=device, work_dir=folder / "work",
+                                         progress=progress))
     write_json(done, metrics)
     return metrics
 
@@ -317,6 +276,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     """Run every stage (reusing cached ones), write the result record, return it."""
     from harness.checkpoint import load_pretrained
     from harness.clips import ClipDataset
+    from harness.labels import size_param
     from harness.nets import weights_digest
     from harness.plugins import default_registry
     from harness.records import (StageTimer, build_record, dataset_identity, make_config,
@@ -329,15 +289,21 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     registry = default_registry()
     backbone_params = config.resolved_backbone_params()
     backbone = registry.create("backbone", config.backbone, **backbone_params)
-    evaluators = [registry.create("evaluator", name, **{"preset": config.preset,
-                                                        "profile": profile.eval_profile,
-                                                        "seed": config.seed, **config.eval_params})
+    if config.k is not None:
+        if config.init != "sound":
+            raise BadInputError(f"--k sets the labeler's size; --init {config.init} runs no "
+                                "labeler")
+        size_param(registry.get("labeler", config.labeler).cls, config.labeler)
+    if not config.evaluators:
+        raise BadInputError("--eval: name at least one evaluator")
+    evaluators = [registry.create("evaluator", name, **config.eval_params)
                   for name in config.evaluators]
     timer = StageTimer()
 
     with timer.stage("data"):
         clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
-        voc_root = config.voc or toy_voc(config.world_seed, config.toy_voc_images, config.progress)
+        voc_root = config.voc or toy_voc(config.world_seed, profile.toy_voc_images,
+                                         config.progress)
         dataset = ClipDataset(clips_root) if config.init != "random" else None
         voc_key = voc_fingerprint(voc_root)
 
@@ -369,13 +335,15 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         with timer.stage(evaluator.name):
             model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
             metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_key, model_key,
-                                               device, config.progress)
+                                               profile, config.seed, device, config.progress)
 
     record = build_record(
         config=make_config(init=config.init, backbone=backbone, evaluators=evaluators,
                            profile=config.profile, seed=config.seed, device=device, repr=rep,
                            labeler=labeler, pretrain=pretext_info["settings"] if pretext_info else None,
-                           k=config.k if rep is not None else None, world_seed=config.world_seed),
+                           k=_labeler_size(labeler), size_param=getattr(labeler, "size_param", None),
+                           world_seed=config.world_seed,
+                           overrides=config.overrides()),
         dataset=dataset_identity(dataset, "clips" if config.clips else "toy", clips_root)
         if dataset is not None else None,
         downstream={"kind": "voc07" if config.voc else "toy-voc", "fingerprint": voc_key,
@@ -386,26 +354,37 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     return RunResult(record, path)
 
 
+def _labeler_size(labeler) -> int | None:
+    """The value of the labeler's size parameter actually used (None without a labeler)."""
+    name = getattr(labeler, "size_param", None) if labeler is not None else None
+    return labeler.params().get(name) if name else None
+
+
 def table1_row(record: dict[str, Any]) -> str:
-    """The run's Table-1 row: method, Head mAP, All mAP."""
+    """The run's Table-1 row: method, seed, then each evaluator's headline figure."""
+    from harness.records import metrics_entries
+
     from tabulate import tabulate
 
     cfg = record["config"]
     if cfg["init"] == "sound":
-        method = f"sound: {cfg['repr']['name']} k={cfg.get('k')} {cfg['backbone']['name']}"
+        size = f" {cfg.get('size_param') or 'k'}={cfg['k']}" if cfg.get("k") is not None else ""
+        method = f"sound: {cfg['repr']['name']}{size} {cfg['backbone']['name']}"
     else:
         method = f"{cfg['init']} init {cfg['backbone']['name']}"
-    m = record["metrics"]
     cells = [method, f"seed {cfg['seed']}"]
     headers = ["method", "seed"]
-    for name, label in (("voc07_linear", "Head mAP"), ("voc07_full", "All mAP")):
-        if name in m:
-            headers.append(label)
-            cells.append(f"{m[name]['map']:.1f}")
+    for name, m in metrics_entries(record).items():
+        headers.append(TABLE1_LABELS.get(name, f"{name} {m['headline']}"))
+        cells.append(f"{m['value']:.1f}")
     return tabulate([cells], headers=headers, tablefmt="github")
 
 
-def sweep(base: RunConfig, reprs: list[str], ks: list[int], backbones: list[str],
+#: column names of Table 1's two evaluators
+TABLE1_LABELS = {"voc07_linear": "Head mAP", "voc07_full": "All mAP"}
+
+
+def sweep(base: RunConfig, reprs: list[str], ks: list[int | None], backbones: list[str],
           seeds: list[int], echo: Callable[[str], None] = print) -> list[RunResult]:
     """Every combination of reprs x ks x backbones x seeds, sharing cached stages."""
     results = []

@@ -45,6 +45,7 @@ from harness.augment import AugmentConfig, augment, center, sample_params
 from harness.cache import hash_file, hash_params
 from harness.checkpoint import build_backbone, read_checkpoint, save_checkpoint
 from harness.clips import ClipDataset
+from harness.devices import cpu_has_native_bf16, resolve_device, resolve_precision  # noqa: F401
 from harness.errors import BadInputError, HarnessError
 from harness.framestore import FrameStore, frame_store
 from harness.io import write_json, write_text
@@ -226,26 +227,13 @@ class Runtime:
         return self.rank == 0
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere it is emulated."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def setup_runtime(config: PretrainConfig) -> Runtime:
     """Pick the device and precision; join the process group when run under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want = config.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(want)
+    device = torch.device(resolve_device(config.device))
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInputError(f"device {config.device!r} asked for, but CUDA is not available")
         if device.index is None:
             device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
         torch.cuda.set_device(device)
@@ -259,11 +247,7 @@ def setup_runtime(config: PretrainConfig) -> Runtime:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         owns_group = True
-    if config.precision == "auto":
-        bf16 = (torch.cuda.is_bf16_supported() if device.type == "cuda"
-                else cpu_has_native_bf16())
-    else:
-        bf16 = config.precision == "bf16"
+    bf16 = resolve_precision(config.precision, str(device))
     return Runtime(device=device, rank=rank, world=world, bf16=bf16,
                    channels_last=config.channels_last, owns_group=owns_group)
 

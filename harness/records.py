@@ -16,8 +16,14 @@ Typical use (what ``harness run`` does)::
         ...
     record = build_record(config=..., dataset=dataset_identity(ds, "toy"), downstream=...,
                           timings=timer.seconds, labels=labels.diagnostics, pretext=...,
-                          metrics={"voc07_linear": head_metrics, "voc07_full": all_metrics})
+                          metrics={"voc07_linear": metrics_dict(head), "voc07_full": ...})
     path = write_record(record, results_dir)
+
+Each metrics entry is an evaluator's :class:`harness.interfaces.EvalMetrics` as a dict
+(``headline``, ``formula``, ``value``, ``breakdown``, ``protocol``, ``details``). Records of
+the older schema ``harness-record/1`` (VOC07-shaped metrics: ``map``, ``ap``, ``preset``)
+still validate and are read through :func:`metrics_entries`, which presents both in the
+new shape.
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ from harness.errors import BadInputError, HarnessError
 if TYPE_CHECKING:
     from harness.interfaces import Plugin
 
-#: the value of every record's ``schema`` field
-SCHEMA_ID = "harness-record/1"
+#: the value of the ``schema`` field of every record written now
+SCHEMA_ID = "harness-record/2"
+#: records written before the EvalMetrics contract (still read: :func:`metrics_entries`)
+LEGACY_SCHEMA_ID = "harness-record/1"
 
 #: packages whose versions a record keeps (missing ones are recorded as null)
 TRACKED_PACKAGES = (
@@ -210,6 +218,18 @@ def new_run_id(config: Mapping[str, Any], created: str) -> str:
     return f"{safe[:150]}-{digest}"
 
 
+def labeler_size(labeler: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    """(parameter name, value) of a labeler entry's size: ``("k", 15)``, ``("bits", 30)``."""
+    if not labeler:
+        return None
+    params = labeler.get("params") or {}
+    for key in ("k", "n_clusters", "num_clusters", "clusters", "bits", "n_bits", "num_bits"):
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return key, value
+    return None
+
+
 def labeler_k(labeler: Mapping[str, Any] | None) -> int | None:
     """The number of clusters (or bits) a labeler entry asks for, if it says so."""
     if not labeler:
@@ -236,7 +256,8 @@ def build_record(*, config: Mapping[str, Any], downstream: Mapping[str, Any],
     ``config`` holds ``init`` ("sound" | "random" | "supervised"), ``repr`` and ``labeler``
     (``plugin_entry(...)`` or None), ``backbone``, ``pretrain`` (dict or None),
     ``evaluators`` ({name: plugin_entry}), ``profile``, ``seed``, ``device``.
-    ``metrics`` maps each evaluator's name to the dict its ``evaluate`` returned.
+    ``metrics`` maps each evaluator's name to its EvalMetrics as a dict
+    (:func:`harness.evaluation.metrics_dict`).
     Raises BadInputError if the result does not follow the schema.
     """
     created = created or utc_now()
@@ -436,3 +457,46 @@ def read_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
         seen[record["run_id"]] = path
         records.append(record)
     return records
+
+
+# --------------------------------------------------------------------------- reading metrics
+def metrics_entries(record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every evaluator's metrics of ``record`` in the EvalMetrics shape, whatever its schema.
+
+    A ``harness-record/1`` entry is converted: ``map`` becomes ``value`` (headline
+    ``"map"``), the headline formula's per-class AP the ``breakdown``, ``protocol`` stays,
+    and everything else goes to ``details``.
+    """
+    if record.get("schema") != LEGACY_SCHEMA_ID:
+        return {name: dict(m) for name, m in record["metrics"].items()}
+    out = {}
+    for name, m in record["metrics"].items():
+        protocol = dict(m.get("protocol") or {})
+        protocol.setdefault("preset", m["preset"])
+        formula = m.get("headline") or "mean AP over classes, percent"
+        details = {k: v for k, v in m.items() if k not in ("map", "ap", "protocol", "headline")}
+        out[name] = {"headline": "map", "formula": formula, "value": m["map"],
+                     "breakdown": legacy_headline_ap(m), "protocol": protocol,
+                     "details": details}
+    return out
+
+
+def legacy_headline_ap(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """Per-class AP of a ``harness-record/1`` entry's headline formula.
+
+    ``ap`` is either {class: AP} (taken as is) or {AP kind: {class: AP}}; for the latter,
+    the kind whose mean over classes matches ``map`` is the headline one.
+    """
+    import statistics
+
+    ap = metrics["ap"]
+    if all(not isinstance(v, dict) for v in ap.values()):
+        return dict(ap)
+    for kind in sorted(ap):
+        vals = [v for v in ap[kind].values() if v is not None]
+        if vals and math.isclose(statistics.fmean(vals), metrics["map"], abs_tol=0.05):
+            return dict(ap[kind])
+    if len(ap) == 1:
+        return dict(next(iter(ap.values())))
+    raise HarnessError(f"cannot tell which of the AP kinds {sorted(ap)} gives map="
+                       f"{metrics['map']}: no kind's per-class mean matches it")

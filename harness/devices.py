@@ -1,0 +1,74 @@
+"""Devices and precision for every stage, resolved in one place.
+
+``--device`` is ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or
+``cuda:N``; ``--precision`` is ``auto`` (bf16 autocast on CUDA and on CPUs with native
+bf16, else fp32), ``bf16`` or ``fp32``. Every command (``features``, ``pretrain``,
+``eval``, ``figures``, ``run``) resolves its options through :func:`resolve_device` and
+:func:`resolve_precision`, so a device string means the same thing everywhere and a
+missing GPU is the same one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+
+from harness.errors import BadInputError
+
+
+class Precision(str, Enum):
+    """What ``--precision`` accepts."""
+
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``auto`` -> ``cuda`` (``cuda:LOCAL_RANK`` under torchrun) or ``cpu``; others checked.
+
+    Raises BadInputError for an unknown device or a CUDA device on a machine without one.
+    """
+    import torch
+
+    device = (device or "auto").strip()
+    if device == "auto":
+        if not torch.cuda.is_available():
+            return "cpu"
+        local = os.environ.get("LOCAL_RANK")
+        return f"cuda:{local}" if local is not None else "cuda"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise BadInputError(f"--device {device!r}: unknown device (use auto, cpu, cuda or "
+                            "cuda:N)") from None
+    if kind not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {device!r}: unsupported device (use auto, cpu, cuda "
+                            "or cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"--device {device!r}: no CUDA device is available")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere it is emulated."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str | Precision, device: str) -> bool:
+    """Whether to train under bf16 autocast on ``device`` (a resolved device string)."""
+    import torch
+
+    value = precision.value if isinstance(precision, Precision) else str(precision)
+    if value not in Precision.__members__:
+        raise BadInputError(f"--precision {value!r}: choose from auto, bf16, fp32")
+    if value != "auto":
+        return value == "bf16"
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_native_bf16()
