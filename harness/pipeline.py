@@ -23,7 +23,8 @@ from harness.devices import resolve_device
 from harness.errors import BadInputError
 from harness.interfaces import Labels
 from harness.io import write_json
-from harness.profiles import PROFILES, Profile, get_profile  # noqa: F401 - PROFILES re-exported
+from harness.profiles import (PROFILES, Profile, get_profile,  # noqa: F401 - re-exported
+                              pretrain_settings)
 
 Init = Literal["sound", "random", "supervised"]
 INITS: tuple[str, ...] = ("sound", "random", "supervised")
@@ -217,13 +218,11 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
 
     from harness.pretrain import CONFIG_NAME, METRICS_NAME, PretrainConfig, pretrain
 
-    base = PretrainConfig(backbone=config.backbone, backbone_params=config.resolved_backbone_params(),
-                          labels=labels_path, data=dataset.root,
-                          out=Path("."), epochs=profile.pretext_epochs,
-                          batch_size=profile.pretext_batch_size, lr=profile.pretext_lr,
-                          image_size=profile.image_size, augment=profile.pretext_augment,
-                          seed=config.seed, device=device, origin=origin,
-                          progress=config.progress)
+    settings = {**pretrain_settings(profile, config.backbone),
+                "backbone_params": config.resolved_backbone_params()}
+    base = PretrainConfig(backbone=config.backbone, labels=labels_path, data=dataset.root,
+                          out=Path("."), seed=config.seed, device=device, origin=origin,
+                          progress=config.progress, **settings)
     settings = {k: v for k, v in base.to_json().items() if k not in ("out", "progress", "data", "labels")}
     key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings,
                     _initial_weights(config, labels_path))

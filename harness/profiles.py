@@ -120,3 +120,14 @@ def get_profile(name: str | ProfileName) -> Profile:
     if key not in PROFILES:
         raise BadInputError(f"unknown profile {key!r}; choose from {', '.join(PROFILES)}")
     return PROFILES[key]
+
+
+def pretrain_settings(profile: Profile, backbone: str) -> dict[str, Any]:
+    """The :class:`harness.pretrain.PretrainConfig` fields this profile sets for ``backbone``.
+
+    ``harness run`` and ``harness pretrain`` both start from these, so the two train alike.
+    """
+    return {"epochs": profile.pretext_epochs, "batch_size": profile.pretext_batch_size,
+            "lr": profile.pretext_lr, "image_size": profile.image_size,
+            "augment": profile.pretext_augment,
+            "backbone_params": profile.backbone_params_for(backbone)}

@@ -52,12 +52,16 @@ def test_eval_random_alexnet_writes_metrics_and_recomputable_scores(voc_root, tm
                    str(voc_root), "--iterations", "2", "--out", str(out),
                    "--scores-out", str(scores))
     assert result.exit_code == 0, result.output
-    assert "mAP" in result.stdout and "aeroplane" in result.stdout and "VOC07 11-pt" in result.stdout
+    assert "map" in result.stdout and "aeroplane" in result.stdout and "ap_voc07_11pt" in result.stdout
     m = json.loads(out.read_text())
-    assert m["evaluator"] == "voc07_linear" and m["model"]["origin"] == "random"
-    assert m["bn_recomputed"] is True and m["protocol"]["preset"] == "krahenbuhl"
-    assert m["split_trained"] == "trainval" and m["split_tested"] == "test"
-    assert set(m["ap"]) == set(CLASSES)
+    assert set(m) == {"headline", "formula", "value", "breakdown", "protocol", "details"}
+    d = m["details"]
+    assert d["evaluator"] == "voc07_linear" and d["model"]["origin"] == "random"
+    assert d["bn_recomputed"] is True and m["protocol"]["preset"] == "krahenbuhl"
+    assert d["split_trained"] == "trainval" and d["split_tested"] == "test"
+    assert set(m["breakdown"]) == set(CLASSES)
+    # a random: network gets the profile's backbone parameters, as in `harness run`
+    assert d["model"]["backbone_params"]["fc_units"] == 1024
     # anyone can recompute Table 1's AP from the scores file
     with scores.open() as f:
         rows = list(csv.DictReader(f))
@@ -68,7 +72,7 @@ def test_eval_random_alexnet_writes_metrics_and_recomputable_scores(voc_root, tm
         s = np.array([float(r[f"score_{c}"]) for r in rows])
         keep = y >= 0
         ap = 100 * average_precision_score(y[keep], s[keep] - 1e-5 * y[keep])
-        assert ap == pytest.approx(m["ap"][c], abs=1e-9)
+        assert ap == pytest.approx(m["breakdown"][c], abs=1e-9)
 
 
 def test_eval_refuses_a_checkpoint_for_another_backbone(voc_root, tmp_path):
@@ -144,10 +148,18 @@ def test_eval_unknown_evaluator_and_preset(voc_root):
     assert result.exit_code != 0 and "krahenbuhl" in result.stderr
 
 
-@pytest.mark.slow
-def test_eval_defaults_to_the_toy_voc(tmp_path):
+def test_eval_defaults_to_the_profiles_toy_voc(tmp_path, monkeypatch):
+    """Without --voc, `harness eval` uses the toy VOC `harness run` uses (the profile's size)."""
+    from dataclasses import replace
+
+    from harness import profiles
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(profiles.PROFILES, "toy",
+                        replace(profiles.PROFILES["toy"], toy_voc_images=(160, 120)))
     out = tmp_path / "m.json"
     result = _eval("--checkpoint", "random:alexnet", "--iterations", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
     m = json.loads(out.read_text())
-    assert m["n_train"] == 1000 and m["n_test"] == 1000 and m["profile"] == "toy"
+    assert m["details"]["n_train"] == 160 and m["details"]["n_test"] == 120
+    assert m["protocol"]["profile"] == "toy"

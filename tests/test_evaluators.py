@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from harness.errors import BadInputError, HarnessError
-from harness.interfaces import Backbone, PretrainedModel
+from harness.interfaces import Backbone, EvalContext, PretrainedModel
 from harness.nets import BackboneNet
 from harness.voc import CLASSES
 from harness_plugins.evaluators import training
@@ -113,7 +113,27 @@ def voc_root(tmp_path_factory) -> Path:
     return make_voc(tmp_path_factory.mktemp("voc"))
 
 
-FAST = {"iterations": 12, "profile": "toy"}
+FAST = {"iterations": 12}
+#: where :func:`ctx` makes fresh work folders (the running test's tmp_path)
+_WORK_BASE: list[Path | None] = [None]
+
+
+@pytest.fixture(autouse=True)
+def _work_base(tmp_path):
+    _WORK_BASE[0] = tmp_path
+    yield
+    _WORK_BASE[0] = None
+
+
+def ctx(work_dir: Path | None = None, *, profile: str = "toy", seed: int = 0,
+        device: str = "cpu") -> EvalContext:
+    """An evaluation context (a fresh work folder unless one is given)."""
+    import tempfile
+
+    work = (Path(work_dir) if work_dir is not None
+            else Path(tempfile.mkdtemp(prefix="eval-", dir=_WORK_BASE[0])))
+    work.mkdir(parents=True, exist_ok=True)
+    return EvalContext(profile=profile, seed=seed, device=device, work_dir=work, progress=False)
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -218,20 +238,24 @@ def test_head_trains_only_the_head_and_reports_everything(voc_root):
     model = tiny_model("random")
     original = {k: v.clone() for k, v in model.net.state_dict().items()}
     ev = VOC07Linear(**FAST)
-    result = ev.run(model, voc_root, device="cpu", progress=False)
-    m = result.metrics
-    for key in ("evaluator", "preset", "profile", "head_init", "protocol", "seed", "map",
-                "map_voc07_11pt", "map_voc10", "ap", "ap_voc07_11pt", "ap_voc10", "formulas",
-                "split_trained", "split_tested", "bn_recomputed", "timings", "n_train", "n_test"):
+    result = ev.run(model, voc_root, ctx())
+    metrics = result.metrics
+    assert metrics.headline == "map" and "sklearn_pessimistic" in metrics.formula
+    m = metrics.details
+    for key in ("evaluator", "map_voc07_11pt", "map_voc10", "ap_voc07_11pt", "ap_voc10",
+                "formulas", "split_trained", "split_tested", "bn_recomputed", "timings",
+                "n_train", "n_test"):
         assert key in m, key
-    assert m["evaluator"] == "voc07_linear" and m["protocol"]["trained"] == "head"
-    assert set(m["ap"]) == set(CLASSES) and len(m["ap_voc10"]) == 20
-    assert m["map"] == pytest.approx(np.mean(list(m["ap"].values())))
-    assert 0 < m["map"] <= 100
+    p = metrics.protocol
+    assert (p["preset"], p["profile"], p["seed"]) == ("krahenbuhl", "toy", 0)
+    assert m["evaluator"] == "voc07_linear" and p["trained"] == "head"
+    assert set(metrics.breakdown) == set(CLASSES) and len(m["ap_voc10"]) == 20
+    assert metrics.value == pytest.approx(np.mean(list(metrics.breakdown.values())))
+    assert 0 < metrics.value <= 100
     assert (m["split_trained"], m["split_tested"], m["n_train"], m["n_test"]) == \
         ("trainval", "test", 40, 24)
     assert m["formulas"]["map"] == "sklearn_pessimistic"
-    assert m["protocol"]["iterations"] == 12 and m["protocol"]["overrides"] == ["iterations"]
+    assert p["iterations"] == 12 and p["overrides"] == ["iterations"]
     assert m["bn_recomputed"] is True and m["bn_recompute"]["images"] == 40
     assert model.net.state_dict()["trunk.1.running_mean"].abs().sum() == 0   # caller's net untouched
     trained = result.net.state_dict()
@@ -262,22 +286,23 @@ def test_toy_head_draws_crops_from_a_pool_of_encoded_views(voc_root, monkeypatch
 
     monkeypatch.setattr(training, "encode_views", encode)
     monkeypatch.setattr(training, "_trunk_features", trunk)
-    m = VOC07Linear(iterations=150, profile="toy").evaluate(tiny_model(), voc_root,
-                                                            progress=False)
+    m = VOC07Linear(iterations=150).evaluate(tiny_model(), voc_root, ctx())
     # the trunk ran once per view, never per iteration chunk
     assert calls == {"views": 1, "trunk_chunks": 0}
-    assert m["protocol"]["head_views"] == 10
-    paper = VOC07Linear(iterations=150, profile="paper")
-    assert paper.protocol.head_views is None and paper.params() != VOC07Linear(
-        iterations=150, profile="toy").params()
+    assert m.protocol["head_views"] == 10
+    # the profile comes with the context, so one evaluator scales to either world
+    ev = VOC07Linear(iterations=150)
+    assert ev.protocol(ctx(profile="paper")).head_views is None
+    assert ev.protocol(ctx(profile="toy")).head_views == 10
 
 
 def test_all_trains_the_trunk_and_a_pretext_trunk_keeps_its_statistics(voc_root):
     model = tiny_model("pretext")
     original = {k: v.clone() for k, v in model.net.state_dict().items()}
-    result = VOC07Full(**FAST).run(model, voc_root, progress=False)
+    result = VOC07Full(**FAST).run(model, voc_root, ctx())
     trained = result.net.state_dict()
-    assert result.metrics["bn_recomputed"] is False and result.metrics["bn_recompute"] is None
+    details = result.metrics.details
+    assert details["bn_recomputed"] is False and details["bn_recompute"] is None
     assert not torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
     # krahenbuhl "All" trains BatchNorm with batch statistics: running stats move
     assert not torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
@@ -286,9 +311,9 @@ def test_all_trains_the_trunk_and_a_pretext_trunk_keeps_its_statistics(voc_root)
 def test_deepcluster_all_keeps_running_statistics_frozen(voc_root):
     model = tiny_model("pretext")
     original = {k: v.clone() for k, v in model.net.state_dict().items()}
-    result = VOC07Full(preset="deepcluster", **FAST).run(model, voc_root, progress=False)
+    result = VOC07Full(preset="deepcluster", **FAST).run(model, voc_root, ctx())
     trained = result.net.state_dict()
-    assert result.metrics["protocol"]["trunk_bn"] == "running"
+    assert result.metrics.protocol["trunk_bn"] == "running"
     assert torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
     assert not torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
 
@@ -307,8 +332,8 @@ def test_head_init_keeps_or_reinitialises_fc6_fc7(head_init, monkeypatch, voc_ro
         return real(bar, net, *args, **kwargs)
 
     monkeypatch.setattr(training, "train", spy)
-    m = VOC07Linear(head_init=head_init, iterations=1).evaluate(model, voc_root, progress=False)
-    assert m["head_init"] == head_init
+    m = VOC07Linear(head_init=head_init, iterations=1).evaluate(model, voc_root, ctx())
+    assert m.protocol["head_init"] == head_init
     assert seen["fc8"].shape[0] == 20 and torch.allclose(seen["fc8_bias"], torch.tensor(0.1))
     assert 0.005 < seen["fc8"].std() < 0.015
     assert torch.equal(seen["fc6"], fc6) == (head_init == "pretext")
@@ -317,17 +342,17 @@ def test_head_init_keeps_or_reinitialises_fc6_fc7(head_init, monkeypatch, voc_ro
 
 
 def test_same_seed_same_result_and_seed_matters(voc_root):
-    a = VOC07Linear(**FAST).run(tiny_model(), voc_root, progress=False)
-    b = VOC07Linear(**FAST).run(tiny_model(), voc_root, progress=False)
-    c = VOC07Linear(seed=1, **FAST).run(tiny_model(), voc_root, progress=False)
+    a = VOC07Linear(**FAST).run(tiny_model(), voc_root, ctx())
+    b = VOC07Linear(**FAST).run(tiny_model(), voc_root, ctx())
+    c = VOC07Linear(**FAST).run(tiny_model(), voc_root, ctx(seed=1))
     assert np.array_equal(a.scores.scores, b.scores.scores)
-    assert a.metrics["map"] == b.metrics["map"]
+    assert a.metrics.value == b.metrics.value
     assert not np.array_equal(a.scores.scores, c.scores.scores)
 
 
 @pytest.mark.parametrize("cls", [VOC07Linear, VOC07Full])
 def test_interrupted_training_resumes_to_the_same_result(cls, voc_root, tmp_path, monkeypatch):
-    reference = cls(**FAST).run(tiny_model(), voc_root, progress=False)
+    reference = cls(**FAST).run(tiny_model(), voc_root, ctx())
     real_step = training._gradients
     calls = {"n": 0}
 
@@ -340,27 +365,26 @@ def test_interrupted_training_resumes_to_the_same_result(cls, voc_root, tmp_path
     monkeypatch.setattr(training, "_gradients", flaky)
     work = tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
-        cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
+        cls(**FAST).run(tiny_model(), voc_root, ctx(work))
     assert (work / training.STATE_FILE).is_file()
     monkeypatch.setattr(training, "_gradients", real_step)
-    resumed = cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
-    assert resumed.metrics["resumed_from_iteration"] == 5
+    resumed = cls(**FAST).run(tiny_model(), voc_root, ctx(work))
+    assert resumed.metrics.details["resumed_from_iteration"] == 5
     np.testing.assert_allclose(resumed.scores.scores, reference.scores.scores, rtol=1e-5, atol=1e-5)
     # a finished run is not retrained; another protocol does not pick up this state
-    again = cls(**FAST).run(tiny_model(), voc_root, workdir=work, progress=False)
-    assert again.metrics["resumed_from_iteration"] == 12
-    other = cls(iterations=3).run(tiny_model(), voc_root, workdir=work, progress=False)
-    assert other.metrics["resumed_from_iteration"] == 0
+    again = cls(**FAST).run(tiny_model(), voc_root, ctx(work))
+    assert again.metrics.details["resumed_from_iteration"] == 12
+    other = cls(iterations=3).run(tiny_model(), voc_root, ctx(work))
+    assert other.metrics.details["resumed_from_iteration"] == 0
 
 
 def test_training_learns_the_classes(voc_root):
     """A fine-tuned net ranks test images far better than an untrained classifier."""
-    trained = VOC07Linear(iterations=120, lr=0.05).evaluate(tiny_model(), voc_root,
-                                                              progress=False)
-    untrained = VOC07Linear(iterations=1, lr=0.05).evaluate(tiny_model(), voc_root,
-                                                            progress=False)
-    assert trained["map"] > untrained["map"] + 12
-    assert trained["train_loss_curve"][-1][1] < trained["train_loss_curve"][0][1]
+    trained = VOC07Linear(iterations=120, lr=0.05).evaluate(tiny_model(), voc_root, ctx())
+    untrained = VOC07Linear(iterations=1, lr=0.05).evaluate(tiny_model(), voc_root, ctx())
+    assert trained.value > untrained.value + 12
+    curve = trained.details["train_loss_curve"]
+    assert curve[-1][1] < curve[0][1]
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -376,39 +400,39 @@ def test_missing_split_image_or_positive_is_a_clear_error(voc_root, tmp_path):
     broken = _copy_voc(voc_root, tmp_path / "a")
     (broken / "VOC2007/ImageSets/Main/test.txt").unlink()
     with pytest.raises(BadInputError, match="test.txt: missing split file"):
-        ev.evaluate(tiny_model(), broken, progress=False)
+        ev.evaluate(tiny_model(), broken, ctx())
 
     broken = _copy_voc(voc_root, tmp_path / "b")
     (broken / "VOC2007/JPEGImages/000003.jpg").unlink()
     with pytest.raises(BadInputError, match="000003.jpg: missing image"):
-        ev.evaluate(tiny_model(), broken, progress=False)
+        ev.evaluate(tiny_model(), broken, ctx())
 
     broken = _copy_voc(voc_root, tmp_path / "c")
     for xml in (broken / "VOC2007/Annotations").glob("*.xml"):
         xml.write_text(xml.read_text().replace("<name>cow</name>", "<name>sheep</name>"))
     with pytest.raises(BadInputError, match="class 'cow' has no positive image in split 'trainval'"):
-        ev.evaluate(tiny_model(), broken, progress=False)
+        ev.evaluate(tiny_model(), broken, ctx())
 
     broken = _copy_voc(voc_root, tmp_path / "d")
     main = broken / "VOC2007/ImageSets/Main"
     (main / "test.txt").write_text((main / "test.txt").read_text() + "000000\n")
     with pytest.raises(BadInputError, match="share 1 image"):
-        ev.evaluate(tiny_model(), broken, progress=False)
+        ev.evaluate(tiny_model(), broken, ctx())
 
 
 def test_unavailable_device_and_foreign_network_are_errors(voc_root):
     if not torch.cuda.is_available():
         with pytest.raises(BadInputError, match="CUDA is not available"):
-            VOC07Linear(iterations=1).evaluate(tiny_model(), voc_root, device="cuda", progress=False)
+            VOC07Linear(iterations=1).evaluate(tiny_model(), voc_root, ctx(device="cuda"))
     model = tiny_model()
     model.net = nn.Linear(2, 2)
     with pytest.raises(HarnessError, match="not a harness BackboneNet"):
-        VOC07Linear(iterations=1).evaluate(model, voc_root, progress=False)
+        VOC07Linear(iterations=1).evaluate(model, voc_root, ctx())
 
 
 @pytest.mark.gpu
 def test_cuda_bf16_run_matches_cpu_closely(voc_root):
-    cpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, device="cpu", progress=False)
-    gpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, device="cuda", progress=False)
-    assert gpu["precision"].startswith("bf16")
-    assert abs(gpu["map"] - cpu["map"]) < 10
+    cpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, ctx(device="cpu"))
+    gpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, ctx(device="cuda"))
+    assert gpu.details["precision"].startswith("bf16")
+    assert abs(gpu.value - cpu.value) < 10

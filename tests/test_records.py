@@ -22,7 +22,17 @@ FIXED_CODE = {"version": "0.1.0", "git_commit": "0123456789abcdef0123456789abcde
 
 
 def metrics(value: float, preset: str = "krahenbuhl") -> dict:
-    """An evaluator's metrics whose per-class APs average to ``value``."""
+    """An evaluator's metrics (EvalMetrics as a dict) whose per-class APs average to ``value``."""
+    ap = {c: value + (i % 5 - 2) for i, c in enumerate(VOC_CLASSES)}
+    return {"headline": "map", "formula": "sklearn_pessimistic AP, mean over classes, percent",
+            "value": sum(ap.values()) / len(ap), "breakdown": ap,
+            "protocol": {"preset": preset, "head_init": "pretext"},
+            "details": {"map_voc07_11pt": value - 1, "map_voc10": value + 1,
+                        "formulas": {"map": "sklearn_pessimistic"}}}
+
+
+def legacy_metrics(value: float, preset: str = "krahenbuhl") -> dict:
+    """The same in the shape harness-record/1 stored (map, ap, preset)."""
     ap = {c: value + (i % 5 - 2) for i, c in enumerate(VOC_CLASSES)}
     return {"map": sum(ap.values()) / len(ap), "ap": ap, "preset": preset,
             "map_voc07_11pt": value - 1, "map_voc10": value + 1, "head_init": "pretext",
@@ -82,11 +92,12 @@ def test_baseline_records_have_no_repr_or_labeler():
 
 @pytest.mark.parametrize("mutate, where", [
     (lambda r: r.pop("metrics"), "metrics"),
-    (lambda r: r["metrics"]["voc07_linear"].pop("map"), "map"),
-    (lambda r: r["metrics"]["voc07_linear"].__setitem__("map", "high"), "map"),
-    (lambda r: r["metrics"]["voc07_linear"].__setitem__("map", 140.0), "map"),
-    (lambda r: r["metrics"]["voc07_full"]["ap"].__setitem__("dog", "x"), "dog"),
-    (lambda r: r["metrics"]["voc07_full"].pop("preset"), "preset"),
+    (lambda r: r["metrics"]["voc07_linear"].pop("value"), "value"),
+    (lambda r: r["metrics"]["voc07_linear"].__setitem__("value", "high"), "value"),
+    (lambda r: r["metrics"]["voc07_linear"].__setitem__("headline", ""), "headline"),
+    (lambda r: r["metrics"]["voc07_full"]["breakdown"].__setitem__("dog", "x"), "dog"),
+    (lambda r: r["metrics"]["voc07_full"].pop("protocol"), "protocol"),
+    (lambda r: r["metrics"]["voc07_full"].__setitem__("map", 40.0), "map"),   # old shape in /2
     (lambda r: r["metrics"].clear(), "metrics"),
     (lambda r: r["config"].__setitem__("init", "magic"), "init"),
     (lambda r: r["config"].__setitem__("seed", "0"), "seed"),
@@ -120,26 +131,53 @@ def test_evaluator_extras_are_allowed():
     assert records.record_problem(record) is None
 
 
-def test_nested_ap_by_kind_is_accepted():
+def _legacy(record: dict) -> dict:
+    """``record`` as harness-record/1 stored it (VOC07-shaped metrics)."""
+    old = copy.deepcopy(record)
+    old["schema"] = records.LEGACY_SCHEMA_ID
+    for name, m in old["metrics"].items():
+        old["metrics"][name] = {**legacy_metrics(40.0), "map": m["value"], "ap": m["breakdown"],
+                                "preset": m["protocol"]["preset"]}
+    return old
+
+
+def test_legacy_records_validate_and_read_in_the_new_shape():
     record = make()
-    m = record["metrics"]["voc07_linear"]
+    old = _legacy(record)
+    assert records.record_problem(old) is None
+    entries = records.metrics_entries(old)
+    for name, m in record["metrics"].items():
+        assert entries[name]["value"] == m["value"]
+        assert entries[name]["breakdown"] == m["breakdown"]
+        assert entries[name]["protocol"]["preset"] == m["protocol"]["preset"]
+    # a new record with old-shaped metrics, or an old one with new-shaped, is refused
+    mixed = copy.deepcopy(record)
+    mixed["schema"] = records.LEGACY_SCHEMA_ID
+    assert records.record_problem(mixed) is not None
+
+
+def test_nested_ap_by_kind_is_accepted_in_legacy_records():
+    old = _legacy(make())
+    m = old["metrics"]["voc07_linear"]
     m["ap"] = {"sklearn_pessimistic": m["ap"], "voc07_11pt": m["ap"]}
-    assert records.record_problem(record) is None
+    assert records.record_problem(old) is None
+    assert records.metrics_entries(old)["voc07_linear"]["breakdown"] == \
+        m["ap"]["sklearn_pessimistic"]
 
 
 def test_build_record_rejects_nan_with_the_field_name():
-    with pytest.raises(HarnessError, match=r"metrics\.voc07_linear\.map"):
+    with pytest.raises(HarnessError, match=r"metrics\.voc07_linear\.value"):
         records.build_record(config=config(), downstream={"kind": "toy-voc", "fingerprint": "d",
                                                           "path": None},
-                             metrics={"voc07_linear": {**metrics(1.0), "map": float("nan")}},
+                             metrics={"voc07_linear": {**metrics(1.0), "value": float("nan")}},
                              dataset=None, environment=FIXED_ENV, code=FIXED_CODE)
 
 
 def test_build_record_converts_numpy_values():
     np = pytest.importorskip("numpy")
     m = metrics(40.0)
-    m["map"] = np.float32(m["map"])
-    m["ap"] = {c: np.float64(v) for c, v in m["ap"].items()}
+    m["value"] = np.float32(m["value"])
+    m["breakdown"] = {c: np.float64(v) for c, v in m["breakdown"].items()}
     record = records.build_record(
         config={**config("random"), "seed": np.int64(3)},
         downstream={"kind": "toy-voc", "fingerprint": "d", "path": None},
@@ -153,7 +191,7 @@ def test_write_never_overwrites(tmp_path):
     path = records.write_record(record, tmp_path)
     before = path.read_bytes()
     changed = copy.deepcopy(record)
-    changed["metrics"]["voc07_linear"]["map"] = 99.0
+    changed["metrics"]["voc07_linear"]["value"] = 99.0
     with pytest.raises(HarnessError, match="never overwritten"):
         records.write_record(changed, tmp_path)
     assert path.read_bytes() == before
@@ -162,7 +200,7 @@ def test_write_never_overwrites(tmp_path):
 
 def test_invalid_record_writes_nothing(tmp_path):
     record = make()
-    record["metrics"]["voc07_linear"]["map"] = "bad"
+    record["metrics"]["voc07_linear"]["value"] = "bad"
     with pytest.raises(BadInputError, match="not a valid result record"):
         records.write_record(record, tmp_path / "results")
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

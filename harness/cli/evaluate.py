@@ -1,103 +1,154 @@
-"""``harness eval``: a checkpoint's VOC07 classification mAP ("Head" or "All").
+"""``harness eval``: one evaluator's metrics for a checkpoint (or a ``random:`` network).
 
-Prints mAP and the per-class AP table; ``--out`` writes the metrics (every AP kind, per
-class, the protocol's full parameters, timings) as JSON; ``--scores-out`` writes each test
-image's summed class scores and labels as CSV, so anyone can recompute the APs.
+The evaluator is called through the contract alone (:mod:`harness.evaluation`), so any
+installed evaluator works here as in ``harness run``. Prints the headline figure and the
+breakdown table; ``--out`` writes the metrics (the EvalMetrics fields) as JSON;
+``--scores-out`` copies the per-image score file an evaluator names in
+``details["scores_file"]`` (the VOC07 evaluators write one, so anyone can recompute the
+APs). Without ``--voc`` the profile's toy VOC is used, as ``harness run`` does.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from harness.errors import BadInputError, HarnessError, PluginError
+from harness.profiles import ProfileName
 
 #: the toy world whose VOC is used when ``--voc`` is not given (as ``harness run``'s default)
 TOY_WORLD_SEED = 0
 
 
+class Preset(str, Enum):
+    """The VOC07 evaluators' published protocols (their ``preset`` parameter)."""
+
+    krahenbuhl = "krahenbuhl"
+    deepcluster = "deepcluster"
+
+
+class HeadInit(str, Enum):
+    """The VOC07 evaluators' readings of "Head" (their ``head_init`` parameter)."""
+
+    pretext = "pretext"
+    random = "random"
+
+
+class Split(str, Enum):
+    """The VOC07 evaluators' training split (their ``train_split`` parameter)."""
+
+    trainval = "trainval"
+    train = "train"
+
+
 def evaluate(
     evaluator: str = typer.Option("voc07_linear", "--evaluator", "-e",
-                                  help="voc07_linear (\"Head\") or voc07_full (\"All\")."),
+                                  help="Evaluator plugin, e.g. voc07_linear (\"Head\") or "
+                                       "voc07_full (\"All\")."),
     checkpoint: str = typer.Option(..., "--checkpoint", "-c",
                                    help="A pretext checkpoint (.pt), or random:<backbone> for "
-                                        "a never-trained network."),
+                                        "a never-trained network (with the profile's "
+                                        "backbone parameters)."),
     voc: Optional[Path] = typer.Option(None, "--voc",
-                                       help="VOCdevkit or VOC2007 folder. Default: the toy "
-                                            "VOC, generated into the cache on first use."),
-    profile: str = typer.Option("toy", "--profile", help="toy | paper"),
-    preset: str = typer.Option("krahenbuhl", "--preset", help="krahenbuhl | deepcluster"),
-    head_init: Optional[str] = typer.Option(None, "--head-init",
-                                            help="pretext (keep fc6-fc7) | random "
-                                                 "(re-initialise them); default: the preset's."),
-    split: str = typer.Option("trainval", "--split",
-                              help="Train on trainval (report on test), or on train to tune "
-                                   "hyperparameters (report on val)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's own randomness."),
+                                       help="VOCdevkit or VOC2007 folder. Default: the "
+                                            "profile's toy VOC, generated into the cache on "
+                                            "first use (the one `harness run` uses)."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
+                                        help="Scales the protocol and sets the backbone of a "
+                                             "random: network."),
+    eval_param: List[str] = typer.Option([], "--eval-param", "-p",
+                                         help="Evaluator parameter NAME=VALUE (repeatable)."),
+    preset: Optional[Preset] = typer.Option(None, "--preset",
+                                            help="Shorthand for -p preset=...; default: the "
+                                                 "evaluator's."),
+    head_init: Optional[HeadInit] = typer.Option(None, "--head-init",
+                                                 help="Shorthand for -p head_init=...: keep "
+                                                      "fc6-fc7 (pretext) or re-initialise "
+                                                      "them (random); default: the preset's."),
+    split: Optional[Split] = typer.Option(None, "--split",
+                                          help="Shorthand for -p train_split=...: train on "
+                                               "trainval (report on test), or on train to "
+                                               "tune (report on val)."),
     iterations: Optional[int] = typer.Option(None, "--iterations",
-                                             help="Override the profile's iteration count "
-                                                  "(recorded as an override)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Override the learning rate "
-                                                           "(tune it on --split train)."),
+                                             help="Shorthand for -p iterations=N (recorded "
+                                                  "as an override of the profile's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Shorthand for -p lr=X (tune it on "
+                                                           "--split train)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's own randomness."),
     backbone: Optional[str] = typer.Option(None, "--backbone",
                                            help="Expected backbone: refuse a checkpoint of "
                                                 "another one."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
     scores_out: Optional[Path] = typer.Option(None, "--scores-out",
-                                              help="Write per-image test scores (CSV) here: "
-                                                   "image id, split, the 20 summed class "
-                                                   "scores, the 20 labels (1 present, 0 "
-                                                   "absent, -1 difficult-only)."),
+                                              help="Copy the evaluator's per-image test "
+                                                   "scores here (VOC07: CSV of image id, "
+                                                   "split, the 20 summed class scores, the 20 "
+                                                   "labels: 1 present, 0 absent, -1 "
+                                                   "difficult-only)."),
     workdir: Optional[Path] = typer.Option(None, "--workdir",
                                            help="Resumable training state (default: under "
                                                 "the cache)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
-    """Evaluate a checkpoint on PASCAL VOC 2007 classification ("Head" or "All")."""
+    """Evaluate a checkpoint with one evaluator (default: VOC07 classification "Head")."""
     from harness.cache import cache_root, stage_key
-    from harness.io import write_json, write_text
+    from harness.cli.params import parse_params
+    from harness.devices import resolve_device
+    from harness.evaluation import metrics_dict, run_evaluator
+    from harness.io import write_bytes, write_json
     from harness.plugins import default_registry
+    from harness.profiles import get_profile
 
-    ev = default_registry().create(
-        "evaluator", evaluator, preset=preset, profile=profile, head_init=head_init,
-        seed=seed, train_split=split, iterations=iterations, lr=lr)
-    voc_root = voc if voc is not None else default_toy_voc(progress)
-    model = load_model(checkpoint, seed, backbone)
+    prof = get_profile(profile)
+    shorthands = {"preset": preset, "head_init": head_init, "train_split": split,
+                  "iterations": iterations, "lr": lr}
+    params = {**parse_params(eval_param),
+              **{k: (v.value if isinstance(v, Enum) else v)
+                 for k, v in shorthands.items() if v is not None}}
+    ev = default_registry().create("evaluator", evaluator, **params)
     dev = resolve_device(device)
+    voc_root = voc if voc is not None else default_toy_voc(prof, progress)
+    model = load_model(checkpoint, seed, backbone, prof)
     if workdir is None:
         workdir = cache_root() / "eval" / stage_key(
-            "eval", ev.name, ev.params(), checkpoint, str(Path(voc_root).resolve()))
-    result = ev.run(model, Path(voc_root), device=dev, workdir=workdir, progress=progress)
-    metrics = result.metrics
-    typer.echo(format_table(metrics))
+            "eval-cli", ev.name, ev.params(), prof.name, seed, checkpoint,
+            str(Path(voc_root).resolve()))
+    metrics = run_evaluator(ev, model, Path(voc_root), profile=prof.name, seed=seed,
+                            device=dev, work_dir=workdir, progress=progress)
+    scores_file = metrics.details.get("scores_file")
+    if scores_out is not None and not scores_file:
+        raise BadInputError(f"--scores-out: evaluator {ev.name!r} writes no per-image scores")
+    typer.echo(format_table(ev.name, metrics_dict(metrics)))
     if out is not None:
-        write_json(out, metrics)
+        write_json(out, metrics_dict(metrics))
         typer.echo(f"metrics written to {out}")
     if scores_out is not None:
-        write_text(scores_out, scores_csv(result.scores))
+        write_bytes(scores_out, Path(scores_file).read_bytes())
         typer.echo(f"test scores written to {scores_out}")
 
 
 # ----------------------------------------------------------------------------- helpers
-def default_toy_voc(progress: bool = True) -> Path:
-    """The toy VOC that ``harness run`` uses (world seed 0), generated once into the cache."""
+def default_toy_voc(profile, progress: bool = True) -> Path:
+    """The toy VOC that ``harness run`` uses (world seed 0, the profile's size)."""
     from harness.pipeline import toy_voc
 
-    return toy_voc(TOY_WORLD_SEED, progress)
+    return toy_voc(TOY_WORLD_SEED, profile.toy_voc_images, progress)
 
 
-def load_model(spec: str, seed: int, expected_backbone: str | None):
-    """The network of ``spec`` (a random one initialised from ``seed``); check its backbone."""
-    from harness.checkpoint import load_pretrained
-    from harness_plugins.evaluators.voc07 import backbone_name
+def load_model(spec: str, seed: int, expected_backbone: str | None, profile=None):
+    """The network of ``spec`` (a random one initialised from ``seed`` with the profile's
+    backbone parameters); check its backbone."""
+    from harness.checkpoint import RANDOM_PREFIX, backbone_name, load_pretrained
 
+    params = None
+    if profile is not None and spec.startswith(RANDOM_PREFIX):
+        params = profile.backbone_params_for(spec[len(RANDOM_PREFIX):])
     try:
-        model = load_pretrained(spec, seed=seed)
+        model = load_pretrained(spec, seed=seed, backbone_params=params)
     except PluginError as exc:     # e.g. a file naming a backbone with parameters it lacks
         raise BadInputError(f"{spec}: {exc}") from None
     except HarnessError:
@@ -112,44 +163,27 @@ def load_model(spec: str, seed: int, expected_backbone: str | None):
     return model
 
 
-def resolve_device(device: str) -> str:
-    import torch
+def format_table(name: str, metrics: dict[str, Any]) -> str:
+    """The breakdown table and the headline line, as printed by ``harness eval``.
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def format_table(metrics: dict[str, Any]) -> str:
-    """Per-class AP table (three formulas) and the mAP line, as printed by ``harness eval``."""
+    Columns: the headline figure's breakdown, then every ``details`` entry keyed exactly
+    like it (for VOC07: the per-class AP of the 11-point and VOC10 formulas).
+    """
     from tabulate import tabulate
 
-    rows = [[c, metrics["ap"][c], metrics["ap_voc07_11pt"][c], metrics["ap_voc10"][c]]
-            for c in metrics["classes"]]
-    rows.append(["mAP", metrics["map"], metrics["map_voc07_11pt"], metrics["map_voc10"]])
-    table = tabulate(rows, headers=["class", "AP (sklearn, pessimistic ties)", "VOC07 11-pt",
-                                    "VOC10 all-point"], floatfmt=".1f")
+    breakdown = metrics["breakdown"]
+    extra = {k: v for k, v in sorted(metrics["details"].items())
+             if isinstance(v, dict) and v and set(v) == set(breakdown)}
+    rows = [[key, value, *(e[key] for e in extra.values())] for key, value in breakdown.items()]
+    table = tabulate(rows, headers=["", metrics["headline"], *extra], floatfmt=".1f")
     p = metrics["protocol"]
-    head = (f"{metrics['evaluator']} ({'Head' if p['mode'] == 'head' else 'All'}): preset "
-            f"{p['preset']}, profile {p['profile']}, head_init {p['head_init']}, seed "
-            f"{p['seed']}, {p['iterations']} iterations, trained on {p['train_split']}, "
-            f"tested on {p['test_split']} ({metrics['n_test']} images)")
-    bn = "; BatchNorm statistics recomputed on the training images" \
-        if metrics.get("bn_recomputed") else ""
-    foot = (f"mAP {metrics['map']:.1f} (sklearn_pessimistic, Table 1's formula){bn}; "
-            f"{metrics['timings']['total_s']:.0f} s on {metrics['device']}")
+    shown = ", ".join(f"{k} {v}" for k, v in p.items()
+                      if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                      and len(str(v)) <= 24 and k != "source")
+    timings = metrics["details"].get("timings", {})
+    seconds = f"; {timings['total_s']:.0f} s" if "total_s" in timings else ""
+    where = f" on {metrics['details']['device']}" if "device" in metrics["details"] else ""
+    head = f"{name}: {shown}"
+    foot = (f"{metrics['headline']} {metrics['value']:.1f} ({metrics['formula']})"
+            f"{seconds}{where}")
     return f"{head}\n{table}\n{foot}"
-
-
-def scores_csv(scores) -> str:
-    """CSV text: image_id, split, trained_on, 20 summed scores, 20 labels (1/0/-1 difficult)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    names = list(scores.class_names)
-    writer.writerow(["image_id", "split", "trained_on"] + [f"score_{c}" for c in names]
-                    + [f"label_{c}" for c in names])
-    for i, image_id in enumerate(scores.image_ids):
-        writer.writerow([image_id, scores.split, scores.trained_on]
-                        + [repr(float(s)) for s in scores.scores[i]]
-                        + [int(v) for v in scores.labels[i]])
-    return buf.getvalue()

@@ -11,10 +11,21 @@ Rerunning the same command resumes an interrupted run from its last checkpoint.
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from harness.devices import Precision
+from harness.profiles import ProfileName
+
+
+class Origin(str, Enum):
+    """What the labels a network learns from are."""
+
+    pretext = "pretext"
+    supervised = "supervised"
 
 
 def pretrain(
@@ -24,24 +35,32 @@ def pretrain(
                                 "(with its .json sidecar)."),
     data: Path = typer.Option(..., "--data", help="The clip dataset the labels belong to."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: last.pt, metrics.jsonl."),
-    epochs: int = typer.Option(30, "--epochs", help="Fixed number of epochs (the paper: 200)."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Global batch size."),
-    lr: float = typer.Option(0.01, "--lr", help="Peak learning rate of the one-cycle schedule."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay."),
-    image_size: int = typer.Option(64, "--image-size", help="Side of the training images (px)."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of clips held out."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
+                                        help="Where the schedule, augmentation and backbone "
+                                             "parameters come from (as in `harness run`)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Fixed number of epochs "
+                                         "(default: the profile's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size "
+                                             "(default: the profile's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the one-cycle "
+                                       "schedule (default: the profile's)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Side of the training "
+                                             "images, px (default: the profile's)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of clips held out."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, initialisation and augmentation."),
     param: List[str] = typer.Option([], "--backbone-param", "-p", help="Backbone parameter "
-                                    "NAME=VALUE (repeatable), e.g. -p img_size=64."),
+                                    "NAME=VALUE (repeatable, on top of the profile's), e.g. "
+                                    "-p img_size=64."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp32 (auto: bf16 "
-                                  "autocast on CUDA and on CPUs with native bf16)."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16 "
+                                        "autocast on CUDA and on CPUs with native bf16."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
                                        help="Channels-last memory format."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
-    checkpoint_every: int = typer.Option(1, "--checkpoint-every", help="Epochs between checkpoints."),
-    origin: str = typer.Option("pretext", "--origin", help="Recorded in the checkpoint: pretext "
-                               "(sound labels) or supervised (true labels)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Epochs between checkpoints."),
+    origin: Origin = typer.Option(Origin.pretext, "--origin", help="Recorded in the checkpoint: "
+                                  "pretext (sound labels) or supervised (true labels)."),
     restart: bool = typer.Option(False, "--restart", help="Overwrite a checkpoint of another run in OUT."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
@@ -50,14 +69,22 @@ def pretrain(
     from harness.cli.params import parse_params
     from harness.pretrain import PretrainConfig
     from harness.pretrain import pretrain as run_pretrain
+    from harness.profiles import get_profile, pretrain_settings
 
+    settings = pretrain_settings(get_profile(profile), backbone)
+    settings["backbone_params"].update(parse_params(param))
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+             "image_size": image_size, "val_fraction": val_fraction,
+             "checkpoint_every": checkpoint_every}
+    overrides = {k: v for k, v in given.items() if v is not None}
     config = PretrainConfig(
-        backbone=backbone, labels=labels, data=data, out=out, backbone_params=parse_params(param),
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        image_size=image_size, val_fraction=val_fraction, seed=seed, device=device,
-        precision=precision, channels_last=channels_last, compile=compile_,
-        checkpoint_every=checkpoint_every, origin=origin, restart=restart, threads=threads,
-        progress=progress)
+        backbone=backbone, labels=labels, data=data, out=out, seed=seed, device=device,
+        precision=precision.value, channels_last=channels_last, compile=compile_,
+        origin=origin.value, restart=restart, threads=threads, progress=progress,
+        **{**settings, **overrides})
+    if overrides and _rank() == 0:
+        typer.echo("pretrain: profile {} with {}".format(
+            profile.value, ", ".join(f"{k}={v}" for k, v in overrides.items())), err=True)
     path = run_pretrain(config)
     if _rank() == 0:
         typer.echo(f"pretrain: {backbone} -> {path}")

@@ -1,70 +1,99 @@
-"""``harness run`` and ``harness sweep``: the whole benchmark in one command."""
+"""``harness run`` and ``harness sweep``: the whole benchmark in one command.
+
+Options left out take their value from ``--profile`` (:mod:`harness.profiles`) or from
+the plugin's own defaults; an option given overrides it and is recorded.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 from harness.cli.params import parse_params
+from harness.profiles import ProfileName
 
 _RESULTS_HELP = "Folder for result records (the committed leaderboard's live in leaderboards/results)."
+_EVAL_HELP = ("Evaluator plugin (repeat the option); default: voc07_linear and voc07_full "
+              "(Table 1's Head and All).")
+_EVAL_PARAM_HELP = "NAME=VALUE for every evaluator (repeatable), e.g. iterations=100, preset=deepcluster."
+
+
+class Init(str, Enum):
+    """What the network starts from before evaluation."""
+
+    sound = "sound"
+    random = "random"
+    supervised = "supervised"
 
 
 def _config(**kw):
-    from harness.pipeline import RunConfig
+    from harness.pipeline import DEFAULT_EVALUATORS, RunConfig
 
-    return RunConfig(**kw)
+    kw["evaluators"] = tuple(kw.get("evaluators") or DEFAULT_EVALUATORS)
+    return RunConfig(**{k: v for k, v in kw.items() if v is not None})
 
 
 def run(
     repr: str = typer.Option("mfcc", "--repr", help="Sound representation plugin."),
     backbone: str = typer.Option("alexnet", "--backbone", help="Backbone plugin (alexnet, resnet18, timm:<name>)."),
-    k: int = typer.Option(15, "--k", help="Number of clusters (for labelers that take k)."),
+    k: Optional[int] = typer.Option(None, "--k", help="The labeler's size parameter (k of kmeans, bits of pca_binary); default: the labeler's."),
     labeler: str = typer.Option("kmeans", "--labeler", help="Labeler plugin."),
-    init: str = typer.Option("sound", "--init", help="sound (pretext on sound clusters), random or supervised (true toy labels)."),
-    profile: str = typer.Option("toy", "--profile", help="toy (CPU-sized) or paper (200 epochs, full VOC07 protocol)."),
+    init: Init = typer.Option(Init.sound, "--init", help="sound (pretext on sound clusters), random or supervised (true toy labels)."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy (CPU-sized) or paper (200 epochs, full VOC07 protocol)."),
     seed: int = typer.Option(0, "--seed", help="Seed of clustering, pretext training and evaluation."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-    clips: Path = typer.Option(None, "--clips", help="A clip dataset (default: the toy world)."),
-    voc: Path = typer.Option(None, "--voc", help="A VOCdevkit/VOC2007 folder (default: the toy VOC)."),
-    preset: str = typer.Option("krahenbuhl", "--preset", help="VOC07 protocol preset: krahenbuhl or deepcluster."),
-    epochs: int = typer.Option(None, "--epochs", help="Override the profile's pretext epochs."),
-    lr: float = typer.Option(None, "--lr", help="Override the profile's pretext learning rate."),
-    repr_param: list[str] = typer.Option(None, "--repr-param", help="key=value for the representation."),
-    labeler_param: list[str] = typer.Option(None, "--labeler-param", help="key=value for the labeler."),
+    clips: Optional[Path] = typer.Option(None, "--clips", help="A clip dataset (default: the toy world)."),
+    voc: Optional[Path] = typer.Option(None, "--voc", help="A VOCdevkit/VOC2007 folder (default: the toy VOC)."),
+    evaluators: Optional[List[str]] = typer.Option(None, "--eval", help=_EVAL_HELP),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Pretext epochs (default: the profile's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Pretext learning rate (default: the profile's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretext batch size (default: the profile's)."),
+    repr_param: Optional[List[str]] = typer.Option(None, "--repr-param", help="NAME=VALUE for the representation."),
+    labeler_param: Optional[List[str]] = typer.Option(None, "--labeler-param", help="NAME=VALUE for the labeler."),
+    backbone_param: Optional[List[str]] = typer.Option(None, "--backbone-param", help="NAME=VALUE for the backbone (on top of the profile's)."),
+    eval_param: Optional[List[str]] = typer.Option(None, "--eval-param", help=_EVAL_PARAM_HELP),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
-    """Run the whole benchmark: data, features, labels, pretext training, VOC07, record."""
+    """Run the whole benchmark: data, features, labels, pretext training, evaluation, record."""
     from harness.pipeline import run as run_pipeline
 
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
                      labeler_params=parse_params(labeler_param), k=k, backbone=backbone,
-                     init=init, profile=profile, seed=seed, device=device, clips=clips, voc=voc,
-                     preset=preset, epochs=epochs, lr=lr, results=results)
+                     backbone_params=parse_params(backbone_param), init=init.value,
+                     profile=profile.value, seed=seed, device=device, clips=clips, voc=voc,
+                     evaluators=evaluators, eval_params=parse_params(eval_param),
+                     epochs=epochs, lr=lr, batch_size=batch_size, results=results,
+                     progress=progress)
     result = run_pipeline(config, echo=typer.echo)
     typer.echo(f"record: {result.path}")
 
 
 def sweep(
-    repr: list[str] = typer.Option(["mfcc"], "--repr", help="Representations (repeat the option)."),
-    k: list[int] = typer.Option([15], "--k", help="Cluster counts (repeat the option)."),
-    backbone: list[str] = typer.Option(["alexnet"], "--backbone", help="Backbones (repeat the option)."),
-    seed: list[int] = typer.Option([0], "--seed", help="Seeds (repeat the option)."),
-    labeler: str = typer.Option("kmeans", "--labeler"),
-    profile: str = typer.Option("toy", "--profile"),
-    device: str = typer.Option("auto", "--device"),
-    clips: Path = typer.Option(None, "--clips"),
-    voc: Path = typer.Option(None, "--voc"),
-    preset: str = typer.Option("krahenbuhl", "--preset"),
-    epochs: int = typer.Option(None, "--epochs"),
-    lr: float = typer.Option(None, "--lr"),
+    repr: List[str] = typer.Option(["mfcc"], "--repr", help="Representations (repeat the option)."),
+    k: Optional[List[int]] = typer.Option(None, "--k", help="Labeler sizes (repeat the option); default: the labeler's."),
+    backbone: List[str] = typer.Option(["alexnet"], "--backbone", help="Backbones (repeat the option)."),
+    seed: List[int] = typer.Option([0], "--seed", help="Seeds (repeat the option)."),
+    labeler: str = typer.Option("kmeans", "--labeler", help="Labeler plugin."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    clips: Optional[Path] = typer.Option(None, "--clips", help="A clip dataset (default: the toy world)."),
+    voc: Optional[Path] = typer.Option(None, "--voc", help="A VOCdevkit/VOC2007 folder (default: the toy VOC)."),
+    evaluators: Optional[List[str]] = typer.Option(None, "--eval", help=_EVAL_HELP),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Pretext epochs (default: the profile's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Pretext learning rate (default: the profile's)."),
+    eval_param: Optional[List[str]] = typer.Option(None, "--eval-param", help=_EVAL_PARAM_HELP),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Run every combination of --repr x --k x --backbone x --seed (Figures 3 and 4)."""
     from harness.pipeline import sweep as sweep_pipeline
 
-    base = _config(labeler=labeler, profile=profile, device=device, clips=clips, voc=voc,
-                   preset=preset, epochs=epochs, lr=lr, results=results)
-    done = sweep_pipeline(base, repr, k, backbone, seed, echo=typer.echo)
+    base = _config(labeler=labeler, profile=profile.value, device=device, clips=clips, voc=voc,
+                   evaluators=evaluators, eval_params=parse_params(eval_param), epochs=epochs,
+                   lr=lr, results=results, progress=progress)
+    done = sweep_pipeline(base, repr, k or [None], backbone, seed, echo=typer.echo)
     typer.echo(f"{len(done)} records in {results}")
