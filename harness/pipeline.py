@@ -300,10 +300,12 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     timer = StageTimer()
 
     with timer.stage("data"):
-        clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
+        clips_root = dataset = None
+        if config.init != "random":     # a random network is trained on nothing
+            clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
+            dataset = ClipDataset(clips_root)
         voc_root = config.voc or toy_voc(config.world_seed, profile.toy_voc_images,
                                          config.progress)
-        dataset = ClipDataset(clips_root) if config.init != "random" else None
         voc_key = voc_fingerprint(voc_root)
 
     rep = labeler = None

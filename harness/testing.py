@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import BadClipError, BadInputError
-from harness.interfaces import (Backbone, Evaluator, Labeler, Labels, Plugin,
-                                SoundRepresentation)
+from harness.interfaces import (Backbone, EvalContext, EvalMetrics, Evaluator, Labeler,
+                                Labels, Plugin, PretrainedModel, SoundRepresentation)
+
+if TYPE_CHECKING:
+    from harness.nets import BackboneNet
 
 
 class ConformanceError(AssertionError):
@@ -187,12 +191,130 @@ def check_backbone(cls: type, params: dict[str, Any] | None = None, image_size: 
 
 
 # ----------------------------------------------------------------------------- evaluator
-def check_evaluator(cls: type, params: dict[str, Any] | None = None) -> None:
-    """Name, parameters and the ``evaluate`` signature (a full run needs data: see tests)."""
+def check_evaluator(cls: type, params: dict[str, Any] | None = None,
+                    work_dir: str | Path | None = None) -> EvalMetrics:
+    """Run the evaluator on a tiny VOC with a tiny network, as the core does; check its output.
+
+    The evaluator is called only through ``evaluate(model, data_root, context)`` with an
+    :class:`EvalContext` (profile ``toy``, seed 0, CPU); what it returns must satisfy the
+    :class:`EvalMetrics` contract that the record schema requires, and must be JSON. Give
+    ``params`` (or a class attribute ``test_params``) to keep the run short.
+    """
+    import tempfile
+
+    from harness.evaluation import metrics_dict, metrics_problem
+
     ev = _check_common(cls, Evaluator, params)
     sig = inspect.signature(ev.evaluate)
-    for arg in ("model", "data_root", "device", "workdir", "progress"):
+    for arg in ("model", "data_root", "context"):
         _require(arg in sig.parameters, cls, f"evaluate() must accept `{arg}`")
+    with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
+        root = Path(tmp)
+        data = make_tiny_voc(root / "data")
+        work = Path(work_dir) if work_dir is not None else root / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        context = EvalContext(profile="toy", seed=0, device="cpu", work_dir=work,
+                              progress=False)
+        metrics = ev.evaluate(tiny_model(), data, context)
+        problem = metrics_problem(metrics)
+        _require(problem is None, cls, f"evaluate(): {problem}")
+        try:
+            json.dumps(metrics_dict(metrics), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConformanceError(f"{cls.__name__}: evaluate() returned metrics that are "
+                                   f"not JSON ({exc})") from None
+    return metrics
+
+
+# ----------------------------------------------------------------------------- test data
+#: a distinct colour per class: a class is visible as a square of its colour
+_COLOURS = (np.stack(np.meshgrid([30, 100, 170, 240], [40, 140, 240], [60, 200]), -1)
+            .reshape(-1, 3)[:20].astype(np.uint8))
+
+
+def make_tiny_voc(root: Path, n: dict[str, int] | None = None, size: int = 40, seed: int = 0) -> Path:
+    """A VOCdevkit/VOC2007 folder: JPEGs, Annotations with difficult flags, ImageSets/Main.
+
+    Each image shows 1-2 coloured squares on grey noise; class c is the colour ``_COLOURS[c]``.
+    Every class has a positive in every split (class c is forced into image c mod N); about
+    one object in eight is marked difficult.
+    """
+    from PIL import Image
+
+    from harness.voc import CLASSES
+
+    n = n or {"train": 20, "val": 20, "test": 24}
+    rng = np.random.default_rng(seed)
+    voc = root / "VOCdevkit" / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    counter = 0
+    ids: dict[str, list[str]] = {}
+    for split in ("train", "val", "test"):
+        ids[split] = []
+        for i in range(n[split]):
+            image_id = f"{counter:06d}"
+            counter += 1
+            classes = [i % 20] + ([int(rng.integers(20))] if rng.random() < 0.5 else [])
+            img = rng.integers(90, 150, size=(size, size, 3)).astype(np.uint8)
+            objects = []
+            for k, c in enumerate(classes):
+                side = size // 2
+                y, x = (0, 0) if k == 0 else (size - side, size - side)
+                img[y:y + side, x:x + side] = _COLOURS[c]
+                difficult = int(k == 1 and rng.random() < 0.25)
+                objects.append((CLASSES[c], x + 1, y + 1, x + side, y + side, difficult))
+            Image.fromarray(img).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=95)
+            (voc / "Annotations" / f"{image_id}.xml").write_text(_xml(image_id, size, objects))
+            ids[split].append(image_id)
+    ids["trainval"] = ids["train"] + ids["val"]
+    for split, lst in ids.items():
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(lst) + "\n")
+    return root / "VOCdevkit"
+
+
+def _xml(image_id: str, size: int, objects) -> str:
+    objs = "".join(
+        f"<object><name>{name}</name><difficult>{d}</difficult><bndbox><xmin>{x0}</xmin>"
+        f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for name, x0, y0, x1, y1, d in objects)
+    return (f"<annotation><filename>{image_id}.jpg</filename><size><width>{size}</width>"
+            f"<height>{size}</height><depth>3</depth></size>{objs}</annotation>")
+
+
+class TinyBackbone(Backbone):
+    """A small conv trunk with BatchNorm and an fc6-fc8-like head, for fast tests."""
+
+    name = "tiny_test"
+    description = "tiny test network"
+    input_size = 64
+
+    def params(self):
+        return {}
+
+    def create(self, num_outputs: int) -> "BackboneNet":
+        from torch import nn
+
+        from harness.nets import BackboneNet
+
+        trunk = nn.Sequential(
+            nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        head = nn.Sequential(nn.Dropout(0.5), nn.Linear(64, 32), nn.ReLU(),
+                             nn.Linear(32, num_outputs))
+        return BackboneNet(trunk, head)
+
+
+def tiny_model(origin: str = "random", seed: int = 0, outputs: int = 7) -> PretrainedModel:
+    """A TinyBackbone network initialised from ``seed`` (the global torch RNG is reseeded)."""
+    import torch
+
+    torch.manual_seed(seed)
+    bb = TinyBackbone()
+    return PretrainedModel(backbone=bb, net=bb.create(outputs), origin=origin,
+                           checkpoint=f"{origin}:tiny_test")
+
 
 
 _CHECKS = {SoundRepresentation: check_repr, Labeler: check_labeler,

@@ -62,6 +62,8 @@ class VOC07Evaluator(Evaluator):
     """
 
     mode: ClassVar[Mode]
+    #: a short run for harness.testing.check_evaluator
+    test_params: ClassVar[dict[str, Any]] = {"iterations": 2}
 
     def __init__(self, *, preset: str = "krahenbuhl", head_init: str | None = None,
                  train_split: str = "trainval", iterations: int | None = None,
