@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,14 @@ from harness.errors import BadInputError
 LOADER_VERSION = "audio/1 soundfile|pyav mean-mix soxr-VHQ"
 #: window placements accepted by :func:`fit_window`
 WINDOW_POSITIONS = ("center", "start")
+
+
+class Window(str, Enum):
+    """Where a window sits in a longer recording, or where a frame sits in its window
+    (``--window`` of ``harness features`` and ``harness data ingest``)."""
+
+    center = "center"
+    start = "start"
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> np.ndarray:

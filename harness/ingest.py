@@ -37,7 +37,7 @@ from harness.progress import make_progress
 
 GENERATOR = "harness.ingest"
 STATE_DIR = ".ingest"
-Anchor = Literal["centre", "start"]
+Anchor = Literal["center", "start"]
 #: why a video gave no clips
 SKIP_REASONS = ("undecodable", "no_video", "no_audio", "too_short")
 
@@ -50,8 +50,8 @@ class IngestConfig:
     every: float = 3.75
     #: audio window length, seconds
     window: float = 3.75
-    #: where the frame sits in its window: ``centre`` (default) or ``start`` (the seed's)
-    anchor: Anchor = "centre"
+    #: where the frame sits in its window: ``center`` (default) or ``start`` (the seed's)
+    anchor: Anchor = "center"
     #: sample rate of the written audio windows, Hz
     sample_rate: int = 21000
     #: side of the square frames, pixels
@@ -62,8 +62,8 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if not (self.every > 0 and self.window > 0):
             raise BadInputError("--every and --window must be positive")
-        if self.anchor not in ("centre", "start"):
-            raise BadInputError(f"--window-anchor must be 'centre' or 'start', got {self.anchor!r}")
+        if self.anchor not in ("center", "start"):
+            raise BadInputError(f"--window must be 'center' or 'start', got {self.anchor!r}")
         if not 4000 <= self.sample_rate <= 192000:
             raise BadInputError(f"--sample-rate must be in 4000..192000, got {self.sample_rate}")
         if not 16 <= self.frame_size <= 4096:
@@ -73,7 +73,7 @@ class IngestConfig:
 
     def targets(self, start: float, end: float) -> list[float]:
         """Frame times whose whole audio window lies in [start, end]."""
-        lead = self.window / 2 if self.anchor == "centre" else 0.0
+        lead = self.window / 2 if self.anchor == "center" else 0.0
         times, k = [], 0
         while True:
             t = start + lead + k * self.every
@@ -84,7 +84,7 @@ class IngestConfig:
 
     def window_start(self, t: float) -> float:
         """Start time of the audio window of the frame at ``t``."""
-        return t - self.window / 2 if self.anchor == "centre" else t
+        return t - self.window / 2 if self.anchor == "center" else t
 
 
 # --------------------------------------------------------------------------- one video

@@ -2,7 +2,8 @@
 
 The sidecar holds ``format``, ``kind`` ("classes" or "bits"), ``num_outputs``, the
 labeler's ``name`` and ``params``, the ``features`` they came from (content key, path) and
-the labeler's diagnostics; :func:`harness.pretrain.read_labels` reads the same pair.
+the labeler's diagnostics. :func:`read_labels` is the one reader of the pair, for every
+stage (pretext training, figures, the pipeline).
 :func:`make_labels` is the labeling stage: it returns cached labels when the same features
 met the same labeler with the same parameters before, and computes and stores them
 otherwise.
@@ -43,17 +44,59 @@ def write_labels(path: str | os.PathLike, labels: Labels, info: dict[str, Any]) 
 
 
 def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
-    """Labels and their sidecar, as :func:`write_labels` left them."""
+    """Labels and their sidecar (the one reader of the format, for every stage).
+
+    The sidecar may be missing (hand-made labels): the kind is then inferred from the
+    shape, ``classes`` for [N] integers and ``bits`` for [N, L] 0/1. Classes come back as
+    int64 ids in [0, num_outputs), bits as uint8 0/1; ``meta["excluded"]`` (clips without
+    a label) is checked to be a list of clip indices. Anything else is a BadInputError
+    naming the file.
+    """
     path = Path(path)
     meta_path = sidecar_path(path)
     try:
         values = np.load(path, allow_pickle=False)
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BadInputError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
-    if meta.get("format") != FORMAT:
-        raise BadInputError(f"{meta_path}: not a {FORMAT} sidecar")
-    labels = Labels(values=values, kind=meta["kind"], num_outputs=int(meta["num_outputs"]),
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"{meta_path}: malformed JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format", FORMAT) != FORMAT:
+            raise BadInputError(f"{meta_path}: not a {FORMAT} sidecar")
+    kind = meta.get("kind", "classes" if values.ndim == 1 else "bits")
+    if kind == "classes":
+        if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+            raise BadInputError(f"{path}: class labels must be integers of shape [N], got "
+                                f"{values.dtype} {values.shape}")
+        num = int(meta.get("num_outputs", int(values.max()) + 1 if values.size else 0))
+        if values.size and (values.min() < 0 or values.max() >= num):
+            raise BadInputError(f"{path}: class ids must lie in [0, {num}), found "
+                                f"{values.min()}..{values.max()}")
+        if num < 2:
+            raise BadInputError(f"{path}: need at least 2 classes, found {num}")
+        values = values.astype(np.int64)
+    elif kind == "bits":
+        if values.ndim != 2 or not np.isin(values, (0, 1)).all():
+            raise BadInputError(f"{path}: bit labels must be 0/1 of shape [N, L], got "
+                                f"{values.dtype} {values.shape}")
+        num = int(meta.get("num_outputs", values.shape[1]))
+        if num != values.shape[1]:
+            raise BadInputError(f"{path}: {values.shape[1]} bits, but {meta_path.name} says {num}")
+        values = values.astype(np.uint8)
+    else:
+        raise BadInputError(f"{meta_path}: kind must be 'classes' or 'bits', got {kind!r}")
+    try:
+        excluded = np.unique(np.asarray(meta.get("excluded", []), dtype=np.int64))
+    except (TypeError, ValueError):
+        raise BadInputError(f"{meta_path}: 'excluded' must be a list of clip indices") from None
+    if excluded.size and (excluded[0] < 0 or excluded[-1] >= len(values)):
+        raise BadInputError(f"{meta_path}: 'excluded' names clip {int(excluded[-1])} of "
+                            f"{len(values)}")
+    meta = {**meta, "excluded": excluded.tolist()} if "excluded" in meta else meta
+    labels = Labels(values=values, kind=kind, num_outputs=num,
                     diagnostics=meta.get("diagnostics", {}))
     return labels, meta
 

@@ -295,7 +295,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         size_param(registry.get("labeler", config.labeler).cls, config.labeler)
     if not config.evaluators:
         raise BadInputError("--eval: name at least one evaluator")
-    evaluators = [registry.create("evaluator", name, **config.eval_params)
+    evaluators = [registry.create("evaluator", name, **evaluator_params(config, name))
                   for name in config.evaluators]
     timer = StageTimer()
 
@@ -353,6 +353,18 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     path = write_record(record, config.results)
     echo(table1_row(record))
     return RunResult(record, path)
+
+
+def evaluator_params(config: RunConfig, name: str) -> dict[str, Any]:
+    """``config.eval_params`` for evaluator ``name``: unprefixed keys, and ``name.key`` ones."""
+    scoped = {k.partition(".")[2]: v for k, v in config.eval_params.items()
+              if k.startswith(f"{name}.")}
+    unknown = sorted({k.partition(".")[0] for k in config.eval_params if "." in k}
+                     - set(config.evaluators))
+    if unknown:
+        raise BadInputError(f"--eval-param {unknown[0]}.*: {unknown[0]!r} is not an evaluator "
+                            f"of this run ({', '.join(config.evaluators)})")
+    return {**{k: v for k, v in config.eval_params.items() if "." not in k}, **scoped}
 
 
 def _labeler_size(labeler) -> int | None:

@@ -148,53 +148,18 @@ class PseudoLabels:
 
 
 def read_labels(path: str | Path) -> PseudoLabels:
-    """Read ``LABELS.npy`` and its sidecar ``LABELS.json`` (inferred when missing).
+    """The labels file as the trainer needs it (read by :func:`harness.labels.read_labels`).
 
-    Classes: integer [N] in [0, num_outputs). Bits: 0/1 [N, L].
+    Classes: int64 [N] in [0, num_outputs). Bits: float32 0/1 [N, L].
     """
+    from harness import labels as labels_format
+
     path = Path(path)
-    try:
-        values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
-    sidecar = path.with_suffix(".json")
-    info: dict[str, Any] = {}
-    if sidecar.is_file():
-        try:
-            info = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"{sidecar}: malformed JSON ({exc})") from None
-    kind = info.get("kind", "classes" if values.ndim == 1 else "bits")
-    if kind == "classes":
-        if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
-            raise BadInputError(f"{path}: class labels must be integers of shape [N], got "
-                                f"{values.dtype} {values.shape}")
-        num = int(info.get("num_outputs", int(values.max()) + 1 if values.size else 0))
-        if values.size and (values.min() < 0 or values.max() >= num):
-            raise BadInputError(f"{path}: class ids must lie in [0, {num}), found "
-                                f"{values.min()}..{values.max()}")
-        values = values.astype(np.int64)
-    elif kind == "bits":
-        if values.ndim != 2 or not np.isin(values, (0, 1)).all():
-            raise BadInputError(f"{path}: bit labels must be 0/1 of shape [N, L], got "
-                                f"{values.dtype} {values.shape}")
-        num = int(info.get("num_outputs", values.shape[1]))
-        if num != values.shape[1]:
-            raise BadInputError(f"{path}: {values.shape[1]} bits, but {sidecar.name} says {num}")
-        values = values.astype(np.float32)
-    else:
-        raise BadInputError(f"{sidecar}: kind must be 'classes' or 'bits', got {kind!r}")
-    if num < 2 and kind == "classes":
-        raise BadInputError(f"{path}: need at least 2 classes, found {num}")
-    try:
-        excluded = np.unique(np.asarray(info.get("excluded", []), dtype=np.int64))
-    except (TypeError, ValueError):
-        raise BadInputError(f"{sidecar}: 'excluded' must be a list of clip indices") from None
-    if excluded.size and (excluded[0] < 0 or excluded[-1] >= len(values)):
-        raise BadInputError(f"{sidecar}: 'excluded' names clip {int(excluded[-1])} of "
-                            f"{len(values)}")
-    return PseudoLabels(values=values, kind=kind, num_outputs=num, path=path,
-                        sha256=hash_file(path), info=info, excluded=excluded)
+    labels, info = labels_format.read_labels(path)
+    values = labels.values.astype(np.float32) if labels.kind == "bits" else labels.values
+    return PseudoLabels(values=values, kind=labels.kind, num_outputs=labels.num_outputs,
+                        path=path, sha256=hash_file(path), info=info,
+                        excluded=np.asarray(info.get("excluded", []), dtype=np.int64))
 
 
 def loss_and_correct(logits: torch.Tensor, targets: torch.Tensor,

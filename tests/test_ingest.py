@@ -80,7 +80,7 @@ def test_skips_are_counted_and_listed(dataset):
                       "music.m4a": "no_video", "silent.mp4": "no_audio", "short.mp4": "too_short"}
     assert all(s["detail"] for s in report["skipped_videos"])
     assert "/" not in json.dumps(report["skipped_videos"]).replace("nested/", "")  # no machine paths
-    assert dataset.metadata["config"]["anchor"] == "centre"
+    assert dataset.metadata["config"]["anchor"] == "center"
     # skipped videos leave no files behind
     keys = {c.frame.parent.name for c in dataset.clips}
     assert {p.name for p in (dataset.root / "clips").iterdir()} == keys
@@ -179,7 +179,7 @@ def test_bad_input(videos, tmp_path, dataset):
         ingest(videos, videos / "out")
     with pytest.raises(BadInputError, match="frame_size|--size"):
         IngestConfig(frame_size=4)
-    with pytest.raises(BadInputError, match="centre"):
+    with pytest.raises(BadInputError, match="center"):
         IngestConfig(anchor="middle")
     with pytest.raises(BadInputError, match="other options.*frame_size"):
         ingest(videos, dataset.root, IngestConfig(frame_size=48, sample_rate=8000))

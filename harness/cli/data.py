@@ -15,6 +15,9 @@ from typing import Optional
 
 import typer
 
+from harness.audio import Window
+from harness.profiles import ProfileName
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -28,14 +31,18 @@ def _echo_report(ds) -> None:
 @app.command("toy")
 def toy(
     out: Path = typer.Option(..., "--out", help="Folder to write the clip dataset to."),
-    clips: int = typer.Option(1000, "--clips", min=1, help="Number of clips."),
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Number of clips "
+                                        "(default: the profile's toy world)."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same dataset)."),
     image_size: int = typer.Option(64, "--image-size", help="Frame side in pixels (64; 96-112 also work)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: CPU count)."),
 ) -> None:
     """Generate the toy audio-visual world as a clip dataset (ground truth in the manifest)."""
+    from harness.profiles import get_profile
     from harness.toy import ToyConfig, generate_clips
 
+    clips = clips if clips is not None else get_profile(profile).toy_clips
     start = time.perf_counter()
     ds = generate_clips(out, clips, seed, config=ToyConfig(image_size=image_size), jobs=jobs)
     typer.echo(f"{ds.root}: {len(ds)} toy clips (seed {seed}) in {time.perf_counter() - start:.1f} s")
@@ -45,14 +52,21 @@ def toy(
 def toy_voc(
     out: Path = typer.Option(..., "--out", help="Folder to write VOC2007/ into."),
     seed: int = typer.Option(1, "--seed", min=0, help="Random seed (use another than the clips')."),
-    trainval: int = typer.Option(1000, "--trainval", min=2, help="trainval images (half train, half val)."),
-    test: int = typer.Option(1000, "--test", min=1, help="test images."),
+    trainval: Optional[int] = typer.Option(None, "--trainval", min=2, help="trainval images "
+                                           "(half train, half val; default: the profile's)."),
+    test: Optional[int] = typer.Option(None, "--test", min=1, help="test images (default: "
+                                       "the profile's)."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
     image_size: int = typer.Option(64, "--image-size", help="Image side in pixels."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: CPU count)."),
 ) -> None:
     """Write a toy PASCAL VOC2007 (JPEG, XML with boxes and difficult flags, ImageSets)."""
+    from harness.profiles import get_profile
     from harness.toy import ToyConfig, generate_voc
 
+    sizes = get_profile(profile).toy_voc_images
+    trainval = trainval if trainval is not None else sizes[0]
+    test = test if test is not None else sizes[1]
     start = time.perf_counter()
     voc = generate_voc(out, seed, config=ToyConfig(image_size=image_size), n_trainval=trainval,
                        n_test=test, jobs=jobs)
@@ -66,8 +80,8 @@ def ingest(
     out: Path = typer.Option(..., "--out", help="Clip dataset folder (created; rerun to resume)."),
     every: float = typer.Option(3.75, "--every", help="Seconds between frames."),
     window: float = typer.Option(3.75, "--window-seconds", help="Audio window length, seconds."),
-    anchor: str = typer.Option("centre", "--window", help="Frame position in its window: "
-                               "'centre' (default) or 'start' (the seed's layout)."),
+    anchor: Window = typer.Option(Window.center, "--window", help="Frame position in its "
+                                  "window: center, or start (the seed's layout)."),
     sample_rate: int = typer.Option(21000, "--sample-rate", help="Audio sample rate, Hz."),
     size: int = typer.Option(256, "--size", help="Side of the square frames, pixels."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Videos decoded in parallel."),
@@ -76,7 +90,7 @@ def ingest(
     from harness.ingest import IngestConfig
     from harness.ingest import ingest as run_ingest
 
-    cfg = IngestConfig(every=every, window=window, anchor=anchor, sample_rate=sample_rate,
+    cfg = IngestConfig(every=every, window=window, anchor=anchor.value, sample_rate=sample_rate,
                        frame_size=size)
     _echo_report(run_ingest(videos, out, cfg, jobs=jobs))
 

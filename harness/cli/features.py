@@ -12,10 +12,20 @@ and every clip left out by ``--skip-bad``. Under ``torchrun`` each rank computes
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from harness.audio import Window
+
+
+class Dtype(str, Enum):
+    """What ``--dtype`` accepts."""
+
+    float32 = "float32"
+    float64 = "float64"
 
 from harness.cli.params import parse_params
 
@@ -29,12 +39,12 @@ def features(
     data: Optional[Path] = typer.Option(None, "--data", help="A clip dataset folder instead of files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the matrix here (.npy; "
                                        "a .json description goes beside it)."),
-    param: List[str] = typer.Option([], "--param", "-p", help="Representation parameter "
+    param: List[str] = typer.Option([], "--repr-param", "-p", help="Representation parameter "
                                     "NAME=VALUE (repeatable), e.g. -p mode=fast."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 | float64"),
+    dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Feature dtype."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unusable clips out (listed) "
                                   "instead of stopping at the first."),
-    window: str = typer.Option("center", "--window", help="Window of a longer file: center | start."),
+    window: Window = typer.Option(Window.center, "--window", help="Window of a longer file."),
     batch_size: int = typer.Option(64, "--batch-size", help="Clips per batch."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Audio-loading processes "
                                           "(default: one per spare core, at most 4)."),
@@ -50,7 +60,7 @@ def features(
     if bool(audio) == (data is not None):
         raise BadInputError("give audio files or --data DATASET (one of the two)")
     rep = default_registry().create("repr", repr_name, **parse_params(param))
-    options = FeatureOptions(dtype=dtype, window=window, skip_bad=skip_bad, batch_size=batch_size,
+    options = FeatureOptions(dtype=dtype.value, window=window.value, skip_bad=skip_bad, batch_size=batch_size,
                              workers=workers, device=device, shard_size=shard_size, cache=cache,
                              progress=progress)
     source = open_dataset(data) if data is not None else FileSource(audio or [])

@@ -34,10 +34,10 @@ def label(
                                               "`harness features`)."),
     labeler_name: str = typer.Option("kmeans", "--labeler", "-l", help="Labeler (see "
                                      "`harness plugins --kind labeler`)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Clusters (kmeans) or bits (pca_binary); "
-                                    "default: the labeler's."),
+    k: Optional[int] = typer.Option(None, "--k", help="The labeler's size parameter: clusters "
+                                    "(kmeans k) or bits (pca_binary); default: the labeler's."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the labeler's)."),
-    param: List[str] = typer.Option([], "--param", "-p", help="Labeler parameter NAME=VALUE "
+    param: List[str] = typer.Option([], "--labeler-param", "-p", help="Labeler parameter NAME=VALUE "
                                     "(repeatable), e.g. -p preprocess=l2 -p backend=faiss."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the labels here (.npy; "
                                        "a .json sidecar goes beside it)."),
