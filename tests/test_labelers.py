@@ -217,3 +217,16 @@ def test_harness_conformance_kit(cls):
     from harness.testing import check_labeler
 
     check_labeler(cls)
+
+
+def test_labelers_declare_the_size_that_k_sets():
+    from harness.labels import size_param
+
+    assert size_param(KMeansLabeler, "kmeans") == "k"
+    assert size_param(PcaBinaryLabeler, "pca_binary") == "bits"
+
+    class Sizeless(KMeansLabeler):
+        size_param = None
+
+    with pytest.raises(BadInputError, match="declares no size parameter.*--labeler-param"):
+        size_param(Sizeless, "sizeless")

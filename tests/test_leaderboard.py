@@ -270,3 +270,25 @@ def test_hand_written_files_are_left_alone(tmp_path):
     lb.write_leaderboard(lb.build_leaderboard([]), out)
     assert (out / "NOTES.md").read_text() == "my notes\n"
     assert lb.check_leaderboard(lb.build_leaderboard([]), out) == []
+
+
+def test_a_binary_labeler_row_names_its_bits():
+    rec = make("sound")
+    rec["config"]["labeler"] = {"name": "pca_binary", "params": {"bits": 15, "seed": 0}}
+    page = next(t for n, t in lb.build_leaderboard([rec]).markdown.items() if n != lb.INDEX)
+    assert "sound: mfcc pca_binary bits=15 alexnet" in page and "k=15" not in page
+
+
+def test_another_evaluator_gets_a_generic_table_and_voc07_pages_are_unchanged():
+    from .test_records import metrics
+
+    plain = make("sound")
+    both = make("sound", seed=1)
+    both["metrics"]["probe"] = {**metrics(30.0), "headline": "top1", "formula": "accuracy"}
+    board = lb.build_leaderboard([plain, both])
+    generic = [n for n in board.markdown if "eval-probe" in n]
+    assert len(generic) == 1
+    text = board.markdown[generic[0]]
+    assert "top1" in text and "accuracy" in text and "sound: mfcc k=15 alexnet" in text
+    assert "## Other evaluators" in board.markdown[lb.INDEX]
+    assert "## Other evaluators" not in lb.build_leaderboard([plain]).markdown[lb.INDEX]

@@ -390,3 +390,20 @@ def test_cli_trains_and_reports_bad_input_in_one_line(clips, tmp_path):
     bad = runner.invoke(app, [*args[:3], "--labels", str(tmp_path / "missing.npy"), *args[5:]])
     assert bad.exit_code == 2
     assert bad.output.startswith("error: ") and bad.output.count("\n") == 1
+
+
+def test_log_is_one_whole_line_per_epoch_when_not_on_a_terminal(clips, tmp_path, monkeypatch,
+                                                                 capsys):
+    """In a file or a pipe: no progress bar, one line per epoch holding loss, accuracy,
+    learning rate and images/s, and a last line with the final epoch's figures."""
+    monkeypatch.delenv("HARNESS_NO_PROGRESS", raising=False)
+    pretrain(tiny_config(clips, tmp_path / "run", epochs=2, progress=True))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2, err
+    for line in epochs:
+        assert all(word in line for word in ("train loss", "acc", "lr", "img/s", "val loss"))
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1].startswith("pretrain: finished") and f"{rows[-1]['train_loss']:.4f}" in lines[-1]
+    assert not any("━" in line for line in lines)          # no progress bar in a log
