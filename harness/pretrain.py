@@ -1,7 +1,9 @@
 """Pretext training: a backbone learns to predict each frame's sound pseudo-label.
 
-Read :func:`pretrain` top to bottom; it is the whole loop, in the spirit of nanoGPT's
-``train.py``. What it does, as the paper and its seed code did: cross-entropy on cluster
+Read :func:`_pretrain` top to bottom; it is the whole loop, in the spirit of nanoGPT's
+``train.py``: prepare the data, build the network, resume, then train one epoch and write
+one checkpoint at a time (:func:`_train_epoch`, :func:`_checkpoint`); :class:`EpochLog`
+prints one line per epoch. What it does, as the paper and its seed code did: cross-entropy on cluster
 ids (or binary cross-entropy on bit codes), AdamW, a one-cycle learning-rate schedule
 over a fixed number of epochs, random resized crop + flip + colour jitter, accuracy on a
 held-out validation split after every epoch.
@@ -21,6 +23,7 @@ What it adds for speed and robustness:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -360,11 +363,53 @@ def pretrain(config: PretrainConfig) -> Path:
 
 
 def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
-    out = Path(config.out)
-    ckpt_path = out / CHECKPOINT_NAME
-    console = Console(stderr=True)
+    """The loop: data, model, resume, then one epoch and one checkpoint at a time."""
+    ckpt_path = Path(config.out) / CHECKPOINT_NAME
+    data = _prepare_data(config, rt)
+    run = _build(config, rt, data)
+    log = EpochLog(config, rt, data.steps_per_epoch)
+    start_epoch, history = _resume(config, rt, run, ckpt_path, log)
+    if start_epoch >= config.epochs:
+        return ckpt_path
+    model = _wrap(config, rt, run.net)
+    meta = _meta(config, rt, data, run)
+    if rt.is_main:
+        write_json(Path(config.out) / CONFIG_NAME,
+                   {**meta, "steps_per_epoch": data.steps_per_epoch})
+    with log.running(config.epochs - start_epoch):
+        for epoch in range(start_epoch, config.epochs):
+            row = _train_epoch(config, rt, data, run, model, epoch, log, ckpt_path, history)
+            history.append(row)
+            log.epoch(row)
+            if rt.is_main:
+                _checkpoint(config, run, data, meta, history, ckpt_path)
+    log.done(history)
+    if rt.world > 1:
+        dist.barrier()  # rank 0 has written the last checkpoint before anyone returns
+    return ckpt_path
 
-    # ---- data: labels, frames (decoded once, rank 0 first), split
+
+@dataclass
+class TrainingData:
+    """The labels, the frames and the split one run trains on."""
+
+    labels: PseudoLabels
+    dataset: ClipDataset
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    #: [start, stop) of this rank's batches within an epoch's order
+    bounds: list[tuple[int, int]]
+    local_batch: int
+    targets: torch.Tensor
+    source: FrameSource
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.bounds)
+
+
+def _prepare_data(config: PretrainConfig, rt: Runtime) -> TrainingData:
+    """Labels, frames (decoded once, rank 0 first), the seeded train/validation split."""
     labels = read_labels(config.labels)
     dataset = ClipDataset(config.data)
     if len(labels.values) != len(dataset):
@@ -382,156 +427,230 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     train_idx, val_idx = usable[train_pos], usable[val_pos]
     per_rank = len(train_idx) // rt.world
     local_batch = config.batch_size // rt.world
-    bounds = batch_bounds(per_rank, local_batch)
     if per_rank < 2:
         raise BadInputError(f"{dataset.root}: {len(train_idx)} training clips are too few")
-    steps_per_epoch = len(bounds)
-    total_steps = config.epochs * steps_per_epoch
-    targets = torch.from_numpy(labels.values).to(rt.device)
-    source = FrameSource(store, rt.device)
+    return TrainingData(labels=labels, dataset=dataset, train_idx=train_idx, val_idx=val_idx,
+                        bounds=batch_bounds(per_rank, local_batch), local_batch=local_batch,
+                        targets=torch.from_numpy(labels.values).to(rt.device),
+                        source=FrameSource(store, rt.device))
 
-    # ---- model, optimizer, schedule
+
+@dataclass
+class TrainingState:
+    """The network and what updates it."""
+
+    backbone: Any
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    key: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _build(config: PretrainConfig, rt: Runtime, data: TrainingData) -> TrainingState:
+    """The seeded network, AdamW and the one-cycle schedule over every epoch's steps."""
     backbone = build_backbone(config.backbone, config.backbone_params)
-    mean, std = tuple(backbone.mean), tuple(backbone.std)
-    net = initial_net(backbone, labels.num_outputs, config.seed).to(rt.device)
+    net = initial_net(backbone, data.labels.num_outputs, config.seed).to(rt.device)
     if rt.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay,
                                   fused=config.fused_adamw or None)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                    total_steps=total_steps,
-                                                    pct_start=config.pct_start)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * data.steps_per_epoch,
+        pct_start=config.pct_start)
+    return TrainingState(backbone=backbone, net=net, optimizer=optimizer, scheduler=scheduler,
+                         key=run_key(config, data.labels, data.dataset, rt),
+                         mean=tuple(backbone.mean), std=tuple(backbone.std))
 
-    # ---- resume from out/last.pt when it belongs to this run
-    key = run_key(config, labels, dataset, rt)
-    start_epoch, history = 0, []
-    if ckpt_path.is_file() and not config.restart:
-        ckpt = read_checkpoint(ckpt_path, map_location="cpu", mmap=False)
-        state = ckpt.get("train_state") or {}
-        if state.get("run_key") != key:
-            raise BadInputError(f"{ckpt_path}: a checkpoint of a different run (other labels, "
-                                "data or settings); use another --out, or --restart")
-        history = list(state["history"])
-        if state["epoch"] >= config.epochs:
-            if rt.is_main and config.progress:
-                console.print(f"pretrain: {ckpt_path} is complete ({state['epoch']} epochs)")
-            return ckpt_path
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
-        if rt.is_main and config.progress:
-            console.print(f"pretrain: resuming {ckpt_path} after epoch {start_epoch}")
 
+def _resume(config: PretrainConfig, rt: Runtime, run: TrainingState, ckpt_path: Path,
+            log: "EpochLog") -> tuple[int, list[dict]]:
+    """(first epoch to train, history so far): from ``out/last.pt`` when it is this run's."""
+    if not ckpt_path.is_file() or config.restart:
+        return 0, []
+    ckpt = read_checkpoint(ckpt_path, map_location="cpu", mmap=False)
+    state = ckpt.get("train_state") or {}
+    if state.get("run_key") != run.key:
+        raise BadInputError(f"{ckpt_path}: a checkpoint of a different run (other labels, "
+                            "data or settings); use another --out, or --restart")
+    history = list(state["history"])
+    if state["epoch"] >= config.epochs:
+        log.note(f"pretrain: {ckpt_path} is complete ({state['epoch']} epochs)")
+        return int(state["epoch"]), history
+    run.net.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    log.note(f"pretrain: resuming {ckpt_path} after epoch {state['epoch']}")
+    return int(state["epoch"]), history
+
+
+def _wrap(config: PretrainConfig, rt: Runtime, net: torch.nn.Module) -> torch.nn.Module:
+    """The module the steps call: DDP across ranks, compiled when asked."""
     model: torch.nn.Module = net
     if rt.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     if config.compile:
         model = torch.compile(model)
-    autocast = (torch.autocast(rt.device.type, dtype=torch.bfloat16) if rt.bf16
-                else nullcontext())
-    sampler = DistributedSampler(range(len(train_idx)), num_replicas=rt.world, rank=rt.rank,
-                                 shuffle=True, seed=config.seed, drop_last=True)
-    meta = {
-        "origin": config.origin, "config": config.to_json(), "run_key": key,
+    return model
+
+
+def _meta(config: PretrainConfig, rt: Runtime, data: TrainingData,
+          run: TrainingState) -> dict[str, Any]:
+    """What the checkpoint and config.json say about the run."""
+    labels, dataset = data.labels, data.dataset
+    return {
+        "origin": config.origin, "config": config.to_json(), "run_key": run.key,
         "labels": {"path": str(labels.path), "sha256": labels.sha256, "kind": labels.kind,
                    "num_outputs": labels.num_outputs, "labeler": labels.info.get("labeler"),
                    "params": labels.info.get("params")},
         "data": {"path": str(dataset.root), "fingerprint": dataset.fingerprint(),
-                 "num_clips": len(dataset), "train": len(train_idx), "val": len(val_idx),
-                 "excluded": len(labels.excluded)},
+                 "num_clips": len(dataset), "train": len(data.train_idx),
+                 "val": len(data.val_idx), "excluded": len(labels.excluded)},
         "device": str(rt.device), "world_size": rt.world,
         "precision": "bf16" if rt.bf16 else "fp32", "channels_last": rt.channels_last,
         "harness_version": __version__, "torch_version": str(torch.__version__),
     }
-    if rt.is_main:
-        write_json(out / CONFIG_NAME, {**meta, "steps_per_epoch": steps_per_epoch})
-    log_every = 1 if rt.device.type == "cpu" else 25
 
-    # ---- train
-    show = rt.is_main and config.progress and progress_enabled()
-    stats = make_progress(TextColumn("{task.fields[stats]}"))
-    task = stats.add_task("pretrain", total=(config.epochs - start_epoch) * steps_per_epoch,
-                          stats="")
-    with stats if show else nullcontext():
-        for epoch in range(start_epoch, config.epochs):
-            # every random stream restarts from (seed, epoch): resuming is exact
-            sampler.set_epoch(epoch)
-            order = train_idx[np.fromiter(iter(sampler), dtype=np.int64)]
-            aug_gen = torch.Generator().manual_seed(derive_seed(config.seed, _AUGMENT, epoch))
-            torch.manual_seed(derive_seed(config.seed, _DROPOUT, epoch, rt.rank))
-            batches = source.batches(order, bounds)
-            stats.update(task, description=f"epoch {epoch + 1}/{config.epochs}")
-            model.train()
-            meter = Meter(rt.device)
-            started, cpu_started, waited = time.perf_counter(), time.process_time(), 0.0
-            for step in range(steps_per_epoch):
-                t0 = time.perf_counter()   # the host's time on input (all of it, on a CPU)
-                frames, idx = next(batches)
-                # draw augmentations for the whole global batch, keep this rank's rows
-                params = sample_params(len(idx) * rt.world, config.augment, aug_gen)
-                x = augment(frames, params.rows(slice(rt.rank, None, rt.world)),
-                            config.image_size, mean, std, rt.channels_last)
-                y = targets[idx]
-                waited += time.perf_counter() - t0
-                with autocast:
-                    logits = model(x)
-                loss, correct, count = loss_and_correct(logits, y, labels.kind)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                meter.add(loss, correct, count, len(idx))
-                if (step + 1) % log_every == 0 or step + 1 == steps_per_epoch:
-                    _check_finite(loss, rt, epoch, step, ckpt_path, history)
-                    seen = (step + 1) * len(idx) * rt.world
-                    rate = seen / (time.perf_counter() - started)
-                    stats.update(task, completed=(epoch - start_epoch) * steps_per_epoch + step + 1,
-                                 stats=f"loss {loss.item():.3f}  "
-                                       f"acc {correct.item() / count:.3f}  {rate:,.0f} img/s")
-            if rt.device.type == "cuda":
-                torch.cuda.synchronize(rt.device)
-            seconds = time.perf_counter() - started
-            cpu_seconds = time.process_time() - cpu_started
-            train_loss, train_acc = meter.reduce(rt.world)
-            # the plain network: DDP's forward is a collective, and ranks may hold
-            # different numbers of validation batches
-            val_loss, val_acc = validate(net, source, val_idx, targets, labels.kind, rt,
-                                         config.image_size, mean, std, 2 * local_batch,
-                                         autocast)
-            if not all(math.isfinite(v) for v in (train_loss, val_loss) if v is not None):
-                _diverged(epoch, steps_per_epoch, ckpt_path, history)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-                   "val_loss": val_loss, "val_accuracy": val_acc,
-                   "lr": scheduler.get_last_lr()[0],
-                   "images_per_s": round(bounds[-1][1] * rt.world / seconds, 1),
-                   "epoch_seconds": round(seconds, 3),
-                   # CPU time of this process (all threads): well under threads x wall
-                   # time means the machine is shared and the wall-clock rate understated
-                   "cpu_seconds": round(cpu_seconds, 3),
-                   "data_wait_share": round(waited / seconds, 4)}
-            history.append(row)
-            if show:
-                stats.console.print(_epoch_line(row, config.epochs))
-            if rt.is_main:
-                last = epoch + 1 == config.epochs
-                if last or (epoch + 1) % config.checkpoint_every == 0:
-                    state = {"epoch": epoch + 1, "run_key": key, "history": history}
-                    if not last:  # the final checkpoint carries no optimizer state
-                        state.update(optimizer=optimizer.state_dict(),
-                                     scheduler=scheduler.state_dict())
-                    save_checkpoint(ckpt_path, backbone_name=config.backbone, backbone=backbone,
-                                    net=net, output_kind=labels.kind,
-                                    image_size=config.image_size, mean=mean, std=std,
-                                    meta={**meta, "epoch": epoch + 1, "val_accuracy": val_acc,
-                                          "train_accuracy": train_acc},
-                                    train_state=state)
-                write_text(out / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
-    if rt.world > 1:
-        dist.barrier()  # rank 0 has written the last checkpoint before anyone returns
-    return ckpt_path
+
+def _train_epoch(config: PretrainConfig, rt: Runtime, data: TrainingData, run: TrainingState,
+                 model: torch.nn.Module, epoch: int, log: "EpochLog", ckpt_path: Path,
+                 history: list[dict]) -> dict[str, Any]:
+    """One pass over this rank's share of the training split, then validation; the row of
+    metrics.jsonl it gives."""
+    # every random stream restarts from (seed, epoch): resuming is exact
+    sampler = DistributedSampler(range(len(data.train_idx)), num_replicas=rt.world,
+                                 rank=rt.rank, shuffle=True, seed=config.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    order = data.train_idx[np.fromiter(iter(sampler), dtype=np.int64)]
+    aug_gen = torch.Generator().manual_seed(derive_seed(config.seed, _AUGMENT, epoch))
+    torch.manual_seed(derive_seed(config.seed, _DROPOUT, epoch, rt.rank))
+    batches = data.source.batches(order, data.bounds)
+    autocast = (torch.autocast(rt.device.type, dtype=torch.bfloat16) if rt.bf16
+                else nullcontext())
+    log_every = 1 if rt.device.type == "cpu" else 25
+    steps, kind = data.steps_per_epoch, data.labels.kind
+    log.start_epoch(epoch)
+    model.train()
+    meter = Meter(rt.device)
+    started, cpu_started, waited = time.perf_counter(), time.process_time(), 0.0
+    for step in range(steps):
+        t0 = time.perf_counter()   # the host's time on input (all of it, on a CPU)
+        frames, idx = next(batches)
+        # draw augmentations for the whole global batch, keep this rank's rows
+        params = sample_params(len(idx) * rt.world, config.augment, aug_gen)
+        x = augment(frames, params.rows(slice(rt.rank, None, rt.world)),
+                    config.image_size, run.mean, run.std, rt.channels_last)
+        y = data.targets[idx]
+        waited += time.perf_counter() - t0
+        with autocast:
+            logits = model(x)
+        loss, correct, count = loss_and_correct(logits, y, kind)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        meter.add(loss, correct, count, len(idx))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            _check_finite(loss, rt, epoch, step, ckpt_path, history)
+            rate = (step + 1) * len(idx) * rt.world / (time.perf_counter() - started)
+            log.step(epoch, step, loss, correct, count, rate)
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize(rt.device)
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    train_loss, train_acc = meter.reduce(rt.world)
+    # the plain network: DDP's forward is a collective, and ranks may hold
+    # different numbers of validation batches
+    val_loss, val_acc = validate(run.net, data.source, data.val_idx, data.targets, kind, rt,
+                                 config.image_size, run.mean, run.std, 2 * data.local_batch,
+                                 autocast)
+    if not all(math.isfinite(v) for v in (train_loss, val_loss) if v is not None):
+        _diverged(epoch, steps, ckpt_path, history)
+    return {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
+            "val_loss": val_loss, "val_accuracy": val_acc,
+            "lr": run.scheduler.get_last_lr()[0],
+            "images_per_s": round(data.bounds[-1][1] * rt.world / seconds, 1),
+            "epoch_seconds": round(seconds, 3),
+            # CPU time of this process (all threads): well under threads x wall
+            # time means the machine is shared and the wall-clock rate understated
+            "cpu_seconds": round(cpu_seconds, 3),
+            "data_wait_share": round(waited / seconds, 4)}
+
+
+def _checkpoint(config: PretrainConfig, run: TrainingState, data: TrainingData,
+                meta: dict[str, Any], history: list[dict], ckpt_path: Path) -> None:
+    """``last.pt`` every ``checkpoint_every`` epochs and after the last; metrics.jsonl always."""
+    epoch, row = history[-1]["epoch"], history[-1]
+    last = epoch == config.epochs
+    if last or epoch % config.checkpoint_every == 0:
+        state = {"epoch": epoch, "run_key": run.key, "history": history}
+        if not last:  # the final checkpoint carries no optimizer state
+            state.update(optimizer=run.optimizer.state_dict(),
+                         scheduler=run.scheduler.state_dict())
+        save_checkpoint(ckpt_path, backbone_name=config.backbone, backbone=run.backbone,
+                        net=run.net, output_kind=data.labels.kind,
+                        image_size=config.image_size, mean=run.mean, std=run.std,
+                        meta={**meta, "epoch": epoch, "val_accuracy": row["val_accuracy"],
+                              "train_accuracy": row["train_accuracy"]},
+                        train_state=state)
+    write_text(Path(config.out) / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
+
+
+class EpochLog:
+    """What a run prints (rank 0, unless progress is off): one line per epoch, always.
+
+    On a terminal a live bar also shows the current step's loss, accuracy and rate; in a
+    file, a pipe or CI there is no bar, only the epoch lines (each one whole line: loss,
+    accuracy, learning rate and images/s of training, then validation) and a last line
+    with the final epoch's figures.
+    """
+
+    def __init__(self, config: PretrainConfig, rt: Runtime, steps_per_epoch: int):
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.show = rt.is_main and config.progress and progress_enabled()
+        self.live = self.show and self.console.is_terminal
+        self.epochs, self.steps = config.epochs, steps_per_epoch
+        self.bar = make_progress(TextColumn("{task.fields[stats]}"))
+        self.task = None
+        self.first_epoch = 0
+
+    def note(self, text: str) -> None:
+        if self.show:
+            self.console.print(text)
+
+    @contextlib.contextmanager
+    def running(self, epochs: int):
+        if not self.live:
+            yield
+            return
+        self.task = self.bar.add_task("pretrain", total=epochs * self.steps, stats="")
+        with self.bar:
+            yield
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.task is None:
+            self.first_epoch = epoch
+        if self.live and self.task is not None:
+            self.bar.update(self.task, description=f"epoch {epoch + 1}/{self.epochs}")
+
+    def step(self, epoch: int, step: int, loss, correct, count: int, rate: float) -> None:
+        if self.live and self.task is not None:
+            done = (epoch - self.first_epoch) * self.steps + step + 1
+            self.bar.update(self.task, completed=done,
+                            stats=f"loss {loss.item():.3f}  acc {correct.item() / count:.3f}  "
+                                  f"{rate:,.0f} img/s")
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        if self.show:
+            (self.bar.console if self.live else self.console).print(
+                _epoch_line(row, self.epochs))
+
+    def done(self, history: list[dict]) -> None:
+        if self.show and history:
+            self.console.print("pretrain: finished; " + _epoch_line(history[-1], self.epochs))
 
 
 @torch.no_grad()

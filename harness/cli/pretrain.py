@@ -82,7 +82,7 @@ def pretrain(
         precision=precision.value, channels_last=channels_last, compile=compile_,
         origin=origin.value, restart=restart, threads=threads, progress=progress,
         **{**settings, **overrides})
-    if overrides and _rank() == 0:
+    if overrides and progress and _rank() == 0:
         typer.echo("pretrain: profile {} with {}".format(
             profile.value, ", ".join(f"{k}={v}" for k, v in overrides.items())), err=True)
     path = run_pretrain(config)
