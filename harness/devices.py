@@ -46,7 +46,7 @@ def resolve_device(device: str | None = "auto") -> str:
         raise BadInputError(f"--device {device!r}: unsupported device (use auto, cpu, cuda "
                             "or cuda:N)")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"--device {device!r}: no CUDA device is available")
+        raise BadInputError(f"--device {device!r}: CUDA is not available on this machine")
     return device
 
 

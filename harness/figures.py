@@ -235,7 +235,9 @@ def figure2(data: str | os.PathLike, checkpoint: str, units: Sequence[int],
     from harness.checkpoint import load_pretrained
     from harness.clips import ClipDataset
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from harness.devices import resolve_device
+
+    device = resolve_device(device)
     dataset = ClipDataset(data)
     if len(dataset) < 1:
         raise BadInputError(f"{data}: the clip dataset is empty")

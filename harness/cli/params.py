@@ -1,4 +1,4 @@
-"""``--param key=value`` options: plugin parameters from the command line."""
+"""``--<kind>-param NAME=VALUE`` options (``-p``): plugin parameters from the command line."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise BadInputError(f"--param {item!r}: expected key=value")
+            raise BadInputError(f"plugin parameter {item!r}: expected NAME=VALUE")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

@@ -28,6 +28,7 @@ from torch import nn
 from harness import ap as ap_mod
 from harness.errors import BadInputError
 from harness.checkpoint import backbone_name
+from harness.devices import resolve_device
 from harness.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
 from harness.io import write_text
 from harness.nets import weights_digest
@@ -232,15 +233,8 @@ def _load(bar, label: str, images: list[VOCImage], model: PretrainedModel,
 
 # ---------------------------------------------------------------------------- device
 def _device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise BadInputError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"device {device!r} requested but CUDA is not available")
-    if dev.type not in ("cpu", "cuda"):
-        raise BadInputError(f"unsupported device {device!r} (use cpu or cuda)")
-    return dev
+    """The context's device (resolved by the core; checked again for direct callers)."""
+    return torch.device(resolve_device(str(device)))
 
 
 def _cuda_index(dev: torch.device) -> list[int]:
