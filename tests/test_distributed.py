@@ -17,6 +17,7 @@ import torch
 
 from harness.checkpoint import read_checkpoint
 from harness.pretrain import PretrainConfig, pretrain
+from harness.profiles import get_profile
 from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 
 ARGS = {"backbone": "timm:test_convnext", "epochs": 2, "batch_size": 16, "image_size": 32,
@@ -50,8 +51,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("pretrain: timm:test_convnext ->") == 1      # rank 0 alone reports
 
+    # `harness pretrain` takes the augmentation from its profile (toy by default)
     single = pretrain(PretrainConfig(
-        backbone=ARGS["backbone"], labels=labels,
+        backbone=ARGS["backbone"], labels=labels, augment=get_profile("toy").pretext_augment,
         data=tmp_path / "data", out=tmp_path / "one", epochs=ARGS["epochs"],
         batch_size=ARGS["batch_size"], image_size=32, val_fraction=ARGS["val_fraction"], lr=ARGS["lr"],
         device="cpu", precision="fp32", progress=False))
