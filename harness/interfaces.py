@@ -159,7 +159,8 @@ class PretrainedModel:
 class EvalContext:
     """Everything the core passes to an evaluator besides the model and the data.
 
-    ``profile`` names the world the protocol is scaled to (``"toy"``, ``"paper"``);
+    ``profile`` names the world the protocol is scaled to (``"toy"``, ``"paper"``; its
+    typed settings, e.g. the evaluation scaling, are ``harness.profiles.get_profile(profile)``);
     ``seed`` seeds every random choice the evaluator makes; ``device`` is already resolved
     (``"cpu"``, ``"cuda:0"``); ``work_dir`` is the evaluator's own folder for resumable
     state and caches (it exists, and nothing else writes there); ``progress`` says whether
