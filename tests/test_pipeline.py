@@ -145,3 +145,21 @@ def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache)
     again = toy_clips(profile, 0, progress=False)
     assert again == first and ClipDataset(again).fingerprint() == fingerprint
     assert [p.name for p in first.parent.iterdir()] == [first.name]    # no .partial left
+
+
+def test_eval_params_apply_to_every_evaluator_or_to_the_one_named():
+    from harness.errors import BadInputError
+    from harness.pipeline import evaluator_params
+
+    config = RunConfig(eval_params={"iterations": 5, "voc07_full.iterations": 7, "voc07_full.lr": 0.1})
+    assert evaluator_params(config, "voc07_linear") == {"iterations": 5}
+    assert evaluator_params(config, "voc07_full") == {"iterations": 7, "lr": 0.1}
+    with pytest.raises(BadInputError, match="'nope' is not an evaluator of this run"):
+        evaluator_params(RunConfig(eval_params={"nope.x": 1}), "voc07_linear")
+
+
+def test_k_is_refused_where_no_labeler_runs(tmp_path):
+    from harness.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="--init random runs no labeler"):
+        run(_config(tmp_path, init="random", k=5))
