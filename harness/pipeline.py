@@ -383,6 +383,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         metrics=metrics, timings=timer.seconds, labels=labels_info, pretext=pretext_info)
     path = write_record(record, config.results)
     echo(table1_row(record))
+    echo(stage_summary(timer.seconds))
     return RunResult(record, path)
 
 
@@ -403,6 +404,19 @@ def table1_row(record: dict[str, Any]) -> str:
             headers.append(label)
             cells.append(f"{m[name]['map']:.1f}")
     return tabulate([cells], headers=headers, tablefmt="github")
+
+
+def stage_summary(seconds: dict[str, float]) -> str:
+    """Where the run's minutes went: seconds and share of the total per stage, as plain
+    lines that read the same on a terminal and in a log (the record keeps the numbers)."""
+    from tabulate import tabulate
+
+    total = sum(seconds.values())
+    rows = [[name, f"{s:.1f}", f"{100 * s / total:.0f}%" if total > 0 else "-"]
+            for name, s in seconds.items()]
+    rows.append(["total", f"{total:.1f}", "100%" if total > 0 else "-"])
+    return tabulate(rows, headers=["stage", "seconds", "share"], tablefmt="simple",
+                    colalign=("left", "right", "right"), disable_numparse=True)
 
 
 def sweep(base: RunConfig, reprs: list[str], ks: list[int], backbones: list[str],
