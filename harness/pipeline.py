@@ -25,6 +25,9 @@ from harness.interfaces import Labels
 from harness.io import write_json
 
 Init = Literal["sound", "random", "supervised"]
+#: the pretext stage checkpoints at most once a minute (an interrupted run redoes at most
+#: a minute of training; a checkpoint after every 2-second toy epoch cost ~5% of the stage)
+PRETEXT_CHECKPOINT_SECONDS = 60.0
 INITS: tuple[str, ...] = ("sound", "random", "supervised")
 
 
@@ -269,8 +272,11 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
                           batch_size=profile.pretext_batch_size, lr=profile.pretext_lr,
                           image_size=profile.image_size, augment=profile.pretext_augment,
                           seed=config.seed, device=device, origin=origin,
+                          checkpoint_seconds=PRETEXT_CHECKPOINT_SECONDS,
                           progress=config.progress)
-    settings = {k: v for k, v in base.to_json().items() if k not in ("out", "progress", "data", "labels")}
+    # how often a checkpoint is written does not change the weights: not part of the key
+    settings = {k: v for k, v in base.to_json().items()
+                if k not in ("out", "progress", "data", "labels", "checkpoint_seconds")}
     key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings,
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key

@@ -95,6 +95,9 @@ class PretrainConfig:
     compile: bool = False
     #: write a checkpoint every this many epochs (and always after the last)
     checkpoint_every: int = 1
+    #: ... and only once this many seconds have passed since the last one (0: no wait);
+    #: an interrupted run then redoes at most about this much training
+    checkpoint_seconds: float = 0.0
     #: recorded in the checkpoint: "pretext" (sound labels) or "supervised" (true labels)
     origin: str = "pretext"
     #: ignore (and overwrite) a checkpoint of another run found in ``out``
@@ -112,6 +115,7 @@ class PretrainConfig:
             (0 <= self.val_fraction < 1, f"val fraction must be in [0, 1), got {self.val_fraction}"),
             (0 < self.pct_start < 1, f"pct_start must be in (0, 1), got {self.pct_start}"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.checkpoint_seconds >= 0, "checkpoint_seconds must be >= 0"),
             (self.precision in ("auto", "bf16", "fp32"), f"unknown precision {self.precision!r}"),
         ]
         for ok, message in checks:
@@ -388,7 +392,8 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     """What a checkpoint must match to be resumed: everything that changes the weights."""
     parts = config.to_json()
     for key in ("out", "labels", "data", "device", "channels_last", "fused_adamw", "compile",
-                "checkpoint_every", "restart", "threads", "progress", "precision"):
+                "checkpoint_every", "checkpoint_seconds", "restart", "threads", "progress",
+                "precision"):
         parts.pop(key)
     parts.update(labels_sha256=labels.sha256, data=dataset.fingerprint(), bf16=rt.bf16)
     return hash_params(parts)
@@ -500,6 +505,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     if rt.is_main:
         write_json(out / CONFIG_NAME, {**meta, "steps_per_epoch": steps_per_epoch})
     log_every = 1 if rt.device.type == "cpu" else 25
+    saved_at = time.monotonic()
 
     # ---- train
     show = rt.is_main and config.progress and progress_enabled()
@@ -568,7 +574,7 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
                 stats.console.print(_epoch_line(row, config.epochs))
             if rt.is_main:
                 last = epoch + 1 == config.epochs
-                if last or (epoch + 1) % config.checkpoint_every == 0:
+                if last or checkpoint_due(config, epoch, saved_at):
                     state = {"epoch": epoch + 1, "run_key": key, "history": history}
                     if not last:  # the final checkpoint carries no optimizer state
                         state.update(optimizer=optimizer.state_dict(),
@@ -579,10 +585,20 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
                                     meta={**meta, "epoch": epoch + 1, "val_accuracy": val_acc,
                                           "train_accuracy": train_acc},
                                     train_state=state)
+                    saved_at = time.monotonic()
                 write_text(out / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
     if rt.world > 1:
         dist.barrier()  # rank 0 has written the last checkpoint before anyone returns
     return ckpt_path
+
+
+def checkpoint_due(config: PretrainConfig, epoch: int, saved_at: float) -> bool:
+    """Whether the end of ``epoch`` (0-based) gets a checkpoint: every ``checkpoint_every``
+    epochs, once ``checkpoint_seconds`` have passed since the last one (``saved_at``, a
+    ``time.monotonic()`` reading). A toy epoch takes about 2 s and a checkpoint with
+    AdamW's moments about 0.1 s, so writing one per epoch would cost ~5% of the stage."""
+    return ((epoch + 1) % config.checkpoint_every == 0
+            and time.monotonic() - saved_at >= config.checkpoint_seconds)
 
 
 @torch.no_grad()
