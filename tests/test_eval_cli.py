@@ -151,3 +151,15 @@ def test_eval_defaults_to_the_toy_voc(tmp_path):
     assert result.exit_code == 0, result.output
     m = json.loads(out.read_text())
     assert m["n_train"] == 1000 and m["n_test"] == 1000 and m["profile"] == "toy"
+
+
+def test_the_default_toy_voc_is_the_one_harness_run_uses(monkeypatch, tmp_path):
+    import harness.pipeline
+    from harness.cli.evaluate import default_toy_voc
+
+    calls = []
+    monkeypatch.setattr(harness.pipeline, "toy_voc",
+                        lambda *args: calls.append(args) or tmp_path)
+    assert default_toy_voc(progress=False) == tmp_path
+    world_seed, images, progress = calls[0]
+    assert images == harness.pipeline.RunConfig().toy_voc_images and progress is False

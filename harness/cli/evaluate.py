@@ -86,9 +86,9 @@ def evaluate(
 # ----------------------------------------------------------------------------- helpers
 def default_toy_voc(progress: bool = True) -> Path:
     """The toy VOC that ``harness run`` uses (world seed 0), generated once into the cache."""
-    from harness.pipeline import toy_voc
+    from harness.pipeline import RunConfig, toy_voc
 
-    return toy_voc(TOY_WORLD_SEED, progress)
+    return toy_voc(TOY_WORLD_SEED, RunConfig().toy_voc_images, progress)
 
 
 def load_model(spec: str, seed: int, expected_backbone: str | None):
