@@ -12,8 +12,9 @@ What it adds for speed and robustness:
   in batches on the training device (:mod:`harness.augment`);
 * bf16 autocast and channels-last memory where they pay, fused AdamW, optional
   ``torch.compile``;
-* a checkpoint after every epoch, written atomically; a rerun with the same ``out``
-  resumes from it and ends with the same weights (on CPU) as an uninterrupted run,
+* a checkpoint at epoch ends (every ``checkpoint_every`` epochs, at most once per
+  ``checkpoint_seconds``, always after the last), written atomically; a rerun with the
+  same ``out`` resumes from it and ends with the same weights (on CPU) as an uninterrupted run,
   because every random stream is re-seeded from (seed, epoch) at each epoch start;
 * under ``torchrun`` the same call trains with DistributedDataParallel (NCCL on GPUs, gloo
   on CPU), each rank on its share of every global batch; only rank 0 writes files.
