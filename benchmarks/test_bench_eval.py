@@ -11,7 +11,8 @@ Without ``HARNESS_VOC07`` the GPU benchmark builds a stand-in with VOC2007's sha
 trainval and 4,952 test JPEGs of 500 x 375 / 375 x 500 pixels) under the cache: the timing
 depends on image count and size, not on content. A never-trained ``random:alexnet`` is
 timed (the cost does not depend on the weights). ``extra_info`` holds every stage's time,
-the iteration rate and the mAP. Figures: benchmarks/README.md.
+the iteration rate and the mAP, and the session header the CPU (benchmarks/conftest.py).
+Times are reported against their targets, never asserted. Figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _record(benchmark, metrics: dict) -> None:
 # ----------------------------------------------------------------------------- GPU, paper
 @pytest.mark.gpu
 @pytest.mark.parametrize("evaluator", ["voc07_linear", "voc07_full"])
-def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, evaluator):
+def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, machine, evaluator):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     from harness.checkpoint import load_pretrained
@@ -111,14 +112,14 @@ def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, evaluator):
     _record(benchmark, m)
     benchmark.extra_info["gpu"] = torch.cuda.get_device_name()
     target = TARGET_S[(evaluator, "gpu")]
-    assert m["timings"]["total_s"] < target, (
-        f"{evaluator} took {m['timings']['total_s']:.0f} s on {torch.cuda.get_device_name()}, "
-        f"target {target:.0f} s")
+    benchmark.extra_info["target_s"] = target
+    print(f"\n{evaluator}: {m['timings']['total_s']:.0f} s on {torch.cuda.get_device_name()} "
+          f"(target {target:.0f} s)")
 
 
 # ----------------------------------------------------------------------------- CPU, toy
 @pytest.mark.slow
-def test_toy_both_evaluators_on_cpu(benchmark):
+def test_toy_both_evaluators_on_cpu(benchmark, machine):
     from harness.checkpoint import load_pretrained
     from harness.cli.evaluate import default_toy_voc
     from harness.pipeline import PROFILES
@@ -143,6 +144,8 @@ def test_toy_both_evaluators_on_cpu(benchmark):
         for k, v in out[name]["timings"].items():
             benchmark.extra_info[f"{name}.{k}"] = v
         benchmark.extra_info[f"{name}.map"] = round(out[name]["map"], 2)
-    benchmark.extra_info["threads"] = torch.get_num_threads()
     target = TARGET_S[("both", "cpu")]
-    assert out["total"] < target, f"toy Head + All took {out['total']:.0f} s, target {target:.0f} s"
+    benchmark.extra_info.update(total_s=round(out["total"], 1), target_s=target)
+    print(f"\ntoy Head + All: {out['total']:.0f} s (Head {out['voc07_linear']['timings']['total_s']:.0f}"
+          f" s, All {out['voc07_full']['timings']['total_s']:.0f} s; target {target:.0f} s); "
+          f"load average {machine['load_average_1min']}")

@@ -27,6 +27,9 @@ from harness.profiles import (PROFILES, Profile, get_profile,  # noqa: F401 - re
                               pretrain_settings)
 
 Init = Literal["sound", "random", "supervised"]
+#: the pretext stage checkpoints at most once a minute (an interrupted run redoes at most
+#: a minute of training; a checkpoint after every 2-second toy epoch cost ~5% of the stage)
+PRETEXT_CHECKPOINT_SECONDS = 60.0
 INITS: tuple[str, ...] = ("sound", "random", "supervised")
 #: the evaluators a run uses unless told otherwise (Table 1's Head and All)
 DEFAULT_EVALUATORS: tuple[str, ...] = ("voc07_linear", "voc07_full")
@@ -222,8 +225,11 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
                 "backbone_params": config.resolved_backbone_params()}
     base = PretrainConfig(backbone=config.backbone, labels=labels_path, data=dataset.root,
                           out=Path("."), seed=config.seed, device=device, origin=origin,
+                          checkpoint_seconds=PRETEXT_CHECKPOINT_SECONDS,
                           progress=config.progress, **settings)
-    settings = {k: v for k, v in base.to_json().items() if k not in ("out", "progress", "data", "labels")}
+    # how often a checkpoint is written does not change the weights: not part of the key
+    settings = {k: v for k, v in base.to_json().items()
+                if k not in ("out", "progress", "data", "labels", "checkpoint_seconds")}
     key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings,
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
@@ -352,6 +358,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         metrics=metrics, timings=timer.seconds, labels=labels_info, pretext=pretext_info)
     path = write_record(record, config.results)
     echo(table1_row(record))
+    echo(stage_summary(timer.seconds))
     return RunResult(record, path)
 
 
@@ -395,6 +402,19 @@ def table1_row(record: dict[str, Any]) -> str:
 
 #: column names of Table 1's two evaluators
 TABLE1_LABELS = {"voc07_linear": "Head mAP", "voc07_full": "All mAP"}
+
+
+def stage_summary(seconds: dict[str, float]) -> str:
+    """Where the run's minutes went: seconds and share of the total per stage, as plain
+    lines that read the same on a terminal and in a log (the record keeps the numbers)."""
+    from tabulate import tabulate
+
+    total = sum(seconds.values())
+    rows = [[name, f"{s:.1f}", f"{100 * s / total:.0f}%" if total > 0 else "-"]
+            for name, s in seconds.items()]
+    rows.append(["total", f"{total:.1f}", "100%" if total > 0 else "-"])
+    return tabulate(rows, headers=["stage", "seconds", "share"], tablefmt="simple",
+                    colalign=("left", "right", "right"), disable_numparse=True)
 
 
 def sweep(base: RunConfig, reprs: list[str], ks: list[int | None], backbones: list[str],

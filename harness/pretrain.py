@@ -99,6 +99,9 @@ class PretrainConfig:
     compile: bool = False
     #: write a checkpoint every this many epochs (and always after the last)
     checkpoint_every: int = 1
+    #: ... and only once this many seconds have passed since the last one (0: no wait);
+    #: an interrupted run then redoes at most about this much training
+    checkpoint_seconds: float = 0.0
     #: recorded in the checkpoint: "pretext" (sound labels) or "supervised" (true labels)
     origin: str = "pretext"
     #: ignore (and overwrite) a checkpoint of another run found in ``out``
@@ -116,6 +119,7 @@ class PretrainConfig:
             (0 <= self.val_fraction < 1, f"val fraction must be in [0, 1), got {self.val_fraction}"),
             (0 < self.pct_start < 1, f"pct_start must be in (0, 1), got {self.pct_start}"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.checkpoint_seconds >= 0, "checkpoint_seconds must be >= 0"),
             (self.precision in ("auto", "bf16", "fp32"), f"unknown precision {self.precision!r}"),
         ]
         for ok, message in checks:
@@ -340,7 +344,8 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     """What a checkpoint must match to be resumed: everything that changes the weights."""
     parts = config.to_json()
     for key in ("out", "labels", "data", "device", "channels_last", "fused_adamw", "compile",
-                "checkpoint_every", "restart", "threads", "progress", "precision"):
+                "checkpoint_every", "checkpoint_seconds", "restart", "threads", "progress",
+                "precision"):
         parts.pop(key)
     parts.update(labels_sha256=labels.sha256, data=dataset.fingerprint(), bf16=rt.bf16)
     return hash_params(parts)
@@ -446,6 +451,8 @@ class TrainingState:
     key: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    #: ``time.monotonic()`` when the last checkpoint was written (or training started)
+    saved_at: float = field(default_factory=time.monotonic)
 
 
 def _build(config: PretrainConfig, rt: Runtime, data: TrainingData) -> TrainingState:
@@ -582,10 +589,10 @@ def _train_epoch(config: PretrainConfig, rt: Runtime, data: TrainingData, run: T
 
 def _checkpoint(config: PretrainConfig, run: TrainingState, data: TrainingData,
                 meta: dict[str, Any], history: list[dict], ckpt_path: Path) -> None:
-    """``last.pt`` every ``checkpoint_every`` epochs and after the last; metrics.jsonl always."""
+    """``last.pt`` when :func:`checkpoint_due` and after the last epoch; metrics.jsonl always."""
     epoch, row = history[-1]["epoch"], history[-1]
     last = epoch == config.epochs
-    if last or epoch % config.checkpoint_every == 0:
+    if last or checkpoint_due(config, epoch, run.saved_at):
         state = {"epoch": epoch, "run_key": run.key, "history": history}
         if not last:  # the final checkpoint carries no optimizer state
             state.update(optimizer=run.optimizer.state_dict(),
@@ -596,7 +603,17 @@ def _checkpoint(config: PretrainConfig, run: TrainingState, data: TrainingData,
                         meta={**meta, "epoch": epoch, "val_accuracy": row["val_accuracy"],
                               "train_accuracy": row["train_accuracy"]},
                         train_state=state)
+        run.saved_at = time.monotonic()
     write_text(Path(config.out) / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def checkpoint_due(config: PretrainConfig, epochs_done: int, saved_at: float) -> bool:
+    """Whether the end of epoch ``epochs_done`` (1-based) gets a checkpoint: every
+    ``checkpoint_every`` epochs, once ``checkpoint_seconds`` have passed since the last one
+    (``saved_at``, a ``time.monotonic()`` reading). A toy epoch takes about 2 s and a
+    checkpoint with AdamW's moments about 0.1 s, so one per epoch costs ~5% of the stage."""
+    return (epochs_done % config.checkpoint_every == 0
+            and time.monotonic() - saved_at >= config.checkpoint_seconds)
 
 
 class EpochLog:

@@ -163,3 +163,17 @@ def test_eval_defaults_to_the_profiles_toy_voc(tmp_path, monkeypatch):
     m = json.loads(out.read_text())
     assert m["details"]["n_train"] == 160 and m["details"]["n_test"] == 120
     assert m["protocol"]["profile"] == "toy"
+
+
+def test_the_default_toy_voc_is_the_one_harness_run_uses(monkeypatch, tmp_path):
+    import harness.pipeline
+    from harness.cli.evaluate import default_toy_voc
+
+    calls = []
+    monkeypatch.setattr(harness.pipeline, "toy_voc",
+                        lambda *args: calls.append(args) or tmp_path)
+    from harness.profiles import get_profile
+
+    assert default_toy_voc(get_profile("toy"), progress=False) == tmp_path
+    world_seed, images, progress = calls[0]
+    assert images == get_profile("toy").toy_voc_images and progress is False

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.cache import cache_root
-from harness.pipeline import RunConfig, run
+from harness.pipeline import RunConfig, run, stage_summary
 from harness.records import read_record
 
 TINY = dict(backbone="timm:test_resnet", toy_clips=48, toy_voc_images=(160, 120), epochs=1,
@@ -42,6 +42,12 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache)
         assert 0 <= m["value"] <= 100 and m["headline"] == "map"
     assert record["dataset"]["n_clips"] == 48
     assert "Head mAP" in rows[0] and "All mAP" in rows[0]
+    # the stage-time summary names every recorded stage and the total
+    summary = rows[1]
+    assert set(record["timings"]) == {"data", "features+labels", "pretrain", "voc07_linear",
+                                      "voc07_full"}
+    for stage in [*record["timings"], "total"]:
+        assert stage in summary
 
     # a second identical run recomputes nothing: no cached file is written again
     before = _snapshot(cache)
@@ -163,3 +169,11 @@ def test_k_is_refused_where_no_labeler_runs(tmp_path):
 
     with pytest.raises(BadInputError, match="--init random runs no labeler"):
         run(_config(tmp_path, init="random", k=5))
+
+
+def test_stage_summary_lists_seconds_and_shares():
+    lines = stage_summary({"pretrain": 30.0, "voc07_linear": 10.0}).splitlines()
+    assert lines[0].split() == ["stage", "seconds", "share"]
+    assert lines[2].split() == ["pretrain", "30.0", "75%"]
+    assert lines[3].split() == ["voc07_linear", "10.0", "25%"]
+    assert lines[4].split() == ["total", "40.0", "100%"]

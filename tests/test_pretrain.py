@@ -24,8 +24,8 @@ from harness.cli import app
 from harness.clips import ClipDataset, write_dataset
 from harness.errors import BadInputError
 from harness.framestore import frame_store, square_frame, store_path
-from harness.pretrain import (PretrainConfig, TrainingDiverged, batch_bounds, prefetched,
-                              pretrain, read_labels)
+from harness.pretrain import (PretrainConfig, TrainingDiverged, batch_bounds, checkpoint_due,
+                              prefetched, pretrain, read_labels)
 
 CLASSES = 4
 
@@ -229,6 +229,21 @@ def test_batches_cover_the_epoch_without_a_lone_last_image():
     assert batch_bounds(36, 16) == [(0, 16), (16, 32), (32, 36)]
     assert batch_bounds(33, 16) == [(0, 16), (16, 32)]      # BatchNorm cannot train on 1 image
     assert batch_bounds(5, 16) == [(0, 5)]
+
+
+def test_checkpoints_are_due_by_epoch_count_and_time_since_the_last(tmp_path):
+    import time
+
+    def config(**kw):
+        return PretrainConfig(backbone="alexnet", labels=tmp_path, data=tmp_path, out=tmp_path,
+                              **kw)
+
+    now = time.monotonic()
+    assert checkpoint_due(config(), 1, now)                              # every epoch
+    assert [checkpoint_due(config(checkpoint_every=3), e, now) for e in range(1, 7)] == \
+        [False, False, True, False, False, True]
+    assert not checkpoint_due(config(checkpoint_seconds=60), 5, now)     # written just now
+    assert checkpoint_due(config(checkpoint_seconds=60), 5, now - 61)
 
 
 def test_training_learns_and_writes_checkpoint_and_metrics(clips, tmp_path):
