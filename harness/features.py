@@ -32,7 +32,7 @@ from harness.audio import LOADER_VERSION, WINDOW_POSITIONS, audio_rate, fit_wind
 from harness.cache import cache_root, hash_file, hash_params, stage_key
 from harness.errors import BadClipError, BadInputError, HarnessError
 from harness.interfaces import SoundRepresentation
-from harness.io import write_json, write_npy
+from harness.io import check_pair, write_array_pair
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 FORMAT = "harness-features/1"
@@ -107,9 +107,43 @@ class FeatureMatrix:
         """Write the matrix to ``out`` (.npy) and its description beside it (.json)."""
         out = Path(out)
         meta_path = sidecar_path(out)
-        write_npy(out, self.features)
-        write_json(meta_path, self.meta())
+        write_array_pair(out, self.features, meta_path, self.meta())
         return meta_path
+
+
+def read_matrix(path: str | os.PathLike) -> np.ndarray:
+    """A feature matrix .npy: a real-valued [N, D] array, checked before it is allocated.
+
+    The header is read first, so an empty file, a 1-D or structured array, or a header
+    claiming more values than the file holds is a one-line BadInputError naming the file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size == 0:
+                raise ValueError("the file is empty")
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _fortran, dtype = read_header(f, max_header_size=10_000)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise BadInputError(f"{path}: cannot read a feature matrix "
+                            f"({str(exc).splitlines()[0] or type(exc).__name__})") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "fiu":
+        raise BadInputError(f"{path}: a feature matrix holds numbers, not {dtype}")
+    if len(shape) != 2:
+        raise BadInputError(f"{path}: a feature matrix has shape [N, D], not {list(shape)}")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if needed > size - offset:
+        raise BadInputError(f"{path}: the header claims {shape[0]} x {shape[1]} values but the "
+                            f"file holds {size - offset} bytes of data (truncated or forged)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise BadInputError(f"{path}: cannot read a feature matrix "
+                            f"({str(exc).splitlines()[0]})") from None
 
 
 def sidecar_path(out: str | os.PathLike) -> Path:
@@ -403,7 +437,15 @@ class _ShardStore:
         return self.folder / "features.npy"
 
     def final_ready(self) -> bool:
-        return self.final_path.is_file() and sidecar_path(self.final_path).is_file()
+        """The assembled matrix is there, and its sidecar describes these very values."""
+        if not (self.final_path.is_file() and sidecar_path(self.final_path).is_file()):
+            return False
+        try:
+            meta = json.loads(sidecar_path(self.final_path).read_text())
+            check_pair(self.final_path, sidecar_path(self.final_path), meta)
+        except (OSError, ValueError, BadInputError):   # a pair broken by a crash: redo it
+            return False
+        return True
 
     def save_final(self, matrix: FeatureMatrix) -> Path:
         matrix.path = self.final_path

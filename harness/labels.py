@@ -21,7 +21,7 @@ import numpy as np
 from harness.cache import cache_root, hash_array, stage_key
 from harness.errors import BadInputError
 from harness.interfaces import Labeler, Labels
-from harness.io import write_json, write_npy
+from harness.io import check_pair, write_array_pair
 
 FORMAT = "harness-labels/1"
 
@@ -33,12 +33,11 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def write_labels(path: str | os.PathLike, labels: Labels, info: dict[str, Any]) -> Path:
-    """Write the values, then the sidecar (so a complete sidecar means complete labels)."""
+    """Write the values and the sidecar as one pair (:func:`harness.io.write_array_pair`)."""
     path = Path(path)
-    write_npy(path, labels.values)
     meta = {"format": FORMAT, "kind": labels.kind, "num_outputs": labels.num_outputs,
             "shape": list(labels.values.shape), "diagnostics": labels.diagnostics, **info}
-    write_json(sidecar_path(path), meta)
+    write_array_pair(path, labels.values, sidecar_path(path), meta)
     return path
 
 
@@ -51,8 +50,9 @@ def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BadInputError(f"{path}: cannot read labels ({str(exc).splitlines()[0]})") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BadInputError(f"{meta_path}: not a {FORMAT} sidecar")
+    check_pair(path, meta_path, meta)
     labels = Labels(values=values, kind=meta["kind"], num_outputs=int(meta["num_outputs"]),
                     diagnostics=meta.get("diagnostics", {}))
     return labels, meta
@@ -86,9 +86,13 @@ def make_labels(features: np.ndarray, labeler: Labeler, *, features_key: str | N
     key = labels_key(features_key, labeler)
     path = cache_root() / "labels" / key / "labels.npy"
     if cache and sidecar_path(path).is_file():
-        labels, meta = read_labels(path)
-        info = {k: v for k, v in meta.items() if k not in _VALUE_FIELDS}
-        return LabelsResult(labels, info, path, cached=True)
+        try:
+            labels, meta = read_labels(path)
+        except BadInputError:   # a pair broken by a crash: compute it again
+            pass
+        else:
+            info = {k: v for k, v in meta.items() if k not in _VALUE_FIELDS}
+            return LabelsResult(labels, info, path, cached=True)
     labels = labeler.fit_predict(features)
     info = {"labeler": labeler.name, "params": labeler.params(), "key": key,
             "features": {"key": features_key, **(features_info or {})}}
@@ -98,4 +102,4 @@ def make_labels(features: np.ndarray, labeler: Labeler, *, features_key: str | N
 
 
 #: sidecar fields that describe the values rather than how they were made
-_VALUE_FIELDS = ("format", "kind", "num_outputs", "shape", "diagnostics")
+_VALUE_FIELDS = ("format", "kind", "num_outputs", "shape", "diagnostics", "values_sha256")

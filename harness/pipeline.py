@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -108,21 +109,40 @@ class RunConfig:
     results: Path = Path("results")
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check_overrides(epochs=self.epochs, lr=self.lr, seed=self.seed, toy_clips=self.toy_clips)
+
     def resolved_profile(self) -> Profile:
         if self.profile not in PROFILES:
             raise BadInputError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         p = PROFILES[self.profile]
-        if self.epochs:
+        if self.epochs is not None:
             p = replace(p, pretext_epochs=self.epochs)
-        if self.lr:
+        if self.lr is not None:
             p = replace(p, pretext_lr=self.lr)
-        if self.toy_clips:
+        if self.toy_clips is not None:
             p = replace(p, toy_clips=self.toy_clips)
         return p
 
     def resolved_backbone_params(self) -> dict[str, Any]:
         return {**self.resolved_profile().backbone_params.get(self.backbone, {}),
                 **self.backbone_params}
+
+
+def check_overrides(*, epochs: int | None, lr: float | None, seed: int,
+                    toy_clips: int | None) -> None:
+    """Refuse overrides that cannot mean anything (0 epochs, a learning rate <= 0, a seed < 0).
+
+    An override of ``None`` leaves the profile's value; any other value is used as given.
+    """
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise BadInputError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise BadInputError(f"--lr must be a finite number > 0, got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise BadInputError(f"--seed must be an integer in [0, 2^32), got {seed!r}")
+    if toy_clips is not None and toy_clips < 2:
+        raise BadInputError(f"toy_clips must be >= 2, got {toy_clips!r}")
 
 
 @dataclass

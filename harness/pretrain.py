@@ -47,7 +47,7 @@ from harness.checkpoint import build_backbone, read_checkpoint, save_checkpoint
 from harness.clips import ClipDataset
 from harness.errors import BadInputError, HarnessError
 from harness.framestore import FrameStore, frame_store
-from harness.io import write_json, write_text
+from harness.io import check_pair, write_json, write_text
 from harness.progress import enabled as progress_enabled
 from harness.progress import make_progress
 
@@ -163,12 +163,15 @@ def read_labels(path: str | Path) -> PseudoLabels:
             info = json.loads(sidecar.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadInputError(f"{sidecar}: malformed JSON ({exc})") from None
+        if not isinstance(info, dict):
+            raise BadInputError(f"{sidecar}: expected a JSON object")
+        check_pair(path, sidecar, info)
     kind = info.get("kind", "classes" if values.ndim == 1 else "bits")
     if kind == "classes":
         if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
             raise BadInputError(f"{path}: class labels must be integers of shape [N], got "
                                 f"{values.dtype} {values.shape}")
-        num = int(info.get("num_outputs", int(values.max()) + 1 if values.size else 0))
+        num = _num_outputs(info, sidecar, int(values.max()) + 1 if values.size else 0)
         if values.size and (values.min() < 0 or values.max() >= num):
             raise BadInputError(f"{path}: class ids must lie in [0, {num}), found "
                                 f"{values.min()}..{values.max()}")
@@ -177,7 +180,7 @@ def read_labels(path: str | Path) -> PseudoLabels:
         if values.ndim != 2 or not np.isin(values, (0, 1)).all():
             raise BadInputError(f"{path}: bit labels must be 0/1 of shape [N, L], got "
                                 f"{values.dtype} {values.shape}")
-        num = int(info.get("num_outputs", values.shape[1]))
+        num = _num_outputs(info, sidecar, values.shape[1])
         if num != values.shape[1]:
             raise BadInputError(f"{path}: {values.shape[1]} bits, but {sidecar.name} says {num}")
         values = values.astype(np.float32)
@@ -194,6 +197,20 @@ def read_labels(path: str | Path) -> PseudoLabels:
                             f"{len(values)}")
     return PseudoLabels(values=values, kind=kind, num_outputs=num, path=path,
                         sha256=hash_file(path), info=info, excluded=excluded)
+
+
+#: the most outputs a labeling may declare (the largest k the kmeans labeler accepts)
+MAX_OUTPUTS = 100_000
+
+
+def _num_outputs(info: dict[str, Any], sidecar: Path, default: int) -> int:
+    """The sidecar's ``num_outputs``: an integer in [1, MAX_OUTPUTS]."""
+    num = info.get("num_outputs", default)
+    if isinstance(num, bool) or not isinstance(num, int):
+        raise BadInputError(f"{sidecar}: num_outputs must be an integer, got {num!r}")
+    if not 1 <= num <= MAX_OUTPUTS:
+        raise BadInputError(f"{sidecar}: num_outputs {num} must lie in [1, {MAX_OUTPUTS}]")
+    return num
 
 
 def loss_and_correct(logits: torch.Tensor, targets: torch.Tensor,

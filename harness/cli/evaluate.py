@@ -37,7 +37,7 @@ def evaluate(
     split: str = typer.Option("trainval", "--split",
                               help="Train on trainval (report on test), or on train to tune "
                                    "hyperparameters (report on val)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's own randomness."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the evaluation's own randomness."),
     iterations: Optional[int] = typer.Option(None, "--iterations",
                                              help="Override the profile's iteration count "
                                                   "(recorded as an override)."),

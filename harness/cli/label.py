@@ -37,7 +37,7 @@ def label(
                                      "`harness plugins --kind labeler`)."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters (kmeans) or bits (pca_binary); "
                                     "default: the labeler's."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the labeler's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed (default: the labeler's)."),
     param: List[str] = typer.Option([], "--param", "-p", help="Labeler parameter NAME=VALUE "
                                     "(repeatable), e.g. -p preprocess=l2 -p backend=faiss."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the labels here (.npy; "
@@ -121,11 +121,9 @@ def _load_features(path: Path | None, data: Path | None, repr_name: str,
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path}: cannot read a feature matrix "
-                            f"({str(exc).splitlines()[0]})") from None
+    from harness.features import read_matrix
+
+    return read_matrix(path)
 
 
 def _sidecar_rows(path: Path) -> np.ndarray | None:

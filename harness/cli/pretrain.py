@@ -30,7 +30,7 @@ def pretrain(
     weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay."),
     image_size: int = typer.Option(64, "--image-size", help="Side of the training images (px)."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of clips held out."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, initialisation and augmentation."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, initialisation and augmentation."),
     param: List[str] = typer.Option([], "--backbone-param", "-p", help="Backbone parameter "
                                     "NAME=VALUE (repeatable), e.g. -p img_size=64."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import nn
 
 from harness import ap as ap_mod
 from harness.errors import BadInputError
-from harness.interfaces import Evaluator, PretrainedModel
+from harness.interfaces import SEED_BOUNDS, Evaluator, PretrainedModel
 from harness.nets import weights_digest
 from harness.progress import enabled as progress_enabled, make_progress
 from harness.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
@@ -50,7 +50,8 @@ class VOC07Evaluator(Evaluator):
     mode: ClassVar[Mode]
 
     def __init__(self, *, preset: str = "krahenbuhl", profile: str = "toy",
-                 head_init: str | None = None, seed: int = 0, train_split: str = "trainval",
+                 head_init: str | None = None, seed: Annotated[int, SEED_BOUNDS] = 0,
+                 train_split: str = "trainval",
                  iterations: int | None = None, lr: float | None = None,
                  checkpoint_seconds: float = 120.0, threads: int | None = None):
         self.protocol: Protocol = resolve(preset, profile, self.mode, head_init=head_init,
