@@ -199,7 +199,8 @@ class DatasetSource:
         return Path(self.dataset.clips[index].audio)
 
     def fingerprint(self) -> str:
-        return self.dataset.fingerprint()
+        """The dataset's cache key: its manifest and the size and mtime of every file."""
+        return self.dataset.cache_key()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "dataset", "root": str(self.dataset.root),
@@ -259,9 +260,13 @@ def compute_features(rep: SoundRepresentation, source: AudioSource,
 
 
 def _finish(matrix: FeatureMatrix, options: FeatureOptions) -> FeatureMatrix:
-    """Apply the bad-clip policy: stop at the first bad clip unless skipping."""
+    """Apply the bad-clip policy: stop at the first bad clip unless skipping, and always
+    when no clip at all is usable (an empty matrix is not a result)."""
     if matrix.bad and not options.skip_bad:
         raise _bad_clips_error(matrix.bad)
+    if matrix.bad and len(matrix.indices) == 0:
+        raise BadInputError(f"all {matrix.num_inputs} clip(s) are unusable (first: "
+                            f"{matrix.bad[0].line()}); no features written")
     return matrix
 
 
@@ -389,11 +394,17 @@ def _load_batches(rep: SoundRepresentation, source: AudioSource, batches: list[t
         for shard_id, idx in batches:
             yield shard_id, [data[i] for i in idx]
         return
+    import functools
+
     import torch.utils.data
+
+    from harness.processes import die_with_parent
 
     loader = torch.utils.data.DataLoader(data, batch_sampler=[idx for _, idx in batches],
                                          num_workers=workers, collate_fn=list,
-                                         persistent_workers=False)
+                                         persistent_workers=False,
+                                         worker_init_fn=functools.partial(die_with_parent,
+                                                                          os.getpid()))
     for (shard_id, _), items in zip(batches, loader):
         yield shard_id, items
 

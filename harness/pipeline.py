@@ -199,6 +199,16 @@ def voc_fingerprint(root: Path) -> str:
     return hash_params([[f.relative_to(voc).as_posix(), hash_file(f)] for f in files])
 
 
+def voc_cache_key(root: Path) -> str:
+    """What the evaluation cache is keyed on: :func:`voc_fingerprint` plus the size and
+    modification time of every image, so a JPEG replaced in place is evaluated anew."""
+    from harness.voc import voc2007_dir
+
+    images = sorted((voc2007_dir(root) / "JPEGImages").glob("*"))
+    stats = [[p.name, st.st_size, st.st_mtime_ns] for p in images for st in [p.stat()]]
+    return hash_params([voc_fingerprint(root), stats])
+
+
 # ----------------------------------------------------------------------------- stages
 def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[str, Any], Any, Any]:
     """Features of every clip, then pseudo-labels; returns (labels path, info, repr, labeler)."""
@@ -291,7 +301,7 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
                           seed=config.seed, device=device, origin=origin,
                           progress=config.progress)
     settings = {k: v for k, v in base.to_json().items() if k not in ("out", "progress", "data", "labels")}
-    key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings,
+    key = stage_key("pretrain", hash_file(labels_path), dataset.cache_key(), settings,
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
     ckpt = pretrain(replace(base, out=out))
@@ -329,6 +339,7 @@ def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str, dev
     metrics = evaluator.evaluate(model, voc_root, device=device, workdir=folder / "work",
                                  progress=progress)
     write_json(done, metrics)
+    shutil.rmtree(folder / "work", ignore_errors=True)   # resumable state of a finished stage
     return metrics
 
 
@@ -339,11 +350,12 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     from harness.clips import ClipDataset
     from harness.nets import weights_digest
     from harness.plugins import default_registry
-    from harness.records import (StageTimer, build_record, dataset_identity, make_config,
-                                 write_record)
+    from harness.records import (StageTimer, build_record, check_results_dir, dataset_identity,
+                                 make_config, write_record)
 
     if config.init not in INITS:
         raise BadInputError(f"--init must be one of {', '.join(INITS)}, got {config.init!r}")
+    check_results_dir(config.results)
     profile = config.resolved_profile()
     device = resolve_device(config.device)
     registry = default_registry()
@@ -388,7 +400,8 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     for evaluator in evaluators:
         with timer.stage(evaluator.name):
             model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
-            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_key, model_key,
+            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_cache_key(voc_root),
+                                               model_key,
                                                device, config.progress)
 
     record = build_record(

@@ -47,7 +47,7 @@ from harness.checkpoint import build_backbone, read_checkpoint, save_checkpoint
 from harness.clips import ClipDataset
 from harness.errors import BadInputError, HarnessError
 from harness.framestore import FrameStore, frame_store
-from harness.io import check_pair, write_json, write_text
+from harness.io import check_pair, remove_stale_temps_in, write_json, write_text
 from harness.progress import enabled as progress_enabled
 from harness.progress import make_progress
 
@@ -113,6 +113,9 @@ class PretrainConfig:
             (0 < self.pct_start < 1, f"pct_start must be in (0, 1), got {self.pct_start}"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.precision in ("auto", "bf16", "fp32"), f"unknown precision {self.precision!r}"),
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2^32), got {self.seed}"),
+            (not Path(self.out).exists() or Path(self.out).is_dir(),
+             f"--out {self.out}: is a file, not a run folder"),
         ]
         for ok, message in checks:
             if not ok:
@@ -407,7 +410,7 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     for key in ("out", "labels", "data", "device", "channels_last", "fused_adamw", "compile",
                 "checkpoint_every", "restart", "threads", "progress", "precision"):
         parts.pop(key)
-    parts.update(labels_sha256=labels.sha256, data=dataset.fingerprint(), bf16=rt.bf16)
+    parts.update(labels_sha256=labels.sha256, data=dataset.cache_key(), bf16=rt.bf16)
     return hash_params(parts)
 
 
@@ -429,6 +432,7 @@ def pretrain(config: PretrainConfig) -> Path:
 
 def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     out = Path(config.out)
+    remove_stale_temps_in(out)      # what a kill during a checkpoint write left
     ckpt_path = out / CHECKPOINT_NAME
     console = Console(stderr=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -69,10 +70,13 @@ def evaluate(
     voc_root = voc if voc is not None else default_toy_voc(progress)
     model = load_model(checkpoint, seed, backbone)
     dev = resolve_device(device)
-    if workdir is None:
+    own_workdir = workdir is None
+    if own_workdir:
         workdir = cache_root() / "eval" / stage_key(
             "eval", ev.name, ev.params(), checkpoint, str(Path(voc_root).resolve()))
     result = ev.run(model, Path(voc_root), device=dev, workdir=workdir, progress=progress)
+    if own_workdir:   # resumable state is for interrupted runs; a finished one needs none
+        shutil.rmtree(workdir, ignore_errors=True)
     metrics = result.metrics
     typer.echo(format_table(metrics))
     if out is not None:
