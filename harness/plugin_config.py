@@ -80,7 +80,7 @@ def _check_type(where: str, value: Any, hint: Any) -> Any:
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:
-                return _check_type(where, value, option)
+                return _check_value(where, value, option)
             except BadInputError as exc:
                 errors.append(exc)
         raise errors[0] if errors else BadInputError(f"{where}: unexpected value {value!r}")

@@ -399,6 +399,8 @@ def test_case11_every_plugin_kind_is_checked_from_its_declared_types():
         ("backbone", "alexnet", {"dropout": "high"}, "parameter dropout must be a number"),
         ("evaluator", "voc07_linear", {"seed": -1}, "parameter seed must be >= 0"),
         ("repr", "sound_texture", {"chunk_rows": "x"}, "parameter chunk_rows must be an integer"),
+        ("repr", "mfcc", {"win_length": 10**9}, "parameter win_length must be <= 65536"),
+        ("backbone", "timm:resnet18", {"img_size": 10**6}, "parameter img_size must be <= 8192"),
     ]:
         with pytest.raises(BadInputError, match=message):
             reg.create(kind, name, **params)
