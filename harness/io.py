@@ -13,9 +13,11 @@ pair whose halves come from different writes (a crash between the two renames).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from harness.errors import BadInputError
+
+#: age after which a temporary without a writer pid in its name counts as left over
+UNNAMED_TEMP_AGE_S = 600
 
 #: the sidecar field that binds a sidecar to the bytes of its values file
 VALUES_SHA256 = "values_sha256"
@@ -67,9 +72,15 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     removed = 0
     if not path.parent.is_dir():
         return 0
-    for tmp in path.parent.glob(f".{path.name}.*.tmp*"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         owner = tmp.name[len(path.name) + 2:].split("-", 1)[0]
-        if owner.isdigit() and int(owner) != os.getpid() and not _pid_alive(int(owner)):
+        stale = False
+        if owner.isdigit():
+            stale = int(owner) != os.getpid() and not _pid_alive(int(owner))
+        else:   # no writer pid (an older harness): stale once untouched for a while
+            with contextlib.suppress(FileNotFoundError):
+                stale = time.time() - tmp.stat().st_mtime > UNNAMED_TEMP_AGE_S
+        if stale:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
                 removed += 1

@@ -261,8 +261,11 @@ def test_case6_temporaries_of_killed_writers_are_removed_on_the_next_write(tmp_p
     live = tmp_path / f".last.pt.{os.getppid()}-0000beef.tmp"     # a writer still running
     stale.write_bytes(b"half a checkpoint")
     live.write_bytes(b"being written")
+    old = tmp_path / ".last.pt.k3x9q_2a.tmp"        # an older harness's name, no pid
+    old.write_bytes(b"left long ago")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
     save_torch(tmp_path / "last.pt", {"x": 1})
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and not old.exists() and live.exists()
     other = tmp_path / f".metrics.jsonl.{_dead_pid()}-12345678.tmp"
     other.write_text("x")
     assert remove_stale_temps_in(tmp_path) == 1 and not other.exists() and live.exists()
