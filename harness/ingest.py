@@ -300,8 +300,9 @@ def _check_out(out: Path, videos: Path, cfg: IngestConfig) -> None:
                                 f"({', '.join(changed)} differ); use a new --out folder or the "
                                 f"same videos and options")
     elif out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()):
-        raise BadInputError(f"{out}: folder is not empty and was not started by `harness data "
-                            f"ingest`; refusing to overwrite it (use a new --out folder)")
+        raise BadInputError(f"{out}: folder is not empty and is not an ingest dataset (not "
+                            f"started by `harness data ingest`); refusing to overwrite it "
+                            f"(use a new --out folder)")
 
 
 def _save_config(out: Path, videos: Path, cfg: IngestConfig) -> None:

@@ -36,6 +36,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _takes_kwargs(cls: type) -> bool:
+    if cls.__init__ is object.__init__:     # no constructor of its own: no parameters
+        return False
     return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
 
 
