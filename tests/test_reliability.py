@@ -289,29 +289,39 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
-    fifo = tmp_path / "blocks.wav"
-    os.mkfifo(fifo)          # opening it for reading blocks the worker forever
-    script = textwrap.dedent(f"""
+    # the parent computes features with one loading worker, whose load never returns (as a
+    # read that hangs); the module-level patch reaches the worker under fork and spawn alike
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import time
+
         import numpy as np
+
+        import harness.features
         from harness.features import DatasetSource, FeatureOptions, compute_features
         from harness.interfaces import SoundRepresentation
 
+        harness.features.load_audio = lambda path, rate: time.sleep(3600)
+
         class Rep(SoundRepresentation):
             name, sample_rate, clip_seconds, dim = "r", 1000, 0.5, 1
-            def params(self): return {{}}
+            def params(self): return {}
             def compute(self, w, *, dtype=np.float32, device="cpu"): return w[:, :1]
 
-        class Clip: audio = {str(fifo)!r}
+        class Clip:
+            audio = "hangs.wav"
+
         class Data:
             clips = [Clip(), Clip()]
-            root = "fifo"
-            def fingerprint(self): return "fifo"
-            def cache_key(self): return "fifo"
+            root = "hangs"
+            def fingerprint(self): return "hangs"
+            def cache_key(self): return "hangs"
 
-        compute_features(Rep(), DatasetSource(Data()), FeatureOptions(
-            workers=1, batch_size=1, cache=False, progress=False, device="cpu"))
-    """)
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+        if __name__ == "__main__":
+            compute_features(Rep(), DatasetSource(Data()), FeatureOptions(
+                workers=1, batch_size=1, cache=False, progress=False, device="cpu"))
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=REPO)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 60
@@ -319,7 +329,8 @@ def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
             time.sleep(0.2)
             workers = _children(parent.pid)
         assert workers, "the loader never started its worker"
-        time.sleep(1.0)             # the worker is now blocked opening the FIFO
+        time.sleep(1.0)             # the worker is now inside its endless load
+        assert parent.poll() is None and not any(_gone(w) for w in workers)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 10
