@@ -58,6 +58,15 @@ def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
     return labels, meta
 
 
+def labels_ready(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a whole pair of labels and sidecar (else write it anew)."""
+    try:
+        read_labels(path)
+    except BadInputError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class LabelsResult:
     """The labels, what made them (the sidecar's fields), where they are cached, and

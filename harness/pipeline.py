@@ -248,7 +248,7 @@ def _with_excluded_clips(result, matrix, n_clips: int,
     Pretext training needs one row per clip; an excluded clip's row is a placeholder that
     training never reads (its index is in the sidecar's ``excluded``).
     """
-    from harness.labels import write_labels
+    from harness.labels import labels_ready, write_labels
 
     labels = result.labels
     values = np.zeros((n_clips, *labels.values.shape[1:]), dtype=labels.values.dtype)
@@ -259,7 +259,7 @@ def _with_excluded_clips(result, matrix, n_clips: int,
                                  for b in matrix.bad]}
     path = (cache_root() / "labels" / stage_key("labels-all-clips", info["key"], excluded)
             / "labels.npy")
-    if not path.is_file():
+    if not labels_ready(path):
         write_labels(path, Labels(values, labels.kind, labels.num_outputs, labels.diagnostics),
                      {k: v for k, v in info.items() if k != "diagnostics"})
     return path, info
@@ -267,7 +267,7 @@ def _with_excluded_clips(result, matrix, n_clips: int,
 
 def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
     """The toy world's true objects as 20 bits per clip: the supervised upper bound."""
-    from harness.labels import write_labels
+    from harness.labels import labels_ready, write_labels
     from harness.voc import CLASS_INDEX, CLASSES
 
     if "objects" not in dataset.clips[0].extra:
@@ -280,7 +280,7 @@ def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
     info = {"labeler": "true-objects", "params": {"column": "objects"},
             "dataset": dataset.fingerprint()}
     path = cache_root() / "labels" / stage_key("true-objects", dataset.fingerprint()) / "labels.npy"
-    if not path.is_file():
+    if not labels_ready(path):
         write_labels(path, Labels(bits, "bits", len(CLASSES),
                                   {"positives_per_class": bits.sum(0).tolist()}), info)
     return path, info
@@ -397,11 +397,11 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         spec, model_key = str(ckpt), hash_file(ckpt)
 
     metrics: dict[str, Any] = {}
+    voc_cache = voc_cache_key(voc_root)
     for evaluator in evaluators:
         with timer.stage(evaluator.name):
             model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
-            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_cache_key(voc_root),
-                                               model_key,
+            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_cache, model_key,
                                                device, config.progress)
 
     record = build_record(

@@ -133,10 +133,14 @@ def _sidecar_rows(path: Path) -> np.ndarray | None:
     meta_path = sidecar_path(path)
     if not meta_path.is_file():
         return None
+    from harness.io import check_pair
+
     try:
-        indices = json.loads(meta_path.read_text(encoding="utf-8")).get("indices")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        indices = meta.get("indices")
     except (OSError, ValueError, AttributeError):
         return None
+    check_pair(path, meta_path, meta)      # rows of other values would misalign the truth
     return None if indices is None else np.asarray(indices, dtype=np.int64)
 
 
