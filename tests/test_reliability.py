@@ -454,6 +454,8 @@ def test_case13_output_paths_that_are_folders_or_files_are_refused(tmp_path, mon
     folder.mkdir()
     one_line_exit_2(invoke("label", "--k", "2", "--out", folder, feats), str(folder),
                     "is a directory")
+    one_line_exit_2(invoke("eval", "--checkpoint", "random:alexnet", "--voc", tmp_path,
+                           "--out", folder), str(folder), "is a directory")
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(BadInputError, match="is a file, not a run folder"):

@@ -61,8 +61,12 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint on PASCAL VOC 2007 classification ("Head" or "All")."""
     from harness.cache import cache_root, stage_key
-    from harness.io import write_json, write_text
+    from harness.io import check_output_path, write_json, write_text
     from harness.plugins import default_registry
+
+    for path in (out, scores_out):     # refused now, not after the evaluation
+        if path is not None:
+            check_output_path(path)
 
     ev = default_registry().create(
         "evaluator", evaluator, preset=preset, profile=profile, head_init=head_init,

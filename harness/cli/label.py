@@ -62,6 +62,10 @@ def label(
         raise BadInputError("give a FEATURES.npy file or --data DATASET")
     if truth is not None and data is not None:
         raise BadInputError("give ground truth by --truth or by --data, not both")
+    if out is not None:
+        from harness.io import check_output_path
+
+        check_output_path(out)
     registry = default_registry()
     entry = registry.get("labeler", labeler_name)
     params = parse_params(param)
