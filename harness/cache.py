@@ -19,8 +19,20 @@ CACHE_ENV = "HARNESS_CACHE"
 
 
 def cache_root() -> Path:
-    """The cache folder: ``$HARNESS_CACHE`` or ``.harness-cache`` in the working directory."""
-    return Path(os.environ.get(CACHE_ENV, ".harness-cache"))
+    """The cache folder: ``$HARNESS_CACHE`` or ``.harness-cache`` in the working directory.
+
+    A file in its place is refused now (BadInputError naming the variable), not when the
+    first stage tries to write there.
+    """
+    from harness.errors import BadInputError
+
+    root = Path(os.environ.get(CACHE_ENV, ".harness-cache"))
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise BadInputError(f"${CACHE_ENV}={root}: {p} is a file, not a cache folder")
+            break
+    return root
 
 
 def _canonical(obj: Any) -> Any:

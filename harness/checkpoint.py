@@ -20,6 +20,7 @@ network -- into a :class:`harness.interfaces.PretrainedModel` for the evaluators
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import zipfile
@@ -118,15 +119,50 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", *,
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
         raise BadInputError(f"{path}: damaged harness checkpoint (missing {', '.join(missing)})")
+    _check_fields(path, obj)
     return obj
 
 
+def _check_fields(path: Path, obj: dict[str, Any]) -> None:
+    """The declared sizes and normalisation must make sense before any network is built."""
+    def bad(field: str, why: str) -> BadInputError:
+        return BadInputError(f"{path}: damaged harness checkpoint ({field} {obj[field]!r}: {why})")
+
+    for field, low, high in (("input_size", 8, 8192), ("num_outputs", 1, 100_000)):
+        value = obj[field]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise bad(field, f"must be an integer in [{low}, {high}]")
+    if obj["output_kind"] not in ("classes", "bits"):
+        raise bad("output_kind", "must be 'classes' or 'bits'")
+    for field in ("mean", "std"):
+        values = obj[field]
+        if (not isinstance(values, (list, tuple)) or len(values) != 3
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+            raise bad(field, "must be three finite numbers")
+    if not all(v > 0 for v in obj["std"]):
+        raise bad("std", "must be positive")
+    if not isinstance(obj["backbone"], str) or not isinstance(obj["backbone_params"], dict):
+        raise BadInputError(f"{path}: damaged harness checkpoint (backbone must be a name and "
+                            f"backbone_params a dictionary)")
+
+
+#: lines of torch.load's message that are advice (to turn the protection off), not a reason
+_ADVICE = ("Weights only load failed", "Re-running `torch.load`", "Check the documentation",
+           "In PyTorch 2.6")
+
+
 def _reason(exc: Exception) -> str:
-    """The informative line of a torch.load error (its first line is often generic)."""
+    """Why torch.load refused the file, in one line: the refused code or type it names
+    (``unsupported GLOBAL posix.system``), without torch's advice to disable the check."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
     lines = [line for line in lines if line] or [type(exc).__name__]
-    detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
-    return detail.split(" Please use ")[0][:200]
+    useful = [line for line in lines if not line.startswith(_ADVICE)] or lines[:1]
+    detail = next((line for line in useful if "GLOBAL" in line or "WeightsUnpickler" in line),
+                  useful[0])
+    detail = detail.split(" Please use ")[0]
+    if "GLOBAL" in detail:
+        detail = f"it holds pickled code: {detail.rstrip('.')}; refused, never executed"
+    return detail[:200]
 
 
 def build_backbone(name: str, params: dict[str, Any] | None = None) -> Backbone:

@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable, Mapping
@@ -97,6 +98,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.clips: list[Clip] = _read_manifest(self.root, self.manifest_path, check_files)
         self.extra_columns: list[str] = _extra_columns(self.manifest_path)
         self._fingerprint: str | None = None
+        self._cache_key: str | None = None
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -139,12 +141,11 @@ class ClipDataset(torch.utils.data.Dataset):
     def fingerprint(self) -> str:
         """A content hash of the dataset for cache keys: sha256 of manifest + dataset.json.
 
-        Hashing only these two small files (not every frame and window) is safe because the
-        files a manifest names are immutable once written: ingest and the toy generator
+        This is the dataset's identity in result records: ingest and the toy generator
         write each file once, to a name that belongs to one clip of one configuration, and
-        publish it only by (atomically) rewriting the manifest and dataset.json, whose
-        bytes change whenever the set of clips, a source, or a generation option does.
-        Editing a frame or WAV in place behind the manifest's back is outside the contract.
+        publish it by (atomically) rewriting the manifest and dataset.json, whose bytes
+        change whenever the set of clips, a source, or a generation option does. Caches
+        use :meth:`cache_key`, which also follows files replaced behind the manifest.
         """
         if self._fingerprint is None:
             h = hashlib.sha256(FORMAT.encode())
@@ -152,6 +153,28 @@ class ClipDataset(torch.utils.data.Dataset):
                 h.update(b"\0" + path.read_bytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+    def cache_key(self) -> str:
+        """What the caches of this dataset's frames and features are keyed on.
+
+        :meth:`fingerprint` plus the size and modification time (ns) of every frame and
+        audio file the manifest names: a cheap proxy for their content (no file is read),
+        so replacing a WAV or a JPEG behind an unchanged manifest computes anew instead of
+        reusing results of the old file. The record keeps :meth:`fingerprint`, which does
+        not depend on when the files were written.
+        """
+        if self._cache_key is None:
+            h = hashlib.sha256(self.fingerprint().encode())
+            for clip in self.clips:
+                for path in (clip.frame, clip.audio):
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        h.update(f"\0{path}:missing".encode())
+                        continue
+                    h.update(f"\0{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+            self._cache_key = h.hexdigest()
+        return self._cache_key
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

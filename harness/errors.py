@@ -33,3 +33,9 @@ class BadClipError(BadInputError):
 
 class PluginError(HarnessError):
     """A plugin is missing, duplicated, broken or fails its contract."""
+
+
+class UnknownPluginError(PluginError):
+    """The user named a plugin that is not installed or is blocked: bad input (exit code 2)."""
+
+    exit_code = 2

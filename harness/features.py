@@ -33,7 +33,7 @@ from harness.cache import cache_root, hash_file, hash_params, stage_key
 from harness.devices import resolve_device
 from harness.errors import BadClipError, BadInputError, HarnessError
 from harness.interfaces import SoundRepresentation
-from harness.io import write_json, write_npy
+from harness.io import check_pair, write_array_pair
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 FORMAT = "harness-features/1"
@@ -108,9 +108,43 @@ class FeatureMatrix:
         """Write the matrix to ``out`` (.npy) and its description beside it (.json)."""
         out = Path(out)
         meta_path = sidecar_path(out)
-        write_npy(out, self.features)
-        write_json(meta_path, self.meta())
+        write_array_pair(out, self.features, meta_path, self.meta())
         return meta_path
+
+
+def read_matrix(path: str | os.PathLike) -> np.ndarray:
+    """A feature matrix .npy: a real-valued [N, D] array, checked before it is allocated.
+
+    The header is read first, so an empty file, a 1-D or structured array, or a header
+    claiming more values than the file holds is a one-line BadInputError naming the file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size == 0:
+                raise ValueError("the file is empty")
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _fortran, dtype = read_header(f, max_header_size=10_000)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise BadInputError(f"{path}: cannot read a feature matrix "
+                            f"({str(exc).splitlines()[0] or type(exc).__name__})") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "fiu":
+        raise BadInputError(f"{path}: a feature matrix holds numbers, not {dtype}")
+    if len(shape) != 2:
+        raise BadInputError(f"{path}: a feature matrix has shape [N, D], not {list(shape)}")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if needed > size - offset:
+        raise BadInputError(f"{path}: the header claims {shape[0]} x {shape[1]} values but the "
+                            f"file holds {size - offset} bytes of data (truncated or forged)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise BadInputError(f"{path}: cannot read a feature matrix "
+                            f"({str(exc).splitlines()[0]})") from None
 
 
 def sidecar_path(out: str | os.PathLike) -> Path:
@@ -166,7 +200,8 @@ class DatasetSource:
         return Path(self.dataset.clips[index].audio)
 
     def fingerprint(self) -> str:
-        return self.dataset.fingerprint()
+        """The dataset's cache key: its manifest and the size and mtime of every file."""
+        return self.dataset.cache_key()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "dataset", "root": str(self.dataset.root),
@@ -226,9 +261,13 @@ def compute_features(rep: SoundRepresentation, source: AudioSource,
 
 
 def _finish(matrix: FeatureMatrix, options: FeatureOptions) -> FeatureMatrix:
-    """Apply the bad-clip policy: stop at the first bad clip unless skipping."""
+    """Apply the bad-clip policy: stop at the first bad clip unless skipping, and always
+    when no clip at all is usable (an empty matrix is not a result)."""
     if matrix.bad and not options.skip_bad:
         raise _bad_clips_error(matrix.bad)
+    if matrix.bad and len(matrix.indices) == 0:
+        raise BadInputError(f"all {matrix.num_inputs} clip(s) are unusable (first: "
+                            f"{matrix.bad[0].line()}); no features written")
     return matrix
 
 
@@ -356,11 +395,17 @@ def _load_batches(rep: SoundRepresentation, source: AudioSource, batches: list[t
         for shard_id, idx in batches:
             yield shard_id, [data[i] for i in idx]
         return
+    import functools
+
     import torch.utils.data
+
+    from harness.processes import die_with_parent
 
     loader = torch.utils.data.DataLoader(data, batch_sampler=[idx for _, idx in batches],
                                          num_workers=workers, collate_fn=list,
-                                         persistent_workers=False)
+                                         persistent_workers=False,
+                                         worker_init_fn=functools.partial(die_with_parent,
+                                                                          os.getpid()))
     for (shard_id, _), items in zip(batches, loader):
         yield shard_id, items
 
@@ -404,7 +449,15 @@ class _ShardStore:
         return self.folder / "features.npy"
 
     def final_ready(self) -> bool:
-        return self.final_path.is_file() and sidecar_path(self.final_path).is_file()
+        """The assembled matrix is there, and its sidecar describes these very values."""
+        if not (self.final_path.is_file() and sidecar_path(self.final_path).is_file()):
+            return False
+        try:
+            meta = json.loads(sidecar_path(self.final_path).read_text())
+            check_pair(self.final_path, sidecar_path(self.final_path), meta)
+        except (OSError, ValueError, BadInputError):   # a pair broken by a crash: redo it
+            return False
+        return True
 
     def save_final(self, matrix: FeatureMatrix) -> Path:
         matrix.path = self.final_path

@@ -74,7 +74,7 @@ class FrameStore:
 
 def store_path(dataset: ClipDataset, size: int) -> Path:
     """Where the store of ``dataset`` at ``size`` pixels lives in the cache."""
-    key = stage_key("frames", STORE_VERSION, dataset.fingerprint(), int(size))
+    key = stage_key("frames", STORE_VERSION, dataset.cache_key(), int(size))
     return cache_root() / "frames" / f"{key}.npy"
 
 

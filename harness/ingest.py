@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +34,7 @@ import numpy as np
 
 from harness.errors import BadInputError
 from harness.io import write_json
+from harness.processes import die_with_parent
 from harness.progress import make_progress
 
 GENERATOR = "harness.ingest"
@@ -278,22 +280,35 @@ def list_videos(videos: Path) -> list[Path]:
     return sorted(files)
 
 
-def _check_config(out: Path, cfg: IngestConfig) -> None:
-    """A dataset keeps the options it was started with; refuse to mix two."""
-    saved = out / STATE_DIR / "config.json"
-    if saved.is_file():
-        previous = json.loads(saved.read_text(encoding="utf-8"))
-        if previous != asdict(cfg):
-            changed = sorted(k for k in previous if previous.get(k) != asdict(cfg).get(k))
-            raise BadInputError(f"{out}: was ingested with other options ({', '.join(changed)} "
-                                "differ); use a new --out folder or the same options")
-    else:
-        from harness.clips import METADATA_NAME
+def _check_out(out: Path, videos: Path, cfg: IngestConfig) -> None:
+    """Refuse an output folder this ingest did not start: it never overwrites a dataset.
 
-        others = [p for p in out.iterdir() if p.name != STATE_DIR]
-        if others and not (out / METADATA_NAME).is_file():
-            raise BadInputError(f"{out}: folder is not empty and is not an ingest dataset")
-        write_json(saved, asdict(cfg))
+    ``out`` must be absent, empty, or a dataset ingested from the same videos folder with
+    the same options (then the run resumes). Anything else, including a copy of another
+    dataset, is BadInputError (exit 2) and nothing in it is touched.
+    """
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"{out}: is a file, not a dataset folder")
+    saved = out / STATE_DIR / "config.json"
+    current = {**asdict(cfg), "videos": str(videos.resolve())}
+    if saved.is_file():
+        previous = _load_state(saved) or {}
+        previous.setdefault("videos", current["videos"])   # datasets from before it was saved
+        if previous != current:
+            changed = sorted(k for k in current if previous.get(k) != current.get(k))
+            raise BadInputError(f"{out}: was ingested with other options or videos "
+                                f"({', '.join(changed)} differ); use a new --out folder or the "
+                                f"same videos and options")
+    elif out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()):
+        raise BadInputError(f"{out}: folder is not empty and is not an ingest dataset (not "
+                            f"started by `harness data ingest`); refusing to overwrite it "
+                            f"(use a new --out folder)")
+
+
+def _save_config(out: Path, videos: Path, cfg: IngestConfig) -> None:
+    saved = out / STATE_DIR / "config.json"
+    if not saved.is_file():
+        write_json(saved, {**asdict(cfg), "videos": str(videos.resolve())})
 
 
 def _load_state(path: Path) -> dict[str, Any] | None:
@@ -316,11 +331,13 @@ def ingest(videos: str | Path, out: str | Path, config: IngestConfig | None = No
     cfg = config or IngestConfig()
     videos, out = Path(videos), Path(out)
     files = list_videos(videos)
+    if not files:
+        raise BadInputError(f"{videos}: no video files in the folder; nothing to ingest")
     if out.resolve().is_relative_to(videos.resolve()):
         raise BadInputError(f"{out}: the dataset folder must not be inside the videos folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR).mkdir(exist_ok=True)
-    _check_config(out, cfg)
+    _check_out(out, videos, cfg)
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    _save_config(out, videos, cfg)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for path in files:
@@ -348,7 +365,8 @@ def _run(todo: list, records: dict[str, dict[str, Any]], jobs: int, progress: bo
                 bar.advance(task)
             return
         try:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(_ingest_one, item): item[1] for item in todo}
                 for future in as_completed(futures):
                     records[futures[future]] = future.result()
@@ -366,7 +384,8 @@ def _ingest_isolated(item: tuple) -> dict[str, Any]:
     """Ingest one video in its own process; a crash there skips only this video."""
     path, rel, key, signature, out, cfg = item
     try:
-        with ProcessPoolExecutor(max_workers=1) as pool:
+        with ProcessPoolExecutor(max_workers=1, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             return pool.submit(_ingest_one, item).result()
     except BrokenProcessPool:
         record = {"video": rel, "key": key, "status": "skipped", "reason": "undecodable",
@@ -389,6 +408,11 @@ def _publish(out: Path, videos: Path, cfg: IngestConfig, files: Iterable[Path],
             counts[rec.get("reason", "undecodable")] = counts.get(rec.get("reason"), 0) + 1
             skipped.append({"video": rel, "reason": rec.get("reason"), "detail": rec.get("detail")})
     done = sum(1 for rel in rels if records[rel].get("status") == "done")
+    if not rows:
+        first = skipped[0] if skipped else {"video": "?", "reason": "?", "detail": ""}
+        raise BadInputError(f"{videos}: none of {len(rels)} video(s) gave a clip (first: "
+                            f"{first['video']}: {first['reason']}, {first['detail']}); "
+                            f"no dataset written")
     meta = {"generator": GENERATOR, "config": asdict(cfg), **(extra or {}),
             "report": {"videos": len(rels), "ingested": done, "clips": len(rows),
                        "skipped": counts, "skipped_videos": skipped}}

@@ -21,6 +21,22 @@ if TYPE_CHECKING:  # torch is imported lazily so that `harness --version` stays 
 OutputKind = Literal["classes", "bits"]
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a numeric plugin parameter: ``n_fft: Annotated[int, Bounds(1, 65536)]``.
+
+    The registry checks every parameter against its annotation and Bounds before it
+    builds the plugin (:mod:`harness.plugin_config`); ``None`` leaves a side open.
+    """
+
+    min: float | None = None
+    max: float | None = None
+
+
+#: the range of every seed (numpy's and scikit-learn's seeds are 32-bit unsigned)
+SEED_BOUNDS = Bounds(0, 2**32 - 1)
+
+
 class Plugin(ABC):
     """What every provided class has: a registry name, a one-line description, parameters."""
 

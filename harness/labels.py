@@ -22,7 +22,7 @@ import numpy as np
 from harness.cache import cache_root, hash_array, stage_key
 from harness.errors import BadInputError
 from harness.interfaces import Labeler, Labels
-from harness.io import write_json, write_npy
+from harness.io import check_pair, write_array_pair
 
 FORMAT = "harness-labels/1"
 
@@ -34,13 +34,26 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def write_labels(path: str | os.PathLike, labels: Labels, info: dict[str, Any]) -> Path:
-    """Write the values, then the sidecar (so a complete sidecar means complete labels)."""
+    """Write the values and the sidecar as one pair (:func:`harness.io.write_array_pair`)."""
     path = Path(path)
-    write_npy(path, labels.values)
     meta = {"format": FORMAT, "kind": labels.kind, "num_outputs": labels.num_outputs,
             "shape": list(labels.values.shape), "diagnostics": labels.diagnostics, **info}
-    write_json(sidecar_path(path), meta)
+    write_array_pair(path, labels.values, sidecar_path(path), meta)
     return path
+
+
+#: the most outputs a labeling may declare (the largest k the kmeans labeler accepts)
+MAX_OUTPUTS = 100_000
+
+
+def _num_outputs(meta: dict[str, Any], sidecar: Path, default: int) -> int:
+    """The sidecar's ``num_outputs``: an integer in [1, MAX_OUTPUTS]."""
+    num = meta.get("num_outputs", default)
+    if isinstance(num, bool) or not isinstance(num, int):
+        raise BadInputError(f"{sidecar}: num_outputs must be an integer, got {num!r}")
+    if not 1 <= num <= MAX_OUTPUTS:
+        raise BadInputError(f"{sidecar}: num_outputs {num} must lie in [1, {MAX_OUTPUTS}]")
+    return num
 
 
 def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
@@ -66,12 +79,13 @@ def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
             raise BadInputError(f"{meta_path}: malformed JSON ({exc})") from None
         if not isinstance(meta, dict) or meta.get("format", FORMAT) != FORMAT:
             raise BadInputError(f"{meta_path}: not a {FORMAT} sidecar")
+        check_pair(path, meta_path, meta)
     kind = meta.get("kind", "classes" if values.ndim == 1 else "bits")
     if kind == "classes":
         if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
             raise BadInputError(f"{path}: class labels must be integers of shape [N], got "
                                 f"{values.dtype} {values.shape}")
-        num = int(meta.get("num_outputs", int(values.max()) + 1 if values.size else 0))
+        num = _num_outputs(meta, meta_path, int(values.max()) + 1 if values.size else 0)
         if values.size and (values.min() < 0 or values.max() >= num):
             raise BadInputError(f"{path}: class ids must lie in [0, {num}), found "
                                 f"{values.min()}..{values.max()}")
@@ -82,7 +96,7 @@ def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
         if values.ndim != 2 or not np.isin(values, (0, 1)).all():
             raise BadInputError(f"{path}: bit labels must be 0/1 of shape [N, L], got "
                                 f"{values.dtype} {values.shape}")
-        num = int(meta.get("num_outputs", values.shape[1]))
+        num = _num_outputs(meta, meta_path, values.shape[1])
         if num != values.shape[1]:
             raise BadInputError(f"{path}: {values.shape[1]} bits, but {meta_path.name} says {num}")
         values = values.astype(np.uint8)
@@ -99,6 +113,15 @@ def read_labels(path: str | os.PathLike) -> tuple[Labels, dict[str, Any]]:
     labels = Labels(values=values, kind=kind, num_outputs=num,
                     diagnostics=meta.get("diagnostics", {}))
     return labels, meta
+
+
+def labels_ready(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a whole pair of labels and sidecar (else write it anew)."""
+    try:
+        read_labels(path)
+    except BadInputError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -129,9 +152,13 @@ def make_labels(features: np.ndarray, labeler: Labeler, *, features_key: str | N
     key = labels_key(features_key, labeler)
     path = cache_root() / "labels" / key / "labels.npy"
     if cache and sidecar_path(path).is_file():
-        labels, meta = read_labels(path)
-        info = {k: v for k, v in meta.items() if k not in _VALUE_FIELDS}
-        return LabelsResult(labels, info, path, cached=True)
+        try:
+            labels, meta = read_labels(path)
+        except BadInputError:   # a pair broken by a crash: compute it again
+            pass
+        else:
+            info = {k: v for k, v in meta.items() if k not in _VALUE_FIELDS}
+            return LabelsResult(labels, info, path, cached=True)
     labels = labeler.fit_predict(features)
     info = {"labeler": labeler.name, "params": labeler.params(), "key": key,
             "features": {"key": features_key, **(features_info or {})}}
@@ -141,7 +168,7 @@ def make_labels(features: np.ndarray, labeler: Labeler, *, features_key: str | N
 
 
 #: sidecar fields that describe the values rather than how they were made
-_VALUE_FIELDS = ("format", "kind", "num_outputs", "shape", "diagnostics")
+_VALUE_FIELDS = ("format", "kind", "num_outputs", "shape", "diagnostics", "values_sha256")
 
 
 def size_param(labeler_cls: type[Labeler], name: str) -> str:

@@ -683,10 +683,25 @@ def _generated_files(out_dir: Path) -> list[Path]:
 
 
 def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[Path]:
-    """Write every file (atomically) and delete generated files that are no longer produced."""
+    """Write every file (atomically) and delete generated files that are no longer produced.
+
+    Refuses (BadInputError, nothing written) to replace a file it did not generate, and to
+    empty a leaderboard: with no group of records it deletes nothing that exists.
+    """
+    from harness.errors import BadInputError
     from harness.io import write_bytes, write_text
 
     out_dir = Path(out_dir)
+    generated = {p.name for p in _generated_files(out_dir)}
+    foreign = [out_dir / n for n in [*board.markdown, *board.plots]
+               if (out_dir / n).exists() and n not in generated]
+    if foreign:
+        raise BadInputError(f"{foreign[0]}: exists and was not written by `harness leaderboard`; "
+                            f"refusing to overwrite it (choose another --out)")
+    if set(board.markdown) == {INDEX} and generated - {INDEX}:
+        raise BadInputError(f"no result records, but {out_dir} holds a leaderboard of "
+                            f"{len(generated - {INDEX})} generated file(s); refusing to delete "
+                            f"them (give --results the folder of its records)")
     written = []
     for name, text in sorted(board.markdown.items()):
         write_text(out_dir / name, text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -80,6 +81,10 @@ class RunConfig:
     results: Path = Path("results")
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check_overrides(epochs=self.epochs, lr=self.lr, seed=self.seed, toy_clips=self.toy_clips,
+                        batch_size=self.batch_size)
+
     def overrides(self) -> dict[str, Any]:
         """The profile values this configuration overrides, by profile field name."""
         given = {"pretext_epochs": self.epochs, "pretext_lr": self.lr,
@@ -93,6 +98,25 @@ class RunConfig:
     def resolved_backbone_params(self) -> dict[str, Any]:
         return {**self.resolved_profile().backbone_params_for(self.backbone),
                 **self.backbone_params}
+
+
+def check_overrides(*, epochs: int | None, lr: float | None, seed: int,
+                    toy_clips: int | None, batch_size: int | None = None) -> None:
+    """Refuse overrides that cannot mean anything (0 epochs, a learning rate <= 0, a seed < 0).
+
+    An override of ``None`` leaves the profile's value; any other value is used as given.
+    """
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise BadInputError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise BadInputError(f"--lr must be a finite number > 0, got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise BadInputError(f"--seed must be an integer in [0, 2^32), got {seed!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise BadInputError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    if toy_clips is not None and toy_clips < 2:
+        raise BadInputError(f"toy_clips must be >= 2, got {toy_clips!r}")
 
 
 @dataclass
@@ -138,6 +162,16 @@ def voc_fingerprint(root: Path) -> str:
     return hash_params([[f.relative_to(voc).as_posix(), hash_file(f)] for f in files])
 
 
+def voc_cache_key(root: Path) -> str:
+    """What the evaluation cache is keyed on: :func:`voc_fingerprint` plus the size and
+    modification time of every image, so a JPEG replaced in place is evaluated anew."""
+    from harness.voc import voc2007_dir
+
+    images = sorted((voc2007_dir(root) / "JPEGImages").glob("*"))
+    stats = [[p.name, st.st_size, st.st_mtime_ns] for p in images for st in [p.stat()]]
+    return hash_params([voc_fingerprint(root), stats])
+
+
 # ----------------------------------------------------------------------------- stages
 def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[str, Any], Any, Any]:
     """Features of every clip, then pseudo-labels; returns (labels path, info, repr, labeler)."""
@@ -176,7 +210,7 @@ def _with_excluded_clips(result, matrix, n_clips: int,
     Pretext training needs one row per clip; an excluded clip's row is a placeholder that
     training never reads (its index is in the sidecar's ``excluded``).
     """
-    from harness.labels import write_labels
+    from harness.labels import labels_ready, write_labels
 
     labels = result.labels
     values = np.zeros((n_clips, *labels.values.shape[1:]), dtype=labels.values.dtype)
@@ -187,7 +221,7 @@ def _with_excluded_clips(result, matrix, n_clips: int,
                                  for b in matrix.bad]}
     path = (cache_root() / "labels" / stage_key("labels-all-clips", info["key"], excluded)
             / "labels.npy")
-    if not path.is_file():
+    if not labels_ready(path):
         write_labels(path, Labels(values, labels.kind, labels.num_outputs, labels.diagnostics),
                      {k: v for k, v in info.items() if k != "diagnostics"})
     return path, info
@@ -195,7 +229,7 @@ def _with_excluded_clips(result, matrix, n_clips: int,
 
 def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
     """The toy world's true objects as 20 bits per clip: the supervised upper bound."""
-    from harness.labels import write_labels
+    from harness.labels import labels_ready, write_labels
     from harness.voc import CLASS_INDEX, CLASSES
 
     if "objects" not in dataset.clips[0].extra:
@@ -208,7 +242,7 @@ def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
     info = {"labeler": "true-objects", "params": {"column": "objects"},
             "dataset": dataset.fingerprint()}
     path = cache_root() / "labels" / stage_key("true-objects", dataset.fingerprint()) / "labels.npy"
-    if not path.is_file():
+    if not labels_ready(path):
         write_labels(path, Labels(bits, "bits", len(CLASSES),
                                   {"positives_per_class": bits.sum(0).tolist()}), info)
     return path, info
@@ -230,7 +264,7 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
     # how often a checkpoint is written does not change the weights: not part of the key
     settings = {k: v for k, v in base.to_json().items()
                 if k not in ("out", "progress", "data", "labels", "checkpoint_seconds")}
-    key = stage_key("pretrain", hash_file(labels_path), dataset.fingerprint(), settings,
+    key = stage_key("pretrain", hash_file(labels_path), dataset.cache_key(), settings,
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
     ckpt = pretrain(replace(base, out=out))
@@ -284,11 +318,12 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     from harness.labels import size_param
     from harness.nets import weights_digest
     from harness.plugins import default_registry
-    from harness.records import (StageTimer, build_record, dataset_identity, make_config,
-                                 write_record)
+    from harness.records import (StageTimer, build_record, check_results_dir, dataset_identity,
+                                 make_config, write_record)
 
     if config.init not in INITS:
         raise BadInputError(f"--init must be one of {', '.join(INITS)}, got {config.init!r}")
+    check_results_dir(config.results)
     profile = config.resolved_profile()
     device = resolve_device(config.device)
     registry = default_registry()
@@ -338,10 +373,11 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         spec, model_key = str(ckpt), hash_file(ckpt)
 
     metrics: dict[str, Any] = {}
+    voc_cache = voc_cache_key(voc_root)
     for evaluator in evaluators:
         with timer.stage(evaluator.name):
             model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
-            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_key, model_key,
+            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_cache, model_key,
                                                profile, config.seed, device, config.progress)
 
     record = build_record(

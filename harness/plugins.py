@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import pluggy
 
 from harness import hookspecs
-from harness.errors import PluginError
+from harness.errors import PluginError, UnknownPluginError
 from harness.interfaces import KIND_CLASSES, Plugin
 
 ENTRY_POINT_GROUP = "harness"
@@ -135,13 +135,23 @@ class Registry:
             if family in table:
                 return table[family]
         available = ", ".join(self.names(kind)) or "none installed"
-        raise PluginError(f"unknown {kind} {name!r}; available: {available}")
+        if name in blocked_names() or f"{kind}:{name}" in blocked_names():
+            raise UnknownPluginError(f"{kind} {name!r} is blocked by ${BLOCK_ENV}; "
+                                     f"available: {available}")
+        raise UnknownPluginError(f"unknown {kind} {name!r}; available: {available}")
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
-        """Instantiate ``name`` with keyword parameters (a family gets ``variant=``)."""
+        """Instantiate ``name`` with keyword parameters (a family gets ``variant=``).
+
+        The parameters are first checked against the class's declared types and bounds
+        (:func:`harness.plugin_config.check_params`): a bad one is a BadInputError naming it.
+        """
+        from harness.plugin_config import check_params
+
         entry = self.get(kind, name)
         if entry.name.endswith(":") and name != entry.name:
             params = {"variant": name.split(":", 1)[1], **params}
+        params = check_params(entry.cls, f"{kind} {name!r}", params)
         try:
             return entry.cls(**params)
         except TypeError as exc:
@@ -150,7 +160,7 @@ class Registry:
     @staticmethod
     def _check_kind(kind: str) -> str:
         if kind not in KIND_CLASSES:
-            raise PluginError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KIND_CLASSES)}")
+            raise UnknownPluginError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KIND_CLASSES)}")
         return kind
 
 

@@ -51,7 +51,7 @@ from harness.clips import ClipDataset
 from harness.devices import cpu_has_native_bf16, resolve_device, resolve_precision  # noqa: F401
 from harness.errors import BadInputError, HarnessError
 from harness.framestore import FrameStore, frame_store
-from harness.io import write_json, write_text
+from harness.io import remove_stale_temps_in, write_json, write_text
 from harness.progress import enabled as progress_enabled
 from harness.progress import make_progress
 
@@ -121,6 +121,9 @@ class PretrainConfig:
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.checkpoint_seconds >= 0, "checkpoint_seconds must be >= 0"),
             (self.precision in ("auto", "bf16", "fp32"), f"unknown precision {self.precision!r}"),
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2^32), got {self.seed}"),
+            (not Path(self.out).exists() or Path(self.out).is_dir(),
+             f"--out {self.out}: is a file, not a run folder"),
         ]
         for ok, message in checks:
             if not ok:
@@ -347,7 +350,7 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
                 "checkpoint_every", "checkpoint_seconds", "restart", "threads", "progress",
                 "precision"):
         parts.pop(key)
-    parts.update(labels_sha256=labels.sha256, data=dataset.fingerprint(), bf16=rt.bf16)
+    parts.update(labels_sha256=labels.sha256, data=dataset.cache_key(), bf16=rt.bf16)
     return hash_params(parts)
 
 
@@ -369,6 +372,7 @@ def pretrain(config: PretrainConfig) -> Path:
 
 def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     """The loop: data, model, resume, then one epoch and one checkpoint at a time."""
+    remove_stale_temps_in(Path(config.out))      # what a kill during a checkpoint write left
     ckpt_path = Path(config.out) / CHECKPOINT_NAME
     data = _prepare_data(config, rt)
     run = _build(config, rt, data)

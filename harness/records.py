@@ -38,7 +38,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import resources
@@ -385,17 +384,17 @@ def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike) -> P
     """
     _check_finite(dict(record))
     validate_record(record, source=f"run {record.get('run_id', '?')}")
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    from harness.io import ensure_dir, temp_beside
+
+    results_dir = ensure_dir(check_results_dir(results_dir), "results folder")
     path = results_dir / record_filename(record)
     if path.exists():
         raise HarnessError(f"{path}: a result record with this run id already exists; "
                            f"records are never overwritten")
     data = (json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=results_dir)
-    tmp = Path(name)
+    tmp = temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -431,8 +430,25 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         raise BadInputError(f"{path}: cannot read result record: {exc}") from None
     except json.JSONDecodeError as exc:
         raise BadInputError(f"{path}: not JSON: {exc}") from None
+    try:
+        _check_finite(record)
+    except HarnessError as exc:
+        raise BadInputError(f"{path}: {exc}") from None
     validate_record(record, source=path)
     return record
+
+
+def check_results_dir(results_dir: str | os.PathLike) -> Path:
+    """``results_dir`` as a folder for records: BadInputError now if a file is in the way,
+    so that a run does not find out only after every stage has run."""
+    results_dir = Path(results_dir)
+    for p in (results_dir, *results_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise BadInputError(f"--results {results_dir}: {p} is a file, not a folder "
+                                    f"of result records")
+            break
+    return results_dir
 
 
 def record_paths(results_dir: str | os.PathLike) -> list[Path]:

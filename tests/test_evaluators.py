@@ -296,11 +296,15 @@ def test_interrupted_training_resumes_to_the_same_result(cls, voc_root, tmp_path
     resumed = cls(**FAST).run(tiny_model(), voc_root, ctx(work))
     assert resumed.metrics.details["resumed_from_iteration"] == 5
     np.testing.assert_allclose(resumed.scores.scores, reference.scores.scores, rtol=1e-5, atol=1e-5)
-    # a finished run is not retrained; another protocol does not pick up this state
-    again = cls(**FAST).run(tiny_model(), voc_root, ctx(work))
-    assert again.metrics.details["resumed_from_iteration"] == 12
+    # another protocol does not pick up this state
     other = cls(iterations=3).run(tiny_model(), voc_root, ctx(work))
     assert other.metrics.details["resumed_from_iteration"] == 0
+    # evaluate() removes the state once the scores exist; a rerun trains anew, identically
+    cls(**FAST).evaluate(tiny_model(), voc_root, ctx(work))
+    assert not (work / training.STATE_FILE).exists()
+    again = cls(**FAST).run(tiny_model(), voc_root, ctx(work))
+    assert again.metrics.details["resumed_from_iteration"] == 0
+    np.testing.assert_allclose(again.scores.scores, reference.scores.scores, rtol=1e-5, atol=1e-5)
 
 
 def test_training_learns_the_classes(voc_root):

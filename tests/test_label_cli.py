@@ -79,7 +79,7 @@ def test_pca_binary_takes_k_as_bits(tmp_path):
     ("nan", "NaN or Inf"),
     ("few", "fewer than k=5"),
     ("constant", "constant"),
-    ("k1", "k >= 2"),
+    ("k1", "parameter k must be >= 2"),
     ("unreadable", "cannot read a feature matrix"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, message):

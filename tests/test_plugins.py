@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from harness.errors import PluginError
+from harness.errors import BadInputError, PluginError
 from harness.hookspecs import hookimpl
 from harness.plugins import build_registry, default_registry, get_plugin_manager
 from tests.fakeplugins import TinyRepr, plugin_providing
@@ -90,5 +90,5 @@ def test_family_names_pass_the_variant():
 
 def test_bad_parameters_are_one_clear_error():
     registry = registry_with(plugin_providing("harness_register_reprs", TinyRepr))
-    with pytest.raises(PluginError, match=r"repr 'tiny': bad parameters \['colour'\]"):
+    with pytest.raises(BadInputError, match=r"repr 'tiny': unknown parameter 'colour'; parameters: scale"):
         registry.create("repr", "tiny", colour="red")

@@ -77,7 +77,7 @@ def evaluate(
                                                   "as an override of the profile's)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Shorthand for -p lr=X (tune it on "
                                                            "--split train)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the evaluation's own randomness."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the evaluation's own randomness."),
     backbone: Optional[str] = typer.Option(None, "--backbone",
                                            help="Expected backbone: refuse a checkpoint of "
                                                 "another one."),
@@ -99,10 +99,13 @@ def evaluate(
     from harness.cli.params import parse_params
     from harness.devices import resolve_device
     from harness.evaluation import metrics_dict, run_evaluator
-    from harness.io import write_bytes, write_json
+    from harness.io import check_output_path, write_bytes, write_json
     from harness.plugins import default_registry
     from harness.profiles import get_profile
 
+    for path in (out, scores_out):     # refused now, not after the evaluation
+        if path is not None:
+            check_output_path(path)
     prof = get_profile(profile)
     shorthands = {"preset": preset, "head_init": head_init, "train_split": split,
                   "iterations": iterations, "lr": lr}

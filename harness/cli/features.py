@@ -57,8 +57,12 @@ def features(
     from harness.features import FeatureOptions, FileSource, compute_features, open_dataset
     from harness.plugins import default_registry
 
+    from harness.io import check_output_path
+
     if bool(audio) == (data is not None):
         raise BadInputError("give audio files or --data DATASET (one of the two)")
+    if out is not None:
+        check_output_path(out)
     rep = default_registry().create("repr", repr_name, **parse_params(param))
     options = FeatureOptions(dtype=dtype.value, window=window.value, skip_bad=skip_bad, batch_size=batch_size,
                              workers=workers, device=device, shard_size=shard_size, cache=cache,

@@ -36,7 +36,7 @@ def label(
                                      "`harness plugins --kind labeler`)."),
     k: Optional[int] = typer.Option(None, "--k", help="The labeler's size parameter: clusters "
                                     "(kmeans k) or bits (pca_binary); default: the labeler's."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the labeler's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed (default: the labeler's)."),
     param: List[str] = typer.Option([], "--labeler-param", "-p", help="Labeler parameter NAME=VALUE "
                                     "(repeatable), e.g. -p preprocess=l2 -p backend=faiss."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the labels here (.npy; "
@@ -61,6 +61,10 @@ def label(
         raise BadInputError("give a FEATURES.npy file or --data DATASET")
     if truth is not None and data is not None:
         raise BadInputError("give ground truth by --truth or by --data, not both")
+    if out is not None:
+        from harness.io import check_output_path
+
+        check_output_path(out)
     registry = default_registry()
     entry = registry.get("labeler", labeler_name)
     params = parse_params(param)
@@ -111,11 +115,9 @@ def _load_features(path: Path | None, data: Path | None, repr_name: str,
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"{path}: cannot read a feature matrix "
-                            f"({str(exc).splitlines()[0]})") from None
+    from harness.features import read_matrix
+
+    return read_matrix(path)
 
 
 def _sidecar_rows(path: Path) -> np.ndarray | None:
@@ -125,10 +127,14 @@ def _sidecar_rows(path: Path) -> np.ndarray | None:
     meta_path = sidecar_path(path)
     if not meta_path.is_file():
         return None
+    from harness.io import check_pair
+
     try:
-        indices = json.loads(meta_path.read_text(encoding="utf-8")).get("indices")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        indices = meta.get("indices")
     except (OSError, ValueError, AttributeError):
         return None
+    check_pair(path, meta_path, meta)      # rows of other values would misalign the truth
     return None if indices is None else np.asarray(indices, dtype=np.int64)
 
 

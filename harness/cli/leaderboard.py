@@ -61,7 +61,7 @@ def figures(
                                     help="Frames shown per cluster (Figure 1)."),
     max_clusters: int = typer.Option(None, "--max-clusters", min=1,
                                      help="Draw only the largest N clusters (Figure 1)."),
-    seed: int = typer.Option(0, "--seed", help="Which frames of a cluster are shown."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Which frames of a cluster are shown."),
     device: str = typer.Option(None, "--device", show_default="cuda if available, else cpu",
                                help="Device for Figure 2's forward passes."),
 ) -> None:

@@ -38,7 +38,7 @@ def pretrain(
     profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
                                         help="Where the schedule, augmentation and backbone "
                                              "parameters come from (as in `harness run`)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Fixed number of epochs "
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Fixed number of epochs "
                                          "(default: the profile's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size "
                                              "(default: the profile's)."),
@@ -48,7 +48,7 @@ def pretrain(
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Side of the training "
                                              "images, px (default: the profile's)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of clips held out."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, initialisation and augmentation."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, initialisation and augmentation."),
     param: List[str] = typer.Option([], "--backbone-param", "-p", help="Backbone parameter "
                                     "NAME=VALUE (repeatable, on top of the profile's), e.g. "
                                     "-p img_size=64."),

@@ -10,12 +10,12 @@ downloaded: ``pretrained=False`` always). Models with a fixed input size (ViTs) 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Annotated, Any
 
 from torch import nn
 
 from harness.errors import PluginError
-from harness.interfaces import Backbone
+from harness.interfaces import Backbone, Bounds
 from harness.nets import BackboneNet
 
 
@@ -27,8 +27,9 @@ class TimmBackbone(Backbone):
     #: a tiny variant for the conformance checks of harness.testing
     test_params = {"variant": "test_resnet"}
 
-    def __init__(self, *, variant: str = "resnet18", img_size: int | None = None,
-                 drop_rate: float = 0.0):
+    def __init__(self, *, variant: str = "resnet18",
+                 img_size: Annotated[int, Bounds(8, 8192)] | None = None,
+                 drop_rate: Annotated[float, Bounds(0.0, 1.0)] = 0.0):
         import timm
 
         if not timm.is_model(variant):

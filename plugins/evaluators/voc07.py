@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from harness import ap as ap_mod
 from harness.errors import BadInputError
 from harness.checkpoint import backbone_name
 from harness.devices import resolve_device
-from harness.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
+from harness.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
 from harness.io import write_text
 from harness.nets import weights_digest
 from harness.progress import enabled as progress_enabled, make_progress
@@ -67,7 +67,8 @@ class VOC07Evaluator(Evaluator):
     test_params: ClassVar[dict[str, Any]] = {"iterations": 2}
 
     def __init__(self, *, preset: str = "krahenbuhl", head_init: str | None = None,
-                 train_split: str = "trainval", iterations: int | None = None,
+                 train_split: str = "trainval",
+                 iterations: Annotated[int | None, Bounds(1, 100_000_000)] = None,
                  lr: float | None = None, checkpoint_seconds: float = 120.0,
                  threads: int | None = None):
         # resolving once checks every parameter now, before any data is read
@@ -95,12 +96,16 @@ class VOC07Evaluator(Evaluator):
         """Train on the training split, test on the test split; return the metrics.
 
         The per-image test scores are written to ``SCORES_FILE`` in the work folder
-        (named in ``details["scores_file"]``), so anyone can recompute the APs.
+        (named in ``details["scores_file"]``), so anyone can recompute the APs; the
+        resumable training state is removed once they are written.
         """
         result = self.run(model, data_root, context)
         path = Path(context.work_dir) / SCORES_FILE
         write_text(path, scores_csv(result.scores))
         result.metrics.details["scores_file"] = str(path)
+        # the resumable training state (hundreds of MB for AlexNet) is for an interrupted
+        # evaluation; once the scores exist nothing needs it
+        (Path(context.work_dir) / training.STATE_FILE).unlink(missing_ok=True)
         return result.metrics
 
     def run(self, model: PretrainedModel, data_root: Path, context: EvalContext) -> EvalResult:

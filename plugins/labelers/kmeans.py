@@ -26,12 +26,12 @@ from the search's centroids and ``max_points_per_centroid`` is lifted so every r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 
 from harness.errors import BadInputError
-from harness.interfaces import Labeler, Labels
+from harness.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
 
 from harness.label_diagnostics import cluster_sizes, size_warnings
 from .preprocess import apply_preprocess, check_features, check_preprocess
@@ -91,8 +91,12 @@ class KMeansLabeler(Labeler):
     output_kind: ClassVar = "classes"
     size_param: ClassVar = "k"
 
-    def __init__(self, *, k: int = 15, seed: int = 0, n_init: int = 10, search_dim: int = 64,
-                 search_sample: int = 10_000, max_iter: int = 100, tol: float = 1e-4,
+    def __init__(self, *, k: Annotated[int, Bounds(2, 100_000)] = 15,
+                 seed: Annotated[int, SEED_BOUNDS] = 0, n_init: Annotated[int, Bounds(1, 1000)] = 10,
+                 search_dim: Annotated[int, Bounds(0, None)] = 64,
+                 search_sample: Annotated[int, Bounds(2, None)] = 10_000,
+                 max_iter: Annotated[int, Bounds(1, 100_000)] = 100,
+                 tol: Annotated[float, Bounds(0.0, None)] = 1e-4,
                  preprocess: str = "standardize", pca_dim: int | None = None,
                  backend: str = "sklearn"):
         if int(k) < 2:

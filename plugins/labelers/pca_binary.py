@@ -8,12 +8,12 @@ binary cross-entropy), which the trainer learns from ``output_kind = "bits"``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from harness.errors import BadInputError
-from harness.interfaces import Labeler, Labels
+from harness.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
 
 from .preprocess import apply_preprocess, check_features, check_preprocess, pca_project
 
@@ -28,7 +28,8 @@ class PcaBinaryLabeler(Labeler):
     #: parameters for harness.testing's conformance check (its 90 x 6 blobs allow 6 bits)
     test_params: ClassVar[dict[str, Any]] = {"bits": 4}
 
-    def __init__(self, *, bits: int = 30, seed: int = 0, preprocess: str = "standardize"):
+    def __init__(self, *, bits: Annotated[int, Bounds(1, 4096)] = 30,
+                 seed: Annotated[int, SEED_BOUNDS] = 0, preprocess: str = "standardize"):
         if int(bits) < 1:
             raise BadInputError(f"pca_binary needs bits >= 1, got bits={bits}")
         if preprocess == "pca_whiten":

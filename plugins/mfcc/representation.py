@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import librosa
 import numpy as np
 
 from harness.errors import BadClipError, BadInputError
-from harness.interfaces import SoundRepresentation
+from harness.interfaces import Bounds, SoundRepresentation
+
+#: the largest FFT, window, hop and frame count accepted (2^16 samples is 3 s at 21 kHz)
+_SAMPLES = Bounds(1, 1 << 16)
 
 
 #: clips per librosa call on the CPU (their spectrograms, ~10 MB, stay in cache)
@@ -92,13 +95,22 @@ class Mfcc(SoundRepresentation):
     sample_rate: int = MfccConfig.sample_rate
     dim: int = MfccConfig.n_mfcc * MfccConfig.n_frames
 
-    def __init__(self, *, sample_rate: int = 21_000, clip_seconds: float = 3.75, n_mfcc: int = 20,
-                 n_frames: int = 155, n_fft: int = 2048, hop_length: int = 512,
-                 win_length: int | None = None, window: str = "hann", center: bool = True,
-                 pad_mode: str = "constant", n_mels: int = 128, fmin: float = 0.0,
-                 fmax: float | None = None, htk: bool = False, mel_norm: str | None = "slaney",
-                 power: float = 2.0, amin: float = 1e-10, top_db: float | None = 80.0,
-                 dct_type: int = 2, dct_norm: str | None = "ortho", lifter: float = 0.0):
+    def __init__(self, *, sample_rate: Annotated[int, Bounds(1000, 192_000)] = 21_000,
+                 clip_seconds: Annotated[float, Bounds(0.01, 60.0)] = 3.75,
+                 n_mfcc: Annotated[int, Bounds(1, 1024)] = 20,
+                 n_frames: Annotated[int, _SAMPLES] = 155,
+                 n_fft: Annotated[int, _SAMPLES] = 2048,
+                 hop_length: Annotated[int, _SAMPLES] = 512,
+                 win_length: Annotated[int, _SAMPLES] | None = None, window: str = "hann",
+                 center: bool = True, pad_mode: str = "constant",
+                 n_mels: Annotated[int, Bounds(1, 1024)] = 128,
+                 fmin: Annotated[float, Bounds(0.0, None)] = 0.0,
+                 fmax: Annotated[float, Bounds(0.0, None)] | None = None, htk: bool = False,
+                 mel_norm: str | None = "slaney", power: Annotated[float, Bounds(0.0, None)] = 2.0,
+                 amin: Annotated[float, Bounds(0.0, None)] = 1e-10,
+                 top_db: Annotated[float, Bounds(0.0, None)] | None = 80.0,
+                 dct_type: Annotated[int, Bounds(1, 3)] = 2, dct_norm: str | None = "ortho",
+                 lifter: Annotated[float, Bounds(0.0, None)] = 0.0):
         self.config = MfccConfig(
             sample_rate=int(sample_rate), clip_seconds=float(clip_seconds), n_mfcc=int(n_mfcc),
             n_frames=int(n_frames), n_fft=int(n_fft), hop_length=int(hop_length),
