@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
+import scipy.special
 
 from .filters import cochlear_filterbank, octave_resample_kernel
 
@@ -116,7 +118,7 @@ class BasebandPlan:
         if cfg.mode == "exact":
             return min(d for d in _divisors(cfg.num_samples) if d >= width)
         frames = cfg.num_frames
-        return frames * fast_grid_factor(width, frames, cfg.oversample)
+        return frames * fast_grid_factor(width, frames, cfg.oversample, cfg.num_samples // frames)
 
     def _exact_group(self, analytic, supports, bands, m) -> BandGroup:
         n = self.config.num_samples
@@ -204,12 +206,15 @@ class BasebandPlan:
         return np.maximum(env, 0, out=env)
 
 
-def fast_grid_factor(width: int, frames: int, oversample: float) -> int:
-    """q such that 1,500 q points cover ``oversample`` times a band's support, 5-smooth."""
+def fast_grid_factor(width: int, frames: int, oversample: float, most: int) -> int:
+    """q such that 1,500 q points cover ``oversample`` times a band's support, 5-smooth.
+
+    At most ``most`` (50: the audio rate itself, where the grid is the exact one).
+    """
     q = max(1, math.ceil(oversample * width / frames))
     while not _is_5_smooth(q):
         q += 1
-    return q
+    return min(q, most)
 
 
 def _compress(a: np.ndarray, power: float) -> np.ndarray:
@@ -274,18 +279,24 @@ def coarse_grid_filter(kernel: np.ndarray, n: int, factor: int, m: int,
     points each side (its error is far below the aliasing the coarse grid already makes).
     """
     half = (kernel.size - 1) // 2
-    k = np.arange(m // 2 + 1)
-    taps = np.arange(1, half + 1)
-    response = kernel[half] + 2 * np.cos(2 * np.pi * np.outer(k, taps) / n) @ kernel[half + 1:]
+    circ = np.zeros(n)
+    circ[: half + 1] = kernel[half:]
+    circ[-half:] = kernel[:half]
+    response = np.fft.rfft(circ).real[: m // 2 + 1]       # symmetric kernel: real response
     spacing = n / m                                       # audio samples per grid point
     width = math.ceil(half / spacing) + reach + 1
     offsets = np.arange(-width, width + 1)
 
-    def interpolator(t: np.ndarray) -> np.ndarray:        # [len(t), W]: c(t) from the window
-        tau = t[:, None] - spacing * offsets[None, :]
+    def interpolator(t: np.ndarray) -> scipy.sparse.csr_array:   # [len(t), W], sparse
+        near = np.floor(t / spacing).astype(np.int64)[:, None] + np.arange(-reach, reach + 2)
+        tau = t[:, None] - spacing * near
         x = tau / (spacing * reach)
-        window = np.where(np.abs(x) < 1, np.i0(beta * np.sqrt(np.clip(1 - x * x, 0, None))), 0)
-        return np.sinc(tau / spacing) * window / np.i0(beta)
+        inside = np.abs(x) < 1
+        window = scipy.special.i0(beta * np.sqrt(np.where(inside, 1 - x * x, 0))) * inside
+        values = np.sinc(tau / spacing) * window / scipy.special.i0(beta)
+        rows = np.broadcast_to(np.arange(t.size)[:, None], near.shape)
+        return scipy.sparse.csr_array((values.ravel(), (rows.ravel(), (near + width).ravel())),
+                                      shape=(t.size, offsets.size))
 
     u = np.arange(0, half + 1)
     n_start = (half - 1) // factor + 1                    # frames 0..: 50 m - L < 0
@@ -299,8 +310,8 @@ def coarse_grid_filter(kernel: np.ndarray, n: int, factor: int, m: int,
         us = u[factor * j + u <= half]
         after[row, us] = kernel[half + factor * j + us]
     return CoarseGridFilter(response=response, window=offsets % m,
-                            start=before @ interpolator(-u.astype(np.float64)),
-                            end=after @ interpolator(u.astype(np.float64)))
+                            start=np.ascontiguousarray((interpolator(-u.astype(np.float64)).T @ before.T).T),
+                            end=np.ascontiguousarray((interpolator(u.astype(np.float64)).T @ after.T).T))
 
 
 def _divisors(n: int) -> list[int]:
