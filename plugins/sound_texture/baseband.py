@@ -106,7 +106,7 @@ class BasebandPlan:
         kernel = octave_resample_kernel(f)
         if config.mode == "exact":
             self.groups = [self._exact_group(analytic, supports, bands, m) for m, bands in sorted(sizes.items())]
-            self.phase_spectra = _phase_kernel_spectra(kernel, f)            # [801, 50]
+            self.phase_spectra = _phase_kernel_spectra(kernel, f)            # [50, 801]
         else:
             self.groups = [self._fast_group(analytic, supports, bands, m) for m, bands in sorted(sizes.items())]
             self.edges = {g.m: coarse_grid_filter(kernel, n, f, g.m) for g in self.groups}
@@ -167,21 +167,21 @@ class BasebandPlan:
 
     def _exact_clip(self, x: np.ndarray) -> np.ndarray:
         cfg = self.config
+        frames, f = cfg.num_frames, cfg.factor
         spectrum = scipy.fft.rfft(x)
-        env = np.empty((self.n_channels, cfg.num_frames))
+        env = np.empty((self.n_channels, frames))
         with np.errstate(divide="ignore"):                # log(0) = -inf -> exp gives 0
             for g in self.groups:
-                nb = len(g.bands)
-                grid = np.zeros((nb, g.p, g.m), dtype=np.complex128)
-                width = g.index.shape[1]
+                nb, width = g.index.shape
+                grid = _workspace(("grid", g.m), (nb, g.p, g.m), np.complex128)
                 np.multiply(spectrum[g.index][:, None, :], g.coef, out=grid[:, :, :width])
-                a = scipy.fft.ifft(grid, axis=-1, overwrite_x=True)
-                c = _compress(a, cfg.compression)                       # [nb, P, M], t = p + P m
-                # the 50 phases r of c[50 j + r]: [nb, 1500, 50] (a copy unless P = 50)
-                phases = c.transpose(0, 2, 1).reshape(nb, cfg.num_frames, cfg.factor)
-                spec = scipy.fft.rfft(phases, n=OUTPUT_FFT, axis=1)     # [nb, 801, 50]
-                folded = np.einsum("bkr,kr->bk", spec, self.phase_spectra)
-                env[g.bands] = scipy.fft.irfft(folded, n=OUTPUT_FFT)[:, : cfg.num_frames]
+                c = _compress(scipy.fft.ifft(grid, axis=-1), cfg.compression)   # t = p + P m
+                # the 50 phases r of c[50 j + r], zero-padded to 1,600 points
+                phases = _workspace(("phases", g.m), (nb, f, OUTPUT_FFT), np.float64)
+                phases[:, :, :frames] = c.transpose(0, 2, 1).reshape(nb, frames, f).transpose(0, 2, 1)
+                spec = scipy.fft.rfft(phases, axis=-1)                          # [nb, 50, 801]
+                folded = np.einsum("brk,rk->bk", spec, self.phase_spectra)
+                env[g.bands] = scipy.fft.irfft(folded, n=OUTPUT_FFT)[:, :frames]
         return np.maximum(env, 0, out=env)
 
     def _fast_clip(self, x: np.ndarray) -> np.ndarray:
@@ -240,7 +240,7 @@ def _fold(spec: np.ndarray, n_fft: int, k: int) -> np.ndarray:
 
 
 def _phase_kernel_spectra(kernel: np.ndarray, factor: int) -> np.ndarray:
-    """[801, factor]: rfft over 1,600 points of each phase kernel g_r[d] = h[factor d - r]."""
+    """[factor, 801]: rfft over 1,600 points of each phase kernel g_r[d] = h[factor d - r]."""
     half = (kernel.size - 1) // 2
     reach = half // factor + 2
     g = np.zeros((factor, OUTPUT_FFT))
@@ -249,7 +249,7 @@ def _phase_kernel_spectra(kernel: np.ndarray, factor: int) -> np.ndarray:
             t = factor * d - r
             if -half <= t <= half:
                 g[r, d % OUTPUT_FFT] = kernel[t + half]
-    return np.ascontiguousarray(scipy.fft.rfft(g).T)
+    return scipy.fft.rfft(g)
 
 
 @dataclass(frozen=True)
@@ -323,6 +323,19 @@ def _is_5_smooth(n: int) -> bool:
         while n % p == 0:
             n //= p
     return n == 1
+
+
+_buffers = threading.local()
+
+
+def _workspace(key: tuple, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zero-initialised buffer kept per thread and reused: its callers write the same
+    region on every use, so the rest (the zero padding) stays zero."""
+    store = _buffers.__dict__.setdefault("arrays", {})
+    buf = store.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = store[key] = np.zeros(shape, dtype=dtype)
+    return buf
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
