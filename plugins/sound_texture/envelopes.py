@@ -1,5 +1,8 @@
 """Cochlear subband envelopes of a batch of clips: [B, n] -> [B, 32, n / 50], vectorised.
 
+The GPU path (torch tensors, cuFFT): full-length transforms suit a GPU. On a CPU,
+:mod:`.baseband` computes the same envelopes with far less work.
+
 Steps 2-3 of the recipe, all as batched tensor operations:
 
 1. rfft of each clip; multiply by each cochlear filter's response *and* by the analytic
@@ -25,10 +28,10 @@ import numpy as np
 import torch
 
 from . import fft
-from .filters import cochlear_filterbank, octave_resample_kernel, short_resample_kernel
+from .filters import cochlear_filterbank, octave_resample_kernel
 
-#: the downsamplers a plan can use: Octave's 3,623-tap kernel, or a 1,001-tap one
-DOWNSAMPLERS = ("octave", "short")
+#: the downsamplers a plan can use: Octave's 3,623-tap kernel
+DOWNSAMPLERS = ("octave",)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,7 @@ class EnvelopePlan:
 
 def resample_kernel(config: EnvelopeConfig) -> np.ndarray:
     """The downsampling kernel h[t], t = -L..L, that ``config.downsampler`` names."""
-    if config.downsampler == "octave":
-        return octave_resample_kernel(config.factor)
-    return short_resample_kernel(config.factor)
+    return octave_resample_kernel(config.factor)
 
 
 @functools.lru_cache(maxsize=16)

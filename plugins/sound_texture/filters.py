@@ -137,10 +137,3 @@ def kaiser(length: int, beta: float) -> np.ndarray:
     k = np.arange(length, dtype=np.float64)
     arg = 2 * beta / m * np.sqrt(k * (m - k))
     return np.i0(arg) / np.i0(beta)
-
-
-def short_resample_kernel(factor: int, half_width: int = 10, beta: float = 5.0) -> np.ndarray:
-    """A shorter kernel (scipy ``resample_poly``'s design): half-length ``half_width * factor``."""
-    half = half_width * factor
-    t = np.arange(-half, half + 1, dtype=np.float64)
-    return np.kaiser(2 * half + 1, beta) * np.sinc(t / factor) / factor

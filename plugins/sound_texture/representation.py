@@ -3,10 +3,15 @@
 Two modes, recorded in :meth:`SoundTexture.params`:
 
 * ``exact`` (default): float64 throughout and GNU Octave's 3,623-tap resampling kernel, as
-  the toolbox computes it; matches the toolbox's outputs to ~1e-13.
-* ``fast``: float32 and a 1,001-tap Kaiser kernel (scipy ``resample_poly``'s design);
-  about twice as fast on a CPU, close on noise-like sounds, but it moves the
-  correlations and modulation powers of near-tonal bands (see the spec).
+  the toolbox computes it; matches the toolbox's outputs to ~1e-13. On a CPU each band
+  is inverse-transformed from its own support (:mod:`.baseband`); on a GPU the
+  full-length transforms of :mod:`.envelopes` run instead (same numbers to ~1e-15).
+* ``fast``: on a CPU, each band's envelope is computed on a coarse grid of a few times
+  its bandwidth (:mod:`.baseband`, ``BasebandConfig.oversample``) and low-passed with the same
+  kernel; the only error is the aliasing of the compressed envelope, measured on the
+  reference clips in tests/test_sound_texture.py and benchmarks/README.md. On a GPU,
+  fast mode is the full-length computation in float32 (that torch code, run on a CPU,
+  is within 5e-7 of exact on the reference clips by the same measure).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import torch
 from harness.errors import BadClipError, BadInputError
 from harness.interfaces import SoundRepresentation
 
+from .baseband import BasebandConfig, get_baseband_plan
 from .envelopes import EnvelopeConfig, envelopes, get_plan, resample_kernel
 from .statistics import assemble, feature_dim, texture_statistics
 
-#: mode -> (compute dtype, downsampler)
-MODES: dict[str, tuple[torch.dtype, str]] = {
-    "exact": (torch.float64, "octave"),
-    "fast": (torch.float32, "short"),
+#: mode -> GPU compute dtype (the CPU path is float64 in exact mode, see baseband.py)
+MODES: dict[str, torch.dtype] = {
+    "exact": torch.float64,
+    "fast": torch.float32,
 }
 
 
@@ -49,8 +55,8 @@ class SoundTexture(SoundRepresentation):
         l grows like level^0.3: the reference clips (RMS 0.05) have l ~ 1.4, a -70 dBFS
         room tone ~ 0.12, and l = 1e-6 needs an RMS near 1e-22, far below any recording's
         noise floor; only (nearly) all-zero input falls below it. ``chunk_rows`` bounds
-        memory (rows of clip x band processed at once; default 16 on a CPU, where small
-        blocks stay in cache, and 4,096 on a GPU) and does not change the output.
+        GPU memory (rows of clip x band processed at once, default 4,096) and does not
+        change the output; the CPU path works one clip at a time on torch's thread count.
         """
         if mode not in MODES:
             raise BadInputError(f"sound_texture: mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -61,17 +67,25 @@ class SoundTexture(SoundRepresentation):
         self.mode = mode
         self.loudness_floor = float(loudness_floor)
         self.chunk_rows = chunk_rows
-        self.compute_dtype, downsampler = MODES[mode]
+        self.compute_dtype = MODES[mode]
+        factor = self.sample_rate // self.env_rate
         self.config = EnvelopeConfig(num_samples=self.num_samples, sample_rate=self.sample_rate,
-                                     n_bands=self.n_bands, factor=self.sample_rate // self.env_rate,
-                                     downsampler=downsampler)
+                                     n_bands=self.n_bands, factor=factor, downsampler="octave")
+        self.cpu_config = BasebandConfig(num_samples=self.num_samples, sample_rate=self.sample_rate,
+                                         n_bands=self.n_bands, factor=factor, mode=mode)
 
     def params(self) -> dict[str, Any]:
+        taps = resample_kernel(self.config).size
+        if self.mode == "exact":
+            envelope = "full-rate envelopes, float64 (CPU: per-band pruned inverse FFTs)"
+        else:
+            envelope = (f"CPU: coarse grid of {self.cpu_config.oversample:g}x each band's support, "
+                        "complex64 transforms; GPU: full-rate envelopes, float32")
         return {
             "mode": self.mode,
-            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
-            "downsampler": f"{self.config.downsampler} ({resample_kernel(self.config).size}-tap Kaiser FIR, "
-                           f"{self.sample_rate} -> {self.env_rate} Hz)",
+            "compute_dtype": "float64" if self.mode == "exact" else "float32",
+            "envelope": envelope,
+            "downsampler": f"octave ({taps}-tap Kaiser FIR, {self.sample_rate} -> {self.env_rate} Hz)",
             "loudness_floor": self.loudness_floor,
             "sample_rate": self.sample_rate,
             "clip_seconds": self.clip_seconds,
@@ -109,9 +123,13 @@ class SoundTexture(SoundRepresentation):
 
     def _envelopes(self, waveforms: np.ndarray, device: str) -> torch.Tensor:
         dev = torch.device(device)
+        if dev.type == "cpu":
+            plan = get_baseband_plan(self.cpu_config)
+            env = plan.envelopes(np.asarray(waveforms), threads=torch.get_num_threads())
+            return torch.from_numpy(env)
         plan = get_plan(self.config, str(dev), self.compute_dtype)
         x = torch.as_tensor(np.asarray(waveforms), device=dev).to(self.compute_dtype)
-        chunk = self.chunk_rows or (16 if dev.type == "cpu" else 4096)
+        chunk = self.chunk_rows or 4096
         return envelopes(x, plan, chunk_rows=chunk)
 
     def _reject_degenerate(self, stats: dict[str, torch.Tensor]) -> None:

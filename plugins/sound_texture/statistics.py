@@ -61,6 +61,16 @@ def _parseval_weights(n_frames: int, env_rate: float, n_mod: int, q: float,
     return torch.as_tensor(weights, dtype=dtype, device=torch.device(device))
 
 
+@functools.lru_cache(maxsize=16)
+def _supports(n_frames: int, env_rate: float, n_mod: int, q: float) -> tuple[tuple[int, int], ...]:
+    """For each modulation filter, the range lo:hi of its nonzero bins (contiguous)."""
+    out = []
+    for row in modulation_filterbank(n_frames, env_rate, n_mod, q=q):
+        nz = np.flatnonzero(row)
+        out.append((int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0))
+    return tuple(out)
+
+
 def loudness(env: torch.Tensor) -> torch.Tensor:
     """[B]: the median over time of the across-band L2 norm (mean of the two middle values)."""
     norms = env.square().sum(dim=1).sqrt()                    # [B, T]
@@ -89,7 +99,11 @@ def texture_statistics(env: torch.Tensor, env_rate: float, n_mod: int = 10, q: f
     corr = cov / (std[:, i] * std[:, k])
     power = fft.rfft(env).abs().square()                      # [B, C, T//2 + 1]
     weights = _parseval_weights(t, env_rate, n_mod, q, str(env.device), env.dtype)
-    mod_power = (power.unsqueeze(2) * weights).sum(dim=-1) / var.unsqueeze(-1)   # [B, C, n_mod]
+    # each filter's sum over its own nonzero bins only (octave-spaced: a few bins for the
+    # lowest filter), not a [B, C, n_mod, T//2 + 1] product
+    mod_power = torch.stack([(power[..., lo:hi] * weights[j, lo:hi]).sum(dim=-1)
+                             for j, (lo, hi) in enumerate(_supports(t, env_rate, n_mod, q))], dim=-1)
+    mod_power = mod_power / var.unsqueeze(-1)                 # [B, C, n_mod]
     level = loudness(env)
     return {"mean": mean, "std_over_mean": std / mean, "corr": corr,
             "mod_power": mod_power, "loudness": level, "var": var}
