@@ -138,7 +138,7 @@ def view_boxes(sizes: np.ndarray, views: int, seed: int) -> tuple[np.ndarray, np
     return boxes, flips
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -275,13 +275,13 @@ def extract(net: nn.Module, paths: Sequence[Path], *, size: int, mean, std, view
     of ``net``; for a never-trained network).
     """
     device = torch.device(device)
-    sizes = np.array([_image_size(p) for p in paths], dtype=np.int64)
+    sizes = np.array([image_size(p) for p in paths], dtype=np.int64)
     boxes, flips = view_boxes(sizes, views, seed)
     info: dict[str, Any] = {"views_digest": hash_array(np.concatenate(
         [boxes.reshape(len(paths), -1), flips.astype(np.float64)], axis=1))}
     if bn_images is not None:
         net = copy.deepcopy(net)
-        bn_sizes = np.array([_image_size(p) for p in bn_images], dtype=np.int64)
+        bn_sizes = np.array([image_size(p) for p in bn_images], dtype=np.int64)
         b_boxes, b_flips = view_boxes(bn_sizes, 1, seed)
         bn_pixels = render_views(bn_images, b_boxes, b_flips, size)
         info["bn_recomputed"] = recompute_bn(

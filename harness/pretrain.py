@@ -30,7 +30,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -394,8 +394,12 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     return hash_params(parts)
 
 
-def pretrain(config: PretrainConfig) -> Path:
-    """Train ``config.backbone`` on the pseudo-labels; return the path of ``out/last.pt``."""
+def pretrain(config: PretrainConfig, monitor: Callable[..., dict] | None = None) -> Path:
+    """Train ``config.backbone`` on the pseudo-labels; return the path of ``out/last.pt``.
+
+    ``monitor`` (e.g. :class:`harness.monitor.Monitor`) is called on rank 0 after each
+    epoch as ``monitor(net, epoch, epochs)``; what it returns is logged with the epoch.
+    """
     rt = setup_runtime(config)
     threads = torch.get_num_threads()
     if config.threads:
@@ -403,14 +407,14 @@ def pretrain(config: PretrainConfig) -> Path:
     try:
         # the run seeds torch's global generators; the caller's are restored afterwards
         with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
-            return _pretrain(config, rt)
+            return _pretrain(config, rt, monitor)
     finally:
         torch.set_num_threads(threads)
         if rt.owns_group:
             dist.destroy_process_group()
 
 
-def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
+def _pretrain(config: PretrainConfig, rt: Runtime, monitor=None) -> Path:
     out = Path(config.out)
     ckpt_path = out / CHECKPOINT_NAME
     console = Console(stderr=True)
@@ -563,6 +567,8 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
                    # time means the machine is shared and the wall-clock rate understated
                    "cpu_seconds": round(cpu_seconds, 3),
                    "data_wait_share": round(waited / seconds, 4)}
+            if monitor is not None and rt.is_main:      # a downstream probe, train -> val
+                row.update(monitor(net, epoch + 1, config.epochs))
             history.append(row)
             if show:
                 stats.console.print(_epoch_line(row, config.epochs))
@@ -627,5 +633,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
            f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}")
     return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_accuracy']:.3f}{val}  {row['images_per_s']:,.0f} img/s  "
-            f"lr {row['lr']:.2e}")
+            f"lr {row['lr']:.2e}" + "".join(
+                f"  {k[len('monitor_'):]} {v:.2f}" for k, v in row.items()
+                if k.startswith("monitor_") and k.endswith("_map")))
 

@@ -46,6 +46,14 @@ from harness.rowspace import reduce
 SUITE_COSTS: tuple[float, ...] = (
     1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0,
     *(0.5 ** p for p in range(4, 20)))
+#: the toy profile's grid: 15 of the suite's 26 costs (its powers of ten from 1e-6 and 1/2
+#: to the powers 4, 7, ..., 19), for a 2-core CPU budget. 1e-7 is left out: liblinear needs
+#: about 10 s per fit there (max_iter) against 0.02-0.7 s for the others, and a cost that
+#: small leaves w at ~0 (measured on 667 x 9,216 features; benchmarks/README.md)
+TOY_COSTS: tuple[float, ...] = (
+    1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0,
+    *(0.5 ** p for p in (4, 7, 10, 13, 16, 19)))
+PROFILE_COSTS: dict[str, tuple[float, ...]] = {"toy": TOY_COSTS, "paper": SUITE_COSTS}
 LOWSHOT_K: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 96)
 LOWSHOT_SAMPLES = 5
 #: LinearSVC settings of train_svm_kfold.py lines 72-76
@@ -72,9 +80,11 @@ def _fit_decision(z_train: np.ndarray, y: np.ndarray, z_eval: np.ndarray, cost: 
                   seed: int) -> np.ndarray:
     """Decision values on ``z_eval`` of an SVM trained on (``z_train``, ``y`` in {-1, 1})."""
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
 
     clf = _svc(cost, seed)
-    with warnings.catch_warnings():
+    # single-threaded BLAS: small products, where threads only contend (see harness.logreg)
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         # the suite's max_iter=2000 is part of the protocol; liblinear may stop there
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(z_train, y)

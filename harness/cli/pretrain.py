@@ -45,6 +45,13 @@ def pretrain(
     restart: bool = typer.Option(False, "--restart", help="Overwrite a checkpoint of another run in OUT."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    monitor: Optional[str] = typer.Option(None, "--monitor", help="Watch representation quality "
+                                          "while training: knn or linear_probe on VOC train -> "
+                                          "val (needs --monitor-voc)."),
+    monitor_voc: Optional[Path] = typer.Option(None, "--monitor-voc", help="VOCdevkit/VOC2007 "
+                                               "folder the monitor reads (train and val only)."),
+    monitor_every: int = typer.Option(10, "--monitor-every", help="Epochs between monitor "
+                                      "evaluations (and after the last)."),
 ) -> None:
     """Train a backbone on pseudo-labels (cross-entropy or BCE, AdamW, one-cycle schedule)."""
     from harness.cli.params import parse_params
@@ -58,9 +65,25 @@ def pretrain(
         precision=precision, channels_last=channels_last, compile=compile_,
         checkpoint_every=checkpoint_every, origin=origin, restart=restart, threads=threads,
         progress=progress)
-    path = run_pretrain(config)
+    path = run_pretrain(config, monitor=_monitor(monitor, monitor_voc, monitor_every, backbone,
+                                                 parse_params(param), image_size))
     if _rank() == 0:
         typer.echo(f"pretrain: {backbone} -> {path}")
+
+
+def _monitor(kind, voc, every, backbone, params, image_size):
+    """The per-epoch monitor the options ask for, or None."""
+    if kind is None:
+        return None
+    from harness.checkpoint import build_backbone
+    from harness.errors import BadInputError
+    from harness.monitor import Monitor, MonitorConfig
+
+    if voc is None:
+        raise BadInputError("--monitor needs --monitor-voc (the VOC folder to probe on)")
+    bb = build_backbone(backbone, params)
+    return Monitor(MonitorConfig(kind=kind, voc=voc, every=every, image_size=image_size),
+                   bb.mean, bb.std)
 
 
 def _rank() -> int:

@@ -95,6 +95,11 @@ class FrozenFeatureEvaluator(Evaluator):
                               seed=context.seed, device=context.device,
                               progress=context.progress)
 
+    def costs_for(self, context: EvalContext) -> tuple[float, ...]:
+        """The SVM cost grid: as given, else the profile's (:data:`harness.svm.PROFILE_COSTS`)."""
+        given = getattr(self, "costs", None)
+        return given if given else svm.PROFILE_COSTS[_profile(context.profile)]
+
     def headline_of(self, feats: FrozenFeatures) -> str:
         names = list(feats.layers)
         if self.headline_layer is not None:
@@ -114,6 +119,12 @@ class FrozenFeatureEvaluator(Evaluator):
             "pooling": f"adaptive average pool to <= {p['config']['target_values']} values",
             "mode": "eval (BatchNorm running statistics, dropout off)"},
             "origin": model.origin, "checkpoint": str(model.checkpoint), **more}
+
+
+def _profile(profile: str) -> str:
+    if profile not in svm.PROFILE_COSTS:
+        raise BadInputError(f"unknown profile {profile!r}; choose from {', '.join(svm.PROFILE_COSTS)}")
+    return profile
 
 
 def report(scores: np.ndarray, feats: FrozenFeatures, trained_on: str) -> ap_mod.APReport:
@@ -170,7 +181,7 @@ class LinearProbe(FrozenFeatureEvaluator):
             protocol=self.protocol(model, trainval, context, train_split="trainval",
                                    test_split="test", tuned_on="train -> val",
                                    weight_decays=list(self.weight_decays),
-                                   solver=f"torch.optim.LBFGS, strong Wolfe, max_iter {logreg.MAX_ITER}",
+                                   solver=f"scipy.optimize.minimize L-BFGS-B, gtol 1e-6, maxiter {logreg.MAX_ITER}",
                                    standardise="per column, training split's mean and std",
                                    headline_layer=head),
             details={"chosen_weight_decay": chosen, "val_map": val_scores, "ap": ap,
@@ -185,21 +196,22 @@ class VOC07SVM(FrozenFeatureEvaluator):
     description = ("VOC07 linear SVMs on frozen, L2-normalised features per layer, cost by 3-fold "
                    "CV AP on trainval (Goyal et al.'s benchmark suite), mAP per layer on test")
 
-    def __init__(self, *, costs: Sequence[float] = svm.SUITE_COSTS, folds: int = 3, **kw):
+    def __init__(self, *, costs: Sequence[float] | None = None, folds: int = 3, **kw):
         super().__init__(**kw)
-        self.costs = tuple(float(c) for c in costs)
+        self.costs = tuple(float(c) for c in costs) if costs else None
         self.folds = int(folds)
 
     def extra_params(self) -> dict[str, Any]:
-        return {"costs": list(self.costs), "folds": self.folds}
+        return {"costs": list(self.costs) if self.costs else None, "folds": self.folds}
 
     def score(self, model, data_root, context) -> EvalMetrics:
         trainval, test = (self.split(model, data_root, s, context) for s in ("trainval", "test"))
+        costs = self.costs_for(context)
         per_layer, chosen, ap, timings = {}, {}, {}, {}
         for layer in trainval.layers:
             t = time.perf_counter()
             result = svm.train_svms(trainval.layers[layer], trainval.targets, test.layers[layer],
-                                    costs=self.costs, folds=self.folds, seed=context.seed,
+                                    costs=costs, folds=self.folds, seed=context.seed,
                                     n_jobs=self.n_jobs)
             rep = report(result.scores, test, "trainval")
             per_layer[layer] = rep.mean(HEADLINE_FORMULA)
@@ -213,7 +225,7 @@ class VOC07SVM(FrozenFeatureEvaluator):
             protocol=self.protocol(
                 model, trainval, context, train_split="trainval", test_split="test",
                 tuned_on=f"{self.folds}-fold stratified CV AP inside trainval",
-                costs=list(self.costs), normalisation=svm.NORMALISATION,
+                costs=list(costs), normalisation=svm.NORMALISATION,
                 svm={k: (str(v) if isinstance(v, dict) else v) for k, v in svm.SVC_SETTINGS.items()},
                 source=("facebookresearch/fair_self_supervision_benchmark tools/svm/"
                         "train_svm_kfold.py lines 72-92, svm_helper.py lines 42-53"),
@@ -231,24 +243,25 @@ class VOC07LowShot(FrozenFeatureEvaluator):
                    "train -> val), mean ± std test mAP per k")
 
     def __init__(self, *, ks: Sequence[int] = svm.LOWSHOT_K,
-                 samples: int = svm.LOWSHOT_SAMPLES, costs: Sequence[float] = svm.SUITE_COSTS,
+                 samples: int = svm.LOWSHOT_SAMPLES, costs: Sequence[float] | None = None,
                  on_short: str = "skip", **kw):
         super().__init__(**kw)
         if on_short not in ("skip", "error"):
             raise BadInputError(f"voc07_lowshot: on_short must be skip or error, got {on_short!r}")
         self.ks = tuple(int(k) for k in ks)
         self.samples = int(samples)
-        self.costs = tuple(float(c) for c in costs)
+        self.costs = tuple(float(c) for c in costs) if costs else None
         self.on_short = on_short
 
     def extra_params(self) -> dict[str, Any]:
-        return {"ks": list(self.ks), "samples": self.samples, "costs": list(self.costs),
-                "on_short": self.on_short}
+        return {"ks": list(self.ks), "samples": self.samples,
+                "costs": list(self.costs) if self.costs else None, "on_short": self.on_short}
 
     def score(self, model, data_root, context) -> EvalMetrics:
         train, val, trainval, test = (self.split(model, data_root, s, context)
                                       for s in ("train", "val", "trainval", "test"))
         layer = self.headline_of(trainval)
+        costs = self.costs_for(context)
         tune, skipped_val = svm.lowshot_samples(train.targets, self.ks, self.samples,
                                                 context.seed, self.on_short)
         final, skipped = svm.lowshot_samples(trainval.targets, self.ks, self.samples,
@@ -259,7 +272,7 @@ class VOC07LowShot(FrozenFeatureEvaluator):
                 continue
             if k in tune:       # the cost is chosen on train -> val
                 by_cost = svm.lowshot_scores(train.layers[layer], tune[k], val.layers[layer],
-                                             self.costs, context.seed, self.n_jobs)
+                                             costs, context.seed, self.n_jobs)
                 val_map_k = {c: float(np.mean([report(s, val, "train").mean() for s in runs]))
                              for c, runs in by_cost.items()}
                 chosen[k] = max(sorted(val_map_k), key=lambda c: val_map_k[c])
@@ -283,7 +296,7 @@ class VOC07LowShot(FrozenFeatureEvaluator):
             value=value, breakdown=curve,
             protocol=self.protocol(
                 model, trainval, context, layer=layer, ks=list(self.ks), samples=self.samples,
-                costs=list(self.costs), normalisation=svm.NORMALISATION,
+                costs=list(costs), normalisation=svm.NORMALISATION,
                 sampler="per class k positives, (C-1)k negatives, without replacement "
                         "(create_voc_low_shot_samples.py lines 30-56)",
                 tuned_on="train -> val (the suite picks the cost on test; not here)",
