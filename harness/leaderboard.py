@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from tabulate import tabulate
 
-from harness import paper_tables, plots
+from harness import frozen_board, paper_tables, plots
 from harness.errors import HarnessError
 from harness.records import labeler_k
 
@@ -55,6 +55,8 @@ SHORT = dict(zip(paper_tables.VOC_CLASSES, (
 _SEED_KEYS = {"seed", "random_state"}
 _INIT_ORDER = {"supervised": 0, "random": 1, "sound": 2}
 DASH = "—"
+#: the ``preset`` the frozen-feature evaluators record (harness.frozen_board's sections)
+FROZEN_PRESET = "frozen-features"
 
 
 # --------------------------------------------------------------------------- statistics
@@ -161,11 +163,15 @@ class Run:
     evaluators_key: str
     pretrain_key: str
     metrics: dict[str, dict[str, Any]]
+    #: the pretext monitor's points ({"epoch", "monitor_<kind>_val_map", ...}), if any
+    monitor: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "Run":
         config = record["config"]
-        presets = sorted({m["preset"] for m in record["metrics"].values()})
+        # frozen-feature evaluators have no fine-tuning preset: they do not split groups
+        presets = sorted({m["preset"] for m in record["metrics"].values()
+                          if m["preset"] != FROZEN_PRESET}) or [FROZEN_PRESET]
         group = GroupKey(record["downstream"]["kind"], "+".join(presets), config["profile"],
                          record["downstream"]["fingerprint"])
         identity = _strip_seeds({k: v for k, v in config.items() if k != "device"})
@@ -179,7 +185,8 @@ class Run:
             backbone_key=_digest(_strip_seeds(config["backbone"])),
             evaluators_key=_digest(_strip_seeds(config["evaluators"])),
             pretrain_key=_digest(_strip_seeds(config.get("pretrain"))),
-            metrics=record["metrics"])
+            metrics=record["metrics"],
+            monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         return self.metrics.get(evaluator, {}).get(field_name)
@@ -528,6 +535,7 @@ def group_plots(group: Group) -> dict[str, tuple[str, dict[str, Any]]]:
         data = compare_plot(group, varying)
         if data:
             out[f"{group.key.slug}-{varying}.png"] = ("compare", data)
+    out.update(frozen_board.plots(group))
     return out
 
 
@@ -569,6 +577,7 @@ def group_page(group: Group, plot_files: list[str]) -> str:
     if other:
         out += ["## Other AP formulas", "", "VOC2007 11-point and VOC2010 (envelope) mAP.",
                 "", other, ""]
+    out += frozen_board.sections(group)
     if plot_files:
         out += ["## Plots", ""]
         out += [f"![{name}]({name})" for name in plot_files]

@@ -34,6 +34,9 @@ def run(
     repr_param: list[str] = typer.Option(None, "--repr-param", help="key=value for the representation."),
     labeler_param: list[str] = typer.Option(None, "--labeler-param", help="key=value for the labeler."),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
+    monitor: str = typer.Option(None, "--monitor", help="Watch the pretext run: knn or "
+                                "linear_probe on VOC train -> val every --monitor-every epochs."),
+    monitor_every: int = typer.Option(10, "--monitor-every", help="Epochs between monitor evaluations."),
 ) -> None:
     """Run the whole benchmark: data, features, labels, pretext training, VOC07, record."""
     from harness.pipeline import run as run_pipeline
@@ -41,7 +44,8 @@ def run(
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
                      labeler_params=parse_params(labeler_param), k=k, backbone=backbone,
                      init=init, profile=profile, seed=seed, device=device, clips=clips, voc=voc,
-                     preset=preset, epochs=epochs, lr=lr, results=results)
+                     preset=preset, epochs=epochs, lr=lr, results=results, monitor=monitor,
+                     monitor_every=monitor_every)
     result = run_pipeline(config, echo=typer.echo)
     typer.echo(f"record: {result.path}")
 

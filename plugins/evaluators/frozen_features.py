@@ -36,6 +36,9 @@ from harness.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedMo
 from harness.voc import CLASSES
 
 HEADLINE_FORMULA = ap_mod.HEADLINE
+#: what the records' ``preset`` field holds for these evaluators (they have no VOC07 preset;
+#: harness.leaderboard.FROZEN_PRESET names the same string)
+FROZEN_PRESET = "frozen-features"
 
 
 class FrozenFeatureEvaluator(Evaluator):
@@ -83,8 +86,15 @@ class FrozenFeatureEvaluator(Evaluator):
         metrics.details.setdefault("timings", {})["total_s"] = round(
             time.perf_counter() - started, 3)
         if legacy:
-            return {"evaluator": self.name, "map": metrics.value, **asdict(metrics)}
+            return self.as_dict(metrics)
         return metrics
+
+    def as_dict(self, metrics: EvalMetrics) -> dict[str, Any]:
+        """The metrics as the current record schema stores them: ``map`` (the headline),
+        ``ap`` (its per-class AP), ``preset`` (none: :data:`FROZEN_PRESET`), and every
+        EvalMetrics field."""
+        return {"evaluator": self.name, "map": metrics.value, "preset": FROZEN_PRESET,
+                "ap": metrics.details.get("headline_ap") or {}, **asdict(metrics)}
 
     def score(self, model: PretrainedModel, data_root: Path, context: EvalContext) -> EvalMetrics:
         raise NotImplementedError
@@ -184,7 +194,8 @@ class LinearProbe(FrozenFeatureEvaluator):
                                    solver=f"scipy.optimize.minimize L-BFGS-B, gtol 1e-6, maxiter {logreg.MAX_ITER}",
                                    standardise="per column, training split's mean and std",
                                    headline_layer=head),
-            details={"chosen_weight_decay": chosen, "val_map": val_scores, "ap": ap,
+            details={"headline_ap": ap[head][HEADLINE_FORMULA], "chosen_weight_decay": chosen,
+                     "val_map": val_scores, "ap": ap,
                      "n_train": len(trainval.image_ids), "n_test": len(test.image_ids)})
 
 
@@ -231,7 +242,8 @@ class VOC07SVM(FrozenFeatureEvaluator):
                         "train_svm_kfold.py lines 72-92, svm_helper.py lines 42-53"),
                 difficult="left out of training and AP for that class",
                 headline_layer=head),
-            details={"chosen_cost": chosen, "ap": ap, "timings": {"svm_s": timings},
+            details={"headline_ap": ap[head][HEADLINE_FORMULA], "chosen_cost": chosen, "ap": ap,
+                     "timings": {"svm_s": timings},
                      "n_train": len(trainval.image_ids), "n_test": len(test.image_ids)})
 
 
@@ -266,7 +278,7 @@ class VOC07LowShot(FrozenFeatureEvaluator):
                                                 context.seed, self.on_short)
         final, skipped = svm.lowshot_samples(trainval.targets, self.ks, self.samples,
                                              context.seed + 1, self.on_short)
-        curve, std, per_sample, chosen, val_curve = {}, {}, {}, {}, {}
+        curve, std, per_sample, chosen, val_curve, class_ap = {}, {}, {}, {}, {}, {}
         for k in self.ks:
             if k not in final:
                 continue
@@ -282,7 +294,10 @@ class VOC07LowShot(FrozenFeatureEvaluator):
                 skipped_val[k] = skipped_val.get(k, "") + " (cost 1.0 used, not tuned)"
             runs = svm.lowshot_scores(trainval.layers[layer], final[k], test.layers[layer],
                                       [chosen[k]], context.seed, self.n_jobs)[chosen[k]]
-            maps = [report(s, test, "trainval").mean() for s in runs]
+            reports = [report(s, test, "trainval") for s in runs]
+            maps = [r.mean() for r in reports]
+            class_ap[k] = {c: float(np.mean([r.ap[HEADLINE_FORMULA][c] for r in reports]))
+                           for c in CLASSES}
             curve[f"k={k}"] = float(np.mean(maps))
             std[f"k={k}"] = float(np.std(maps))
             per_sample[f"k={k}"] = maps
@@ -302,6 +317,8 @@ class VOC07LowShot(FrozenFeatureEvaluator):
                 tuned_on="train -> val (the suite picks the cost on test; not here)",
                 train_split="trainval", test_split="test", on_short=self.on_short),
             details={"std": std, "per_sample": per_sample,
+                     # per-class AP at the largest k, mean over samples
+                     "headline_ap": class_ap[max(class_ap)],
                      "chosen_cost": {f"k={k}": c for k, c in chosen.items()},
                      "val_map": val_curve,
                      "skipped": {f"k={k}": r for k, r in skipped.items()},
@@ -342,4 +359,5 @@ class KNN(FrozenFeatureEvaluator):
                 votes="class score = share of exp(sim / T) weight of the k neighbours with the class",
                 source="vturrisi/solo-learn solo/utils/knn.py lines 30-33, 153",
                 headline_layer=head),
-            details={"ap": ap, "n_bank": len(trainval.image_ids), "n_test": len(test.image_ids)})
+            details={"headline_ap": ap[head][HEADLINE_FORMULA], "ap": ap,
+                     "n_bank": len(trainval.image_ids), "n_test": len(test.image_ids)})
