@@ -61,13 +61,15 @@ def _root(
 
 
 def _assemble() -> None:
-    from harness.cli import data, evaluate, features, label, leaderboard, plugins, pretrain, run
+    from harness.cli import (data, evaluate, features, label, leaderboard, plugins, pretrain, probe,
+                             run)
 
     app.command("plugins")(plugins.plugins)
     app.command("features")(features.features)
     app.command("label")(label.label)
     app.command("pretrain")(pretrain.pretrain)
     app.command("eval")(evaluate.evaluate)
+    app.command("probe")(probe.probe)
     app.command("run")(run.run)
     app.command("sweep")(run.sweep)
     app.command("leaderboard")(leaderboard.leaderboard)
