@@ -217,11 +217,11 @@ def test_lowshot_sampler_counts_and_short_classes():
 
 # ----------------------------------------------------------------------------- evaluators
 @pytest.mark.parametrize("cls, kw", [
-    (LinearProbe, {"weight_decays": (1e-3, 1e-1)}),
+    (LinearProbe, {"weight_decays": (1e-5, 1e-3)}),
     # the tiny VOC has 2 positives a class: 2 folds
     (VOC07SVM, {"costs": (0.01, 1.0), "folds": 2, "layers": ("conv2", "pool")}),
     (KNN, {"k": 5}),
-    (VOC07LowShot, {"ks": (1, 2, 64), "samples": 2, "costs": (0.1, 1.0), "layers": ("pool",)}),
+    (VOC07LowShot, {"ks": (1, 2, 64), "samples": 2, "costs": (1.0,), "layers": ("pool",)}),
 ])
 def test_evaluators_report_per_layer_metrics_deterministically(cls, kw, voc_root, tmp_path):
     ev = cls(**kw, n_jobs=1)
@@ -263,3 +263,26 @@ def test_monitor_scores_val_every_n_epochs_and_leaves_the_network_alone(voc_root
     assert [h["epoch"] for h in mon.history] == [2, 5]
     with pytest.raises(BadInputError, match="unknown monitor"):
         MonitorConfig(kind="svm", voc=voc_root)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_probe_command_scores_a_network_and_writes_metrics(voc_root, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(app, [
+        "probe", "--checkpoint", "random:alexnet", "-p", "pool=1", "-p", "fc_units=32",
+        "-e", "knn", "--layer", "conv1", "--layer", "pool5", "--voc", str(voc_root),
+        "--device", "cpu", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "knn: map_pool5" in result.output and "conv1" in result.output
+    saved = json.loads(out.read_text())["metrics"]["knn"]
+    assert set(saved["breakdown"]) == {"conv1", "pool5"}
+    assert saved["protocol"]["features"]["bn_recomputed_on"] == "trainval"   # random network
+    bad = CliRunner().invoke(app, ["probe", "--checkpoint", "random:alexnet", "-e", "knn",
+                                   "--layer", "conv9", "--voc", str(voc_root), "--no-progress"])
+    assert bad.exit_code == 2 and "unknown layer 'conv9'" in bad.output

@@ -192,7 +192,7 @@ class LinearProbe(FrozenFeatureEvaluator):
                                    test_split="test", tuned_on="train -> val",
                                    weight_decays=list(self.weight_decays),
                                    solver=f"scipy.optimize.minimize L-BFGS-B, gtol 1e-6, maxiter {logreg.MAX_ITER}",
-                                   standardise="per column, training split's mean and std",
+                                   standardise="centred by column, divided by the training rows' RMS norm",
                                    headline_layer=head),
             details={"headline_ap": ap[head][HEADLINE_FORMULA], "chosen_weight_decay": chosen,
                      "val_map": val_scores, "ap": ap,
