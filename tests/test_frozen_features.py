@@ -15,6 +15,7 @@ from harness.errors import BadInputError
 from harness.interfaces import EvalContext, EvalMetrics, PretrainedModel
 from harness.nets import BackboneNet
 from harness.rowspace import reduce
+from harness.voc import CLASSES as CLASSES_
 from harness_plugins.evaluators.frozen_features import KNN, LinearProbe, VOC07LowShot, VOC07SVM
 from tests.test_evaluators import TinyBackbone, make_voc
 
@@ -286,3 +287,34 @@ def test_probe_command_scores_a_network_and_writes_metrics(voc_root, tmp_path):
     bad = CliRunner().invoke(app, ["probe", "--checkpoint", "random:alexnet", "-e", "knn",
                                    "--layer", "conv9", "--voc", str(voc_root), "--no-progress"])
     assert bad.exit_code == 2 and "unknown layer 'conv9'" in bad.output
+
+
+# ----------------------------------------------------------------------------- leaderboard
+def test_leaderboard_shows_frozen_feature_tables_and_plots(tmp_path):
+    from harness import leaderboard as lb
+    from harness import records
+    from tests.test_records import make
+
+    ev = KNN()
+    record = make("sound")
+    layers = {"conv1": 20.0, "pool5": 30.0}
+    record["metrics"]["knn"] = ev.as_dict(EvalMetrics(
+        headline="map_pool5", formula="f", value=30.0, breakdown=layers, protocol={},
+        details={"headline_ap": {c: 30.0 for c in CLASSES_}}))
+    record["metrics"]["voc07_lowshot"] = VOC07LowShot().as_dict(EvalMetrics(
+        headline="lowshot_mean_map", formula="f", value=15.0,
+        breakdown={"k=1": 10.0, "k=2": 20.0}, protocol={},
+        details={"std": {"k=1": 1.0, "k=2": 2.0}, "headline_ap": {c: 20.0 for c in CLASSES_}}))
+    record["pretext"] = {"monitor": {"curve": [{"epoch": 5, "monitor_knn_val_map": 21.0},
+                                               {"epoch": 10, "monitor_knn_val_map": 24.0}]}}
+    records.validate_record(record)
+    board = lb.build_leaderboard([record])
+    page = next(text for name, text in board.markdown.items() if name != lb.INDEX)
+    assert "`knn`, test mAP per layer" in page
+    knn_section = page.split("`knn`, test mAP per layer")[1].split("\n## ")[0]
+    assert "conv1" in knn_section and "pool5" in knn_section and "30.0" in knn_section
+    assert "`voc07_lowshot`" in page
+    kinds = {kind for kind, _ in board.plots.values()}
+    assert {"lowshot", "monitor"} <= kinds
+    # the frozen evaluators' preset does not split the group from the VOC07 rows'
+    assert len([n for n in board.markdown if n != lb.INDEX]) == 1
