@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from tabulate import tabulate
 
-from harness import paper_tables, plots
+from harness import frozen_board, paper_tables, plots
 from harness.errors import HarnessError
 from harness.records import labeler_size, legacy_headline_ap, metrics_entries
 
@@ -153,6 +153,8 @@ class Run:
     metrics: dict[str, dict[str, Any]]
     #: the labeler's size parameter's name (``k``, ``bits``)
     size_name: str = "k"
+    #: the pretext monitor's points ({"epoch", "monitor_<kind>_val_map", ...}), if any
+    monitor: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], evaluator: str | None = None) -> "Run":
@@ -182,7 +184,8 @@ class Run:
             backbone_key=_digest(_strip_seeds(config["backbone"])),
             evaluators_key=_digest(_strip_seeds(config["evaluators"])),
             pretrain_key=_digest(_strip_seeds(config.get("pretrain"))),
-            metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k")
+            metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k",
+            monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
@@ -534,6 +537,7 @@ def group_plots(group: Group) -> dict[str, tuple[str, dict[str, Any]]]:
         data = compare_plot(group, varying)
         if data:
             out[f"{group.key.slug}-{varying}.png"] = ("compare", data)
+    out.update(frozen_board.monitor_plots(group))
     return out
 
 
@@ -583,7 +587,7 @@ def group_page(group: Group, plot_files: list[str]) -> str:
     return "\n".join(out)
 
 
-def generic_page(group: Group) -> str:
+def generic_page(group: Group, plot_files: list[str] = ()) -> str:
     """The page of one evaluator other than the VOC07 pair: its headline figure per row."""
     k, ev = group.key, group.key.evaluator
     first = next(r.first.metrics[ev] for r in group.rows)
@@ -598,6 +602,8 @@ def generic_page(group: Group) -> str:
     if breakdown:
         out += ["## Breakdown", "", "Each value averaged over seeds; `mean` is the mean over "
                 "its columns.", "", breakdown, ""]
+    if plot_files:
+        out += ["## Plots", ""] + [f"![{name}]({name})" for name in plot_files] + [""]
     runs = [[row.label, str(run.seed), run.run_id, _num(run.map(ev))]
             for row in group.rows for run in row.runs]
     out += ["## Runs", "", _table(["method", "seed", "run id", first["headline"]], runs,
@@ -657,7 +663,9 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]]) -> Leaderboard:
     markdown, all_plots = {}, {}
     for group in groups:
         if group.key.evaluator:
-            markdown[f"{group.key.slug}.md"] = generic_page(group)
+            plots_here = frozen_board.evaluator_plots(group)
+            all_plots.update(plots_here)
+            markdown[f"{group.key.slug}.md"] = generic_page(group, sorted(plots_here))
             continue
         plots_here = group_plots(group)
         all_plots.update(plots_here)

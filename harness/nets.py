@@ -25,14 +25,29 @@ class BackboneNet(nn.Module):
     ``trunk`` maps images [B, 3, H, W] to a flat feature vector [B, F]; ``head`` is an
     ``nn.Sequential`` of the fully connected part whose last module is the output
     ``nn.Linear`` (fc6-fc8 for AlexNet; only the final layer for ResNet).
+
+    ``layers`` names the intermediate outputs that frozen-feature evaluation may capture
+    (:mod:`harness.frozen`): layer name -> dotted module path inside this network
+    (``{"conv1": "trunk.0.2", ..., "pool5": "trunk"}``), in input-to-output order. A
+    backbone that declares none gets one layer, ``"trunk"``: the trunk's output.
     """
 
-    def __init__(self, trunk: nn.Module, head: nn.Sequential):
+    def __init__(self, trunk: nn.Module, head: nn.Sequential,
+                 layers: dict[str, str] | None = None):
         super().__init__()
         if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear):
             raise TypeError("head must be an nn.Sequential ending in nn.Linear")
         self.trunk = trunk
         self.head = head
+        self._layers = dict(layers) if layers else {"trunk": "trunk"}
+        modules = dict(self.named_modules())
+        unknown = [path for path in self._layers.values() if path not in modules]
+        if unknown:
+            raise TypeError(f"layers name modules this network does not have: {unknown}")
+
+    def feature_layers(self) -> dict[str, str]:
+        """Layer name -> module path of every capturable layer, input to output."""
+        return dict(self._layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))

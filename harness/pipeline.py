@@ -80,6 +80,10 @@ class RunConfig:
     eval_params: dict[str, Any] = field(default_factory=dict)
     results: Path = Path("results")
     progress: bool = True
+    #: watch the pretext run: "knn" or "linear_probe" on the downstream train -> val split
+    monitor: str | None = None
+    #: epochs between monitor evaluations (and after the last)
+    monitor_every: int = 10
 
     def __post_init__(self) -> None:
         check_overrides(epochs=self.epochs, lr=self.lr, seed=self.seed, toy_clips=self.toy_clips,
@@ -249,7 +253,7 @@ def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
 
 
 def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, device: str,
-            origin: str) -> tuple[Path, dict[str, Any]]:
+            origin: str, voc_root: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Train the backbone on the labels (resumable); returns last.pt and its summary."""
     import json
 
@@ -264,17 +268,38 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
     # how often a checkpoint is written does not change the weights: not part of the key
     settings = {k: v for k, v in base.to_json().items()
                 if k not in ("out", "progress", "data", "labels", "checkpoint_seconds")}
+    monitor = _monitor(config, profile, voc_root)
+    if monitor is not None:     # a monitored run is its own entry, so its log has the curve
+        settings["monitor"] = monitor.protocol()
     key = stage_key("pretrain", hash_file(labels_path), dataset.cache_key(), settings,
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
-    ckpt = pretrain(replace(base, out=out))
+    ckpt = pretrain(replace(base, out=out), monitor=monitor)
     history = [json.loads(line) for line in (out / METRICS_NAME).read_text().splitlines() if line]
     meta = json.loads((out / CONFIG_NAME).read_text())
     # what `precision="auto"` resolved to on this machine (bf16 on CPUs with native bf16)
     runtime = {k: meta.get(k) for k in ("device", "world_size", "precision", "channels_last")}
     summary = {"checkpoint": str(ckpt), "epochs": profile.pretext_epochs, "settings": settings,
                "runtime": runtime, "final": history[-1] if history else {}}
+    if monitor is not None:
+        summary["monitor"] = {"protocol": monitor.protocol(), "curve": [
+            {k: v for k, v in row.items() if k == "epoch" or k.startswith("monitor_")}
+            for row in history if monitor.key in row]}
     return ckpt, summary
+
+
+def _monitor(config: RunConfig, profile: Profile, voc_root: Path | None):
+    """The pretext monitor ``config`` asks for (:mod:`harness.monitor`), or None."""
+    if config.monitor is None:
+        return None
+    from harness.checkpoint import build_backbone
+    from harness.monitor import Monitor, MonitorConfig
+
+    if voc_root is None:
+        raise BadInputError("the monitor needs the downstream VOC folder")
+    bb = build_backbone(config.backbone, config.resolved_backbone_params())
+    return Monitor(MonitorConfig(kind=config.monitor, voc=voc_root, every=config.monitor_every,
+                                 image_size=profile.image_size), bb.mean, bb.std)
 
 
 def _initial_weights(config: RunConfig, labels_path: Path) -> str:
@@ -369,7 +394,8 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     else:
         with timer.stage("pretrain"):
             ckpt, pretext_info = pretext(config, profile, labels_path, dataset, device,
-                                         origin="pretext" if config.init == "sound" else "supervised")
+                                         origin="pretext" if config.init == "sound" else "supervised",
+                                         voc_root=voc_root)
         spec, model_key = str(ckpt), hash_file(ckpt)
 
     metrics: dict[str, Any] = {}

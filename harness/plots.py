@@ -45,7 +45,8 @@ def render(kind: str, data: dict[str, Any]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    draw = {"k_sweep": _draw_k_sweep, "compare": _draw_compare}[kind]
+    draw = {"k_sweep": _draw_k_sweep, "compare": _draw_compare, "lowshot": _draw_lowshot,
+            "monitor": _draw_monitor}[kind]
     with matplotlib.rc_context():
         matplotlib.rcdefaults()
         matplotlib.rcParams.update({"svg.hashsalt": "harness", "axes.grid": True,
@@ -116,6 +117,32 @@ def _draw_compare(fig, data: dict[str, Any]) -> None:
         ax.set_ylabel(f"{panel} mAP (%)")
         ax.set_title(f"{panel}: {data['varying']}")
         ax.legend(fontsize=7)
+    fig.suptitle(data["title"], fontsize=9)
+
+
+def _draw_lowshot(fig, data: dict[str, Any]) -> None:
+    """Low-shot curve: test mAP (mean ± std over samples) against k, log2 axis."""
+    ax = fig.subplots()
+    for i, (label, points) in enumerate(sorted(data["series"].items())):
+        ax.errorbar([p["k"] for p in points], [p["mean"] for p in points],
+                    yerr=[p["std"] for p in points], marker="o", capsize=3,
+                    color=matplotlib_colors()[i % 10], label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("positives per class (k)")
+    ax.set_ylabel("test mAP (%)")
+    ax.legend(fontsize=7)
+    fig.suptitle(data["title"], fontsize=9)
+
+
+def _draw_monitor(fig, data: dict[str, Any]) -> None:
+    """The pretext monitor: val mAP against epoch, one line per run."""
+    ax = fig.subplots()
+    for i, (label, points) in enumerate(sorted(data["series"].items())):
+        ax.plot([p["epoch"] for p in points], [p["value"] for p in points], marker="o",
+                color=matplotlib_colors()[i % 10], label=label)
+    ax.set_xlabel("pretext epoch")
+    ax.set_ylabel("VOC val mAP (%)")
+    ax.legend(fontsize=7)
     fig.suptitle(data["title"], fontsize=9)
 
 

@@ -33,7 +33,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -354,8 +354,12 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     return hash_params(parts)
 
 
-def pretrain(config: PretrainConfig) -> Path:
-    """Train ``config.backbone`` on the pseudo-labels; return the path of ``out/last.pt``."""
+def pretrain(config: PretrainConfig, monitor: Callable[..., dict] | None = None) -> Path:
+    """Train ``config.backbone`` on the pseudo-labels; return the path of ``out/last.pt``.
+
+    ``monitor`` (e.g. :class:`harness.monitor.Monitor`) is called on rank 0 after each
+    epoch as ``monitor(net, epoch, epochs)``; what it returns is logged with the epoch.
+    """
     rt = setup_runtime(config)
     threads = torch.get_num_threads()
     if config.threads:
@@ -363,14 +367,14 @@ def pretrain(config: PretrainConfig) -> Path:
     try:
         # the run seeds torch's global generators; the caller's are restored afterwards
         with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
-            return _pretrain(config, rt)
+            return _pretrain(config, rt, monitor)
     finally:
         torch.set_num_threads(threads)
         if rt.owns_group:
             dist.destroy_process_group()
 
 
-def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
+def _pretrain(config: PretrainConfig, rt: Runtime, monitor=None) -> Path:
     """The loop: data, model, resume, then one epoch and one checkpoint at a time."""
     remove_stale_temps_in(Path(config.out))      # what a kill during a checkpoint write left
     ckpt_path = Path(config.out) / CHECKPOINT_NAME
@@ -388,6 +392,8 @@ def _pretrain(config: PretrainConfig, rt: Runtime) -> Path:
     with log.running(config.epochs - start_epoch):
         for epoch in range(start_epoch, config.epochs):
             row = _train_epoch(config, rt, data, run, model, epoch, log, ckpt_path, history)
+            if monitor is not None and rt.is_main:      # a downstream probe, train -> val
+                row.update(monitor(run.net, epoch + 1, config.epochs))
             history.append(row)
             log.epoch(row)
             if rt.is_main:
@@ -716,5 +722,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
            f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}")
     return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_accuracy']:.3f}{val}  {row['images_per_s']:,.0f} img/s  "
-            f"lr {row['lr']:.2e}")
+            f"lr {row['lr']:.2e}" + "".join(
+                f"  {k[len('monitor_'):]} {v:.2f}" for k, v in row.items()
+                if k.startswith("monitor_") and k.endswith("_map")))
 

@@ -61,7 +61,8 @@ def _root(
 
 
 def _assemble() -> None:
-    from harness.cli import data, evaluate, features, label, leaderboard, plugins, pretrain, run
+    from harness.cli import (data, evaluate, features, label, leaderboard, plugins, pretrain,
+                             run)
 
     app.command("plugins")(plugins.plugins)
     app.command("features")(features.features)

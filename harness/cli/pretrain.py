@@ -19,6 +19,7 @@ import typer
 
 from harness.devices import Precision
 from harness.profiles import ProfileName
+from harness.cli.run import MonitorKind
 
 
 class Origin(str, Enum):
@@ -64,6 +65,14 @@ def pretrain(
     restart: bool = typer.Option(False, "--restart", help="Overwrite a checkpoint of another run in OUT."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    monitor: Optional[MonitorKind] = typer.Option(
+        None, "--monitor", help="Watch representation quality while training: knn or "
+        "linear_probe on VOC train -> val (needs --monitor-voc; never test)."),
+    monitor_voc: Optional[Path] = typer.Option(None, "--monitor-voc", help="VOCdevkit/VOC2007 "
+                                               "folder the monitor reads (train and val only)."),
+    monitor_every: Optional[int] = typer.Option(None, "--monitor-every", min=1,
+                                                help="Epochs between monitor evaluations (and "
+                                                     "after the last; default: 10)."),
 ) -> None:
     """Train a backbone on pseudo-labels (cross-entropy or BCE, AdamW, one-cycle schedule)."""
     from harness.cli.params import parse_params
@@ -85,9 +94,25 @@ def pretrain(
     if overrides and progress and _rank() == 0:
         typer.echo("pretrain: profile {} with {}".format(
             profile.value, ", ".join(f"{k}={v}" for k, v in overrides.items())), err=True)
-    path = run_pretrain(config)
+    path = run_pretrain(config, monitor=_monitor(monitor, monitor_voc, monitor_every, config))
     if _rank() == 0:
         typer.echo(f"pretrain: {backbone} -> {path}")
+
+
+def _monitor(kind, voc, every, config):
+    """The per-epoch monitor the options ask for, or None."""
+    if kind is None:
+        return None
+    from harness.checkpoint import build_backbone
+    from harness.errors import BadInputError
+    from harness.monitor import Monitor, MonitorConfig
+
+    if voc is None:
+        raise BadInputError("--monitor needs --monitor-voc (the VOC folder to probe on)")
+    bb = build_backbone(config.backbone, config.backbone_params)
+    given = {"every": every} if every is not None else {}
+    return Monitor(MonitorConfig(kind=kind.value, voc=voc, image_size=config.image_size, **given),
+                   bb.mean, bb.std)
 
 
 def _rank() -> int:

@@ -21,6 +21,13 @@ _EVAL_HELP = ("Evaluator plugin (repeat the option); default: voc07_linear and v
 _EVAL_PARAM_HELP = "NAME=VALUE for every evaluator (repeatable), e.g. iterations=100, preset=deepcluster."
 
 
+class MonitorKind(str, Enum):
+    """A cheap downstream probe run during pretext training (:mod:`harness.monitor`)."""
+
+    knn = "knn"
+    linear_probe = "linear_probe"
+
+
 class Init(str, Enum):
     """What the network starts from before evaluation."""
 
@@ -56,6 +63,12 @@ def run(
     backbone_param: Optional[List[str]] = typer.Option(None, "--backbone-param", help="NAME=VALUE for the backbone (on top of the profile's)."),
     eval_param: Optional[List[str]] = typer.Option(None, "--eval-param", help=_EVAL_PARAM_HELP),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
+    monitor: Optional[MonitorKind] = typer.Option(
+        None, "--monitor", help="Watch the pretext run: knn or linear_probe on VOC train -> "
+        "val every --monitor-every epochs (never test)."),
+    monitor_every: Optional[int] = typer.Option(None, "--monitor-every", min=1,
+                                                help="Epochs between monitor evaluations "
+                                                     "(default: 10)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Run the whole benchmark: data, features, labels, pretext training, evaluation, record."""
@@ -67,7 +80,8 @@ def run(
                      profile=profile.value, seed=seed, device=device, clips=clips, voc=voc,
                      evaluators=evaluators, eval_params=parse_params(eval_param),
                      epochs=epochs, lr=lr, batch_size=batch_size, results=results,
-                     progress=progress)
+                     progress=progress, monitor=monitor.value if monitor else None,
+                     monitor_every=monitor_every)
     result = run_pipeline(config, echo=typer.echo)
     typer.echo(f"record: {result.path}")
 

@@ -37,6 +37,15 @@ _DEEPCLUSTER_FEATURES: list[tuple[int, int, int, int] | str] = [
 ]
 _FC_UNITS = 4096
 
+#: the capturable layers (after each ReLU, as DeepCluster's eval_linear.py reads conv1-5;
+#: pool5 is what fc6 sees; fc6 and fc7 after their ReLU)
+_ALEXNET_BN_LAYERS = {"conv1": "trunk.0.2", "conv2": "trunk.0.6", "conv3": "trunk.0.10",
+                      "conv4": "trunk.0.13", "conv5": "trunk.0.16", "pool5": "trunk",
+                      "fc6": "head.2", "fc7": "head.5"}
+_ALEXNET_TV_LAYERS = {"conv1": "trunk.0.1", "conv2": "trunk.0.4", "conv3": "trunk.0.7",
+                      "conv4": "trunk.0.9", "conv5": "trunk.0.11", "pool5": "trunk",
+                      "fc6": "head.2", "fc7": "head.5"}
+
 
 def _features() -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -108,7 +117,7 @@ class AlexNetBN(Backbone):
             nn.ReLU(inplace=True),
             nn.Linear(self.fc_units, num_outputs),
         )
-        net = BackboneNet(trunk, head)
+        net = BackboneNet(trunk, head, layers=_ALEXNET_BN_LAYERS)
         _init_deepcluster(net)
         return net
 
@@ -132,5 +141,5 @@ class TorchvisionAlexNet(Backbone):
 
         model = alexnet(weights=None, num_classes=num_outputs, dropout=self.dropout)
         trunk = nn.Sequential(model.features, model.avgpool, nn.Flatten())
-        return BackboneNet(trunk, nn.Sequential(*model.classifier))
+        return BackboneNet(trunk, nn.Sequential(*model.classifier), layers=_ALEXNET_TV_LAYERS)
 

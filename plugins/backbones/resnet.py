@@ -37,4 +37,6 @@ class ResNet18(Backbone):
                          zero_init_residual=self.zero_init_residual)
         trunk = nn.Sequential(OrderedDict([(part, getattr(model, part)) for part in _TRUNK_PARTS]
                                           + [("flatten", nn.Flatten())]))
-        return BackboneNet(trunk, nn.Sequential(model.fc))
+        layers = {f"stage{i}": f"trunk.layer{i}" for i in range(1, 5)}
+        layers["pooled"] = "trunk"
+        return BackboneNet(trunk, nn.Sequential(model.fc), layers=layers)

@@ -57,4 +57,17 @@ class TimmBackbone(Backbone):
         trunk = timm.create_model(self.variant, pretrained=False, num_classes=0,
                                   drop_rate=self.drop_rate, **extra)
         features = getattr(trunk, "head_hidden_size", None) or trunk.num_features
-        return BackboneNet(trunk, nn.Sequential(nn.Linear(features, num_outputs)))
+        return BackboneNet(trunk, nn.Sequential(nn.Linear(features, num_outputs)),
+                           layers=_feature_stages(trunk))
+
+
+def _feature_stages(trunk: nn.Module) -> dict[str, str]:
+    """``stage<i>`` for each feature stage timm declares (``feature_info``), then ``pooled``."""
+    modules = dict(trunk.named_modules())
+    layers = {}
+    for i, info in enumerate(getattr(trunk, "feature_info", None) or []):
+        module = info.get("module") if isinstance(info, dict) else None
+        if module and module in modules:
+            layers[f"stage{i}"] = f"trunk.{module}"
+    layers["pooled"] = "trunk"
+    return layers
