@@ -267,7 +267,8 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
                           progress=config.progress, **settings)
     # how often a checkpoint is written does not change the weights: not part of the key
     settings = {k: v for k, v in base.to_json().items()
-                if k not in ("out", "progress", "data", "labels", "checkpoint_seconds")}
+                if k not in ("out", "progress", "data", "labels", "checkpoint_seconds",
+                             "profile", "overrides")}
     monitor = _monitor(config, profile, voc_root)
     if monitor is not None:     # a monitored run is its own entry, so its log has the curve
         settings["monitor"] = monitor.protocol()

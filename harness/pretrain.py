@@ -109,6 +109,10 @@ class PretrainConfig:
     #: CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)
     threads: int | None = None
     progress: bool = True
+    #: recorded only: the profile the settings came from, and the ones given explicitly
+    #: over it (both are already in the values above, so neither is part of the run key)
+    profile: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [
@@ -348,7 +352,7 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     parts = config.to_json()
     for key in ("out", "labels", "data", "device", "channels_last", "fused_adamw", "compile",
                 "checkpoint_every", "checkpoint_seconds", "restart", "threads", "progress",
-                "precision"):
+                "precision", "profile", "overrides"):
         parts.pop(key)
     parts.update(labels_sha256=labels.sha256, data=dataset.cache_key(), bf16=rt.bf16)
     return hash_params(parts)

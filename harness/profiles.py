@@ -2,10 +2,11 @@
 
 A :class:`Profile` (``toy``: the paper's pipeline scaled to a 2-core CPU; ``paper``: the
 paper's schedule on real data) holds the pretext schedule and augmentation, the backbone
-parameters, the toy world's size and how evaluation protocols are scaled. ``harness run``
-and every stage command (``pretrain``, ``eval``, ``features``, ``label``, ``figures``)
-take ``--profile`` and read their defaults from here; an explicit option overrides one
-value and is recorded as an override. Evaluator plugins read the scaling through
+parameters, the toy world's size and how evaluation protocols are scaled. ``harness run``,
+``sweep``, ``pretrain``, ``eval`` and ``data toy`` / ``toy-voc`` take ``--profile`` and read
+their defaults from here; an explicit option overrides one value and is recorded as an
+override. (``features``, ``label`` and ``figures`` read no profile setting: their defaults
+are the plugins' own typed parameters, e.g. ``kmeans``'s ``k = 15``.) Evaluator plugins read the scaling through
 :func:`get_profile` with the profile name the core passes in
 :class:`harness.interfaces.EvalContext`.
 """
@@ -69,8 +70,6 @@ class Profile:
     pretext_augment: AugmentConfig = AugmentConfig()
     #: how evaluation protocols are scaled
     evaluation: EvalScaling = EvalScaling()
-    #: number of clusters (or bits) when neither the command line nor a parameter sets it
-    k: int = 15
 
     def backbone_params_for(self, backbone: str) -> dict[str, Any]:
         """The parameters this profile gives ``backbone`` (empty for one it does not name)."""

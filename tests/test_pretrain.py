@@ -422,3 +422,22 @@ def test_log_is_one_whole_line_per_epoch_when_not_on_a_terminal(clips, tmp_path,
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1].startswith("pretrain: finished") and f"{rows[-1]['train_loss']:.4f}" in lines[-1]
     assert not any("━" in line for line in lines)          # no progress bar in a log
+
+
+def test_pretrain_command_records_its_profile_and_the_options_that_override_it(clips, tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.pretrain import CONFIG_NAME
+
+    data, labels = clips
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "pretrain", "--backbone", "timm:test_resnet", "--labels", str(labels), "--data",
+        str(data), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--image-size",
+        "32", "--device", "cpu", "--precision", "fp32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / CONFIG_NAME).read_text())["config"]
+    assert config["profile"] == "toy"
+    assert config["overrides"] == {"epochs": 1, "batch_size": 16, "image_size": 32}
+    assert config["epochs"] == 1 and config["lr"] == 0.001        # the toy profile's lr

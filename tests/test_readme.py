@@ -167,7 +167,7 @@ def test_every_readme_command_runs_and_the_stages_equal_the_run(tmp_path, monkey
             if argv[:1] == ["leaderboard"]:      # what a user does before regenerating tables
                 shutil.copytree(work / "results", work / "leaderboards" / "results",
                                 dirs_exist_ok=True)
-            if argv[:1] == ["eval"] and "runs/mfcc15/last.pt" in argv:
+            if argv[:3] == ["eval", "--evaluator", "voc07_linear"] and "runs/mfcc15/last.pt" in argv:
                 argv += ["--out", "stage-metrics.json"]
             if "centroid_probe" in argv:         # a third-party plugin, installed as README says
                 monkeypatch.syspath_prepend(str(_install_centroid_probe(tmp_path)))
@@ -180,6 +180,10 @@ def test_every_readme_command_runs_and_the_stages_equal_the_run(tmp_path, monkey
         torch.set_num_threads(threads)
         default_registry.cache_clear()
     assert any(line.startswith("harness sweep") for line in ran) and len(ran) >= 20
+
+    # harness pretrain records where its settings came from
+    pretext = json.loads((work / "runs" / "mfcc15" / "config.json").read_text())["config"]
+    assert pretext["profile"] == "toy" and pretext["overrides"] == {}
 
     # the stage-by-stage path gives the run's number, bit for bit
     stage = json.loads((work / "stage-metrics.json").read_text())

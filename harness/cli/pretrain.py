@@ -90,7 +90,7 @@ def pretrain(
         backbone=backbone, labels=labels, data=data, out=out, seed=seed, device=device,
         precision=precision.value, channels_last=channels_last, compile=compile_,
         origin=origin.value, restart=restart, threads=threads, progress=progress,
-        **{**settings, **overrides})
+        profile=profile.value, overrides=overrides, **{**settings, **overrides})
     if overrides and progress and _rank() == 0:
         typer.echo("pretrain: profile {} with {}".format(
             profile.value, ", ".join(f"{k}={v}" for k, v in overrides.items())), err=True)
