@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,18 +62,11 @@ def _run(benchmark, fn, clips: int, rounds: int) -> None:
 
 def cpu_description() -> str:
     """The CPU model and the vector-unit flags that matter here (AVX2 / AVX-512 / AMX)."""
-    model, flags = "unknown CPU", set()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    return f"{model}, {os.cpu_count()} logical CPUs, flags: {' '.join(f for f in wanted if f in flags) or 'none of ' + '/'.join(wanted)}"
+    from conftest import KERNEL_FLAGS, _cpuinfo
+
+    model, flags = _cpuinfo()
+    found = " ".join(f for f in KERNEL_FLAGS if f in flags) or "none of " + "/".join(KERNEL_FLAGS)
+    return f"{model}, {os.cpu_count()} logical CPUs, flags: {found}"
 
 
 @pytest.fixture(scope="module")
