@@ -45,6 +45,7 @@ import scipy.fft
 import scipy.sparse
 import scipy.special
 
+from .envelopes import EnvelopeConfig
 from .filters import cochlear_filterbank, octave_resample_kernel
 
 #: points of the polyphase (exact) and folded (fast) output transforms: >= 1,500 + 73
@@ -52,25 +53,15 @@ OUTPUT_FFT = 1600
 
 
 @dataclass(frozen=True)
-class BasebandConfig:
-    """What determines the envelopes: the recipe's constants and the mode's grid."""
+class BasebandConfig(EnvelopeConfig):
+    """What determines the envelopes: the recipe's constants (:class:`EnvelopeConfig`, shared
+    with the CUDA path) and this CPU path's mode and grid."""
 
-    num_samples: int = 75_000
-    sample_rate: int = 20_000
-    n_bands: int = 30
-    low_hz: float = 20.0
-    high_hz: float = 10_000.0
-    compression: float = 0.3
-    factor: int = 50
     mode: str = "exact"
     #: fast mode: each band's grid has at least this many points per bin of its support;
     #: 12 is the smallest factor keeping every statistic within 1e-3 of exact (relative
     #: to its scale) on the four reference clips (tests/test_sound_texture.py)
     oversample: float = 12.0
-
-    @property
-    def num_frames(self) -> int:
-        return -(-self.num_samples // self.factor)
 
 
 @dataclass(frozen=True)
