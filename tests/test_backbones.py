@@ -47,7 +47,9 @@ def test_alexnet_is_deepclusters_alexnet_with_batchnorm_after_every_conv():
     assert sum(isinstance(m, nn.MaxPool2d) for m in layers) == 3
     linears = [m for m in net.head if isinstance(m, nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(9216, 4096), (4096, 4096), (4096, 15)]
-    assert sum(isinstance(m, nn.Dropout) for m in net.head) == 2
+    # Caffe's order: dropout acts on the outputs of fc6 and fc7 (after their ReLU)
+    assert [type(m) for m in net.head] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU,
+                                           nn.Dropout, nn.Linear]
     # the head (fc6-fc8) is the fully connected part, and nothing else
     assert not any(isinstance(m, nn.Conv2d) for m in net.head.modules())
     assert sum(p.numel() for p in net.head_parameters()) == 9216 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 15 + 15
@@ -73,7 +75,7 @@ def test_alexnet_with_global_pooling_for_small_inputs():
     net = create("alexnet", 5, pool=1).eval()
     with torch.no_grad():
         assert net.trunk(torch.rand(2, 3, 64, 64)).shape == (2, 256)
-    assert net.head[1].in_features == 256
+    assert net.head[0].in_features == 256
     with pytest.raises(BadInputError, match="pool must be in 1..6"):
         default_registry().create("backbone", "alexnet", pool=7)
 
@@ -128,6 +130,6 @@ def test_narrowed_alexnet_head_keeps_deepcluster_layer_gains():
     assert full_std == pytest.approx([0.01] * 3, rel=0.05)
     # std x sqrt(fan_in) is the same at both widths
     assert narrow_std == pytest.approx([0.06, 0.02, 0.02], rel=0.05)
-    assert narrow.head[1].weight.shape == (1024, 256)
+    assert narrow.head[0].weight.shape == (1024, 256)
     with pytest.raises(BadInputError, match="fc_units"):
         default_registry().create("backbone", "alexnet", fc_units=8)

@@ -15,7 +15,7 @@ from harness.interfaces import Backbone, EvalContext, PretrainedModel
 from harness.nets import BackboneNet
 from harness.voc import CLASSES
 from harness_plugins.evaluators import training
-from harness_plugins.evaluators.augment import (ImageStore, load_images, sample_rescale_crop,
+from harness_plugins.evaluators.augment import (ImageStore, load_images, sample_window_crop,
                                                 sample_resized_crop)
 from harness_plugins.evaluators.protocol import PRESETS, resolve
 from harness_plugins.evaluators.voc07 import VOC07Full, VOC07Linear
@@ -117,14 +117,54 @@ def test_crops_are_normalised_padded_with_the_mean_and_flipped(tmp_path):
     assert outside.abs().max() < 0.02
 
 
-def test_rescale_crop_and_resized_crop_sampling():
+def _caffe_window(rng, W, H, Wo, Ho, min_scale_, max_scale_):
+    """One draw of philkr/caffe transformation_layer.cpp generate() without rotation:
+    the window's (x0, y0, side) in image pixels, written from the source's formula."""
+    max_scale = min(max_scale_, min(H / Ho, W / Wo))
+    min_scale = min(min_scale_, max_scale)
+    scale = rng.uniform(min_scale, max_scale)
+    scl_w, scl_h = min(Wo * scale, W), min(Ho * scale, H)
+    sx = rng.uniform(-(W - scl_w) / 2, (W - scl_w) / 2)
+    sy = rng.uniform(-(H - scl_h) / 2, (H - scl_h) / 2)
+    # the output's centre maps to (W/2 + sx, H/2 + sy); its corner to centre - window/2
+    return W / 2 + sx - Wo * scale / 2, H / 2 + sy - Ho * scale / 2, Wo * scale
+
+
+def test_window_crop_draws_windows_as_the_caffe_transformation_layer_does():
+    from scipy import stats
+
+    n = 4000
+    for (h, w), base in (((375, 500), 1.0), ((64, 64), 105.0 / 64), ((80, 100), 1.0)):
+        sizes = np.array([[h, w]] * n)
+        boxes, flips = sample_window_crop(np.random.default_rng(1), sizes, 227 if base == 1.0
+                                          else 64, 0.5, 2.0, True, np.full(n, base))
+        crop = 227 if base == 1.0 else 64
+        side = (boxes[:, 2] - boxes[:, 0]) * base
+        assert np.allclose(side, (boxes[:, 3] - boxes[:, 1]) * base)
+        # never past the image's edge
+        assert boxes.min() >= -1e-9 and (boxes[:, 2] <= w + 1e-9).all() \
+            and (boxes[:, 3] <= h + 1e-9).all()
+        ref = np.array([_caffe_window(np.random.default_rng(i), w * base, h * base, crop, crop,
+                                      0.5, 2.0) for i in range(n)])
+        top = min(2.0, h * base / crop, w * base / crop)
+        lo = min(0.5, top) * crop
+        if lo < top * crop:
+            # window side uniform on [crop * min(0.5, top), crop * top], as the source draws
+            assert stats.kstest(side, stats.uniform(lo, top * crop - lo).cdf).pvalue > 1e-3
+            assert stats.ks_2samp(side, ref[:, 2]).pvalue > 1e-3
+            # offsets uniform over the positions that keep the window inside
+            u = boxes[:, 0] * base / (w * base - side)
+            assert stats.kstest(u, "uniform").pvalue > 1e-3
+            assert stats.ks_2samp(boxes[:, 1] * base, ref[:, 1]).pvalue > 1e-3
+        else:
+            # an image smaller than half the crop: the window is its short side
+            assert np.allclose(side, min(h, w) * base) and np.allclose(ref[:, 2], side)
+        assert 0.45 < flips.mean() < 0.55
+
+
+def test_resized_crop_sampling():
     rng = np.random.default_rng(0)
     sizes = np.array([[375, 500]] * 400)
-    boxes, flips = sample_rescale_crop(rng, sizes, 227, 0.5, 2.0, True, np.ones(400))
-    side = boxes[:, 2] - boxes[:, 0]
-    assert np.allclose(side, boxes[:, 3] - boxes[:, 1])
-    assert side.min() >= 227 / 2.0 - 1e-9 and side.max() <= 227 / 0.5 + 1e-9
-    assert 0.35 < flips.mean() < 0.65
     boxes, flips = sample_resized_crop(rng, sizes, 0.1, 0.5, 1.0, 1.0, True)
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     assert np.array_equal(w, h)                                   # aspect ratio 1
@@ -221,26 +261,32 @@ def test_toy_head_draws_crops_from_a_pool_of_encoded_views(voc_root, monkeypatch
     assert ev.protocol(ctx(profile="toy")).head_views == 10
 
 
-def test_all_trains_the_trunk_and_a_pretext_trunk_keeps_its_statistics(voc_root):
+@pytest.mark.parametrize("preset", ["krahenbuhl", "deepcluster"])
+def test_all_trains_the_trunk_with_its_batchnorm_in_eval_mode(preset, voc_root):
     model = tiny_model("pretext")
     original = {k: v.clone() for k, v in model.net.state_dict().items()}
-    result = VOC07Full(**FAST).run(model, voc_root, ctx())
+    result = VOC07Full(preset=preset, **FAST).run(model, voc_root, ctx())
     trained = result.net.state_dict()
     details = result.metrics.details
     assert details["bn_recomputed"] is False and details["bn_recompute"] is None
-    assert not torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
-    # krahenbuhl "All" trains BatchNorm with batch statistics: running stats move
-    assert not torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
-
-
-def test_deepcluster_all_keeps_running_statistics_frozen(voc_root):
-    model = tiny_model("pretext")
-    original = {k: v.clone() for k, v in model.net.state_dict().items()}
-    result = VOC07Full(preset="deepcluster", **FAST).run(model, voc_root, ctx())
-    trained = result.net.state_dict()
     assert result.metrics.protocol["trunk_bn"] == "running"
-    assert torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
+    # the trunk's weights train, its BatchNorm running statistics stay the pretext's
     assert not torch.equal(trained["trunk.0.weight"], original["trunk.0.weight"])
+    assert torch.equal(trained["trunk.1.running_mean"], original["trunk.1.running_mean"])
+
+
+def test_deepcluster_all_is_its_all_script_not_its_head_defaults():
+    head = resolve("deepcluster", "paper", "head")
+    full = resolve("deepcluster", "paper", "all")
+    assert (head.lr, head.lr_step, head.iterations, head.augmentation) == \
+        (0.003, 5000, 80000, "resized_crop")
+    assert (full.lr, full.lr_step, full.iterations, full.batch_size) == (0.001, 20000, 150000, 16)
+    assert (full.augmentation, full.crop_size, full.scale_min, full.scale_max) == \
+        ("window_crop", 227, 0.5, 2.0)
+    assert full.head_init == "random" and full.trunk_bn == "running"
+    # scaled to the toy world, the learning-rate step keeps its share of the schedule
+    toy = resolve("deepcluster", "toy", "all", iterations=1500)
+    assert toy.lr_step == 200
 
 
 @pytest.mark.parametrize("head_init", ["pretext", "random"])

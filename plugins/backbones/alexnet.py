@@ -3,8 +3,14 @@
 ``alexnet`` is the network of DeepCluster (Caron et al. 2018, ``models/alexnet.py``), which
 the paper's seed code trained: five convolutions of 96-256-384-384-256 channels, each
 followed by batch normalisation and ReLU, max-pooling after conv1, conv2 and conv5, then
-fc6 and fc7 of 4,096 units (each behind dropout 0.5) and the output layer fc8.
-DeepCluster feeds a fixed Sobel-filtered grey image; like the seed, this one takes RGB.
+fc6 and fc7 of 4,096 units and the output layer fc8. DeepCluster feeds a fixed
+Sobel-filtered grey image; like the seed, this one takes RGB.
+
+Dropout (0.5) is on the outputs of fc6 and fc7, after their ReLU, as in Caffe's AlexNet
+(``models/bvlc_alexnet/train_val.prototxt``: ``drop6`` and ``drop7`` act on ``fc6`` and
+``fc7`` in place after ``relu6`` / ``relu7``), the network Krähenbühl's VOC07 code trains
+and the paper evaluates with. DeepCluster's ``models/alexnet.py`` (lines 25-30) puts them
+in front of fc6 and fc7 instead; the two differ in whether fc8 sees dropped units.
 
 Small inputs: the convolutions reduce 224 px to 6 x 6 but 64 px to 1 x 1. An adaptive
 average pool to ``pool`` x ``pool`` (default 6, as in torchvision's AlexNet) sits between
@@ -41,7 +47,7 @@ _FC_UNITS = 4096
 #: pool5 is what fc6 sees; fc6 and fc7 after their ReLU)
 _ALEXNET_BN_LAYERS = {"conv1": "trunk.0.2", "conv2": "trunk.0.6", "conv3": "trunk.0.10",
                       "conv4": "trunk.0.13", "conv5": "trunk.0.16", "pool5": "trunk",
-                      "fc6": "head.2", "fc7": "head.5"}
+                      "fc6": "head.1", "fc7": "head.4"}
 _ALEXNET_TV_LAYERS = {"conv1": "trunk.0.1", "conv2": "trunk.0.4", "conv3": "trunk.0.7",
                       "conv4": "trunk.0.9", "conv5": "trunk.0.11", "pool5": "trunk",
                       "fc6": "head.2", "fc7": "head.5"}
@@ -111,10 +117,10 @@ class AlexNetBN(Backbone):
         trunk = nn.Sequential(_features(), nn.AdaptiveAvgPool2d((self.pool, self.pool)),
                               nn.Flatten())
         head = nn.Sequential(
-            nn.Dropout(self.dropout), nn.Linear(256 * self.pool ** 2, self.fc_units),
-            nn.ReLU(inplace=True),
-            nn.Dropout(self.dropout), nn.Linear(self.fc_units, self.fc_units),
-            nn.ReLU(inplace=True),
+            nn.Linear(256 * self.pool ** 2, self.fc_units), nn.ReLU(inplace=True),
+            nn.Dropout(self.dropout),
+            nn.Linear(self.fc_units, self.fc_units), nn.ReLU(inplace=True),
+            nn.Dropout(self.dropout),
             nn.Linear(self.fc_units, num_outputs),
         )
         net = BackboneNet(trunk, head, layers=_ALEXNET_BN_LAYERS)

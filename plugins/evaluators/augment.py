@@ -41,8 +41,8 @@ class ImageStore:
     def crops(self, indices, boxes, flips, crop_size: int) -> torch.Tensor:
         """Normalised float32 [B, 3, crop, crop]: box ``boxes[b]`` of image ``indices[b]``.
 
-        ``boxes`` are (x0, y0, x1, y1) in source pixel coordinates and may extend past the
-        image (that part is mean-coloured); ``flips[b]`` mirrors sample ``b``. Arguments
+        ``boxes`` are (x0, y0, x1, y1) in source pixel coordinates; a box that extends past
+        the image reads the mean colour there; ``flips[b]`` mirrors sample ``b``. Arguments
         may be numpy arrays or tensors already on the device (no transfer then).
         """
         from torchvision.ops import roi_align
@@ -104,21 +104,26 @@ def base_scales(sizes: np.ndarray, base_short_side: int | None) -> np.ndarray:
     return base_short_side / sizes.min(axis=1)
 
 
-def sample_rescale_crop(rng: np.random.Generator, sizes: np.ndarray, crop: int,
-                        scale_min: float, scale_max: float, mirror: bool,
-                        base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Krähenbühl: rescale by U(scale_min, scale_max), then a random ``crop`` square.
+def sample_window_crop(rng: np.random.Generator, sizes: np.ndarray, crop: int,
+                       scale_min: float, scale_max: float, mirror: bool,
+                       base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Krähenbühl's crop: a square window of ``crop * scale`` pixels inside the image.
 
-    Where the rescaled image is smaller than the crop, the crop window overhangs it at a
-    random offset (the overhang is mean-coloured). Returns (boxes [B, 4] in source pixels,
-    flips [B]).
+    As the transformation layer of philkr/caffe draws it (``generate()``, see
+    :mod:`.protocol`): ``scale`` is uniform in [min(scale_min, m), m] with ``m =
+    min(scale_max, H / crop, W / crop)`` on the image scaled by ``base``, the window's
+    offset is uniform over the positions that keep it inside the image, and the window is
+    then resized to ``crop`` x ``crop``. The window never leaves the image. Returns
+    (boxes [B, 4] in source pixels, flips [B]).
     """
     n = len(sizes)
-    s = rng.uniform(scale_min, scale_max, size=n) * base
-    h, w = sizes[:, 0] * s, sizes[:, 1] * s
-    y0 = rng.uniform(np.minimum(0, h - crop), np.maximum(0, h - crop))
-    x0 = rng.uniform(np.minimum(0, w - crop), np.maximum(0, w - crop))
-    boxes = np.stack([x0, y0, x0 + crop, y0 + crop], axis=1) / s[:, None]
+    h, w = sizes[:, 0] * base, sizes[:, 1] * base
+    top = np.minimum(scale_max, np.minimum(h, w) / crop)
+    scale = rng.uniform(np.minimum(scale_min, top), top, size=n)
+    side = np.minimum(crop * scale, np.minimum(h, w))
+    y0 = rng.uniform(0.0, h - side)
+    x0 = rng.uniform(0.0, w - side)
+    boxes = np.stack([x0, y0, x0 + side, y0 + side], axis=1) / base[:, None]
     flips = rng.random(n) < 0.5 if mirror else np.zeros(n, dtype=bool)
     return boxes, flips
 

@@ -1,26 +1,48 @@
 """The VOC07 classification protocols, as typed objects.
 
-A :class:`Preset` is one published evaluation code's settings at full length; the run
-profile's :class:`harness.profiles.EvalScaling` scales it to a world (``paper``: real VOC
-as published; ``toy``: the toy VOC on a CPU: fewer iterations, a smaller crop);
-:func:`resolve` combines the two with
-the mode ("head" or "all") and the reading of "Head" into a :class:`Protocol`, the complete
-list of what determines a result, recorded with every metric.
+A :class:`Preset` is one published evaluation code's settings at full length, for "Head"
+and for "All"; the run profile's :class:`harness.profiles.EvalScaling` scales it to a
+world (``paper``: real VOC as published; ``toy``: the toy VOC on a CPU: fewer iterations, a
+smaller crop); :func:`resolve` combines the two with the mode ("head" or "all") and the
+reading of "Head" into a :class:`Protocol`, the complete list of what determines a result,
+recorded with every metric.
 
-Sources (read, not copied):
+Sources (read, not copied; line numbers at the commits named):
 
 - ``krahenbuhl``: github.com/philkr/voc-classification ``src/train_cls.py`` (Krähenbühl et
   al. 2015). Caffe SGD, ``base_lr`` 0.001, ``lr_policy=step, gamma=0.5, stepsize=10000``,
   80,000 iterations of 16, ``weight_decay=1e-6``, ``clip_gradients=10``, learning-rate
-  multipliers (1, 2) for (weights, biases), input rescaled by 0.5-2x then a random 227 crop
-  with mirroring; layers from ``--random-from drop7`` on (the classifier) initialised
-  N(0, 0.01), bias 0.1; test = sum of fc8 over 10 crops drawn like training.
-- ``deepcluster``: github.com/facebookresearch/deepcluster ``eval_voc_classif.py``:
-  ``RandomResizedCrop(224, scale=(0.1, 0.5), ratio=(1, 1))`` and flip, lr 0.003,
-  ``--nit 80000``, ``--stepsize 5000`` (lr halved), weight decay 1e-6, momentum 0.9,
-  gradient-norm clipping at 10, every ``nn.Linear`` of the classifier re-initialised
-  N(0, 0.01), bias 0.1, ``model.features.eval()`` while training (BatchNorm uses running
-  statistics), ten random crops at test.
+  multipliers (1, 2) for (weights, biases); layers from ``--random-from drop7`` on (the
+  classifier) initialised N(0, 0.01), bias 0.1; test = sum of fc8 over 10 crops drawn like
+  training. The crop (``window_crop``) is the transformation layer of its Caffe fork,
+  github.com/philkr/caffe branch ``transforming_fast_hdf5`` (commit 09f7266a)
+  ``src/caffe/layers/transformation_layer.cpp`` ``generate()``, lines 102-108: with an
+  output of Wo x Ho and an image of W x H, ``max_scale = min(max_scale_, H/Ho, W/Wo)``,
+  ``scale ~ U(min(min_scale_, max_scale), max_scale)``, a window of ``Wo*scale x Ho*scale``
+  image pixels whose centre offset is uniform over the positions inside the image, mirrored
+  with probability 1/2; ``min_scale_``, ``max_scale_`` = 0.5, 2.0 from ``train_cls.py``
+  lines 25-26. The window never leaves the image.
+- ``deepcluster``: github.com/facebookresearch/deepcluster (commit 2d1927e8). "Head" is
+  ``eval_voc_classif.py`` with its defaults: ``RandomResizedCrop(224, scale=(0.1, 0.5),
+  ratio=(1, 1))`` and flip, lr 0.003, ``--nit 80000``, ``--stepsize 5000`` (lr halved),
+  weight decay 1e-6, momentum 0.9, gradient-norm clipping at 10, every ``nn.Linear`` of the
+  classifier re-initialised N(0, 0.01), bias 0.1, ``model.features.eval()`` while training
+  (lines 207-209: BatchNorm uses running statistics), ten random crops at test. "All" is
+  what the published "All" figure came from, ``eval_voc_classif_all.sh``: Krähenbühl's
+  ``train_cls.py`` (so its crop, bias multiplier and test crops) with ``stepsize`` 20000
+  (lines 29-30), lr 0.001 and batch 16 (lines 37-38), ``--train-from ConvNdBackward5``
+  (line 43: every layer from conv1) and ``-nit 150000`` (line 45); ``--random-from
+  DropoutBackward23`` re-initialises fc6-fc8 (node 23 of the autograd graph of
+  ``models/alexnet.py`` is the Dropout in front of fc6: conv1 is node 5, relu7 is the
+  ``ThresholdBackward28`` it clips at).
+
+BatchNorm while "All" trains the trunk: Krähenbühl's AlexNet has no BatchNorm, so his code
+sets nothing for it. Both presets keep the trunk's BatchNorm layers in eval mode (running
+statistics), as the one published VOC07 code for a BatchNorm AlexNet does whether or not it
+trains the trunk (DeepCluster ``eval_voc_classif.py`` lines 207-209: ``model.train()`` then
+``model.features.eval()``); this also makes a crop's score independent of the other 15
+images of its batch, as it is at test time. A never-trained trunk first gets its running
+statistics from one pass over training crops (:func:`.training.recompute_bn`).
 
 Both shuffle the training list once and then cycle through it in that order; both sum the
 raw outputs (logits) of the ten test crops; both divide the masked binary cross-entropy
@@ -38,7 +60,7 @@ from harness.profiles import get_profile
 
 Mode = Literal["head", "all"]
 HeadInit = Literal["pretext", "random"]
-Augmentation = Literal["rescale_crop", "resized_crop"]
+Augmentation = Literal["window_crop", "resized_crop"]
 BNStats = Literal["batch", "running"]
 
 HEAD_INITS: tuple[str, ...] = ("pretext", "random")
@@ -51,6 +73,7 @@ VOC_SHORT_SIDE = 375
 @dataclass(frozen=True)
 class Preset:
     """One published protocol at full length (the numbers its code sets)."""
+
 
     name: str
     source: str
@@ -68,7 +91,8 @@ class Preset:
     bias_lr_mult: float
     augmentation: Augmentation
     crop_size: int
-    #: rescale factor range (``rescale_crop``) or crop-area fraction (``resized_crop``)
+    #: window-side-to-crop ratio range (``window_crop``) or crop-area fraction
+    #: (``resized_crop``)
     scale_min: float
     scale_max: float
     #: aspect-ratio range of ``resized_crop`` crops
@@ -82,9 +106,17 @@ class Preset:
     #: BatchNorm statistics in the trunk while "All" trains it
     all_trunk_bn: BNStats
     test_crops: int
+    #: fields whose "All" value differs from the "Head" one (this code's "All" script)
+    all_changes: tuple[tuple[str, Any], ...] = ()
     data_order: str = "shuffled once (seeded), then cycled in that order"
     loss: str = "sum over non-difficult labels of BCE-with-logits, divided by the batch size"
     test_score: str = "sum of the logits of the test crops, each drawn with the training augmentation"
+
+    def for_mode(self, mode: Mode) -> "Preset":
+        """The settings of ``mode``: "all" applies :attr:`all_changes`."""
+        if mode == "all" and self.all_changes:
+            return dataclasses.replace(self, all_changes=(), **dict(self.all_changes))
+        return self
 
 
 PRESETS: dict[str, Preset] = {
@@ -93,17 +125,21 @@ PRESETS: dict[str, Preset] = {
         source="philkr/voc-classification src/train_cls.py (Krähenbühl et al. 2015)",
         lr=0.001, lr_step=10_000, lr_gamma=0.5, iterations=80_000, batch_size=16,
         momentum=0.9, weight_decay=1e-6, grad_clip_norm=10.0, bias_lr_mult=2.0,
-        augmentation="rescale_crop", crop_size=227, scale_min=0.5, scale_max=2.0,
+        augmentation="window_crop", crop_size=227, scale_min=0.5, scale_max=2.0,
         aspect_min=1.0, aspect_max=1.0, mirror=True, head_init="pretext",
-        init_std=0.01, init_bias=0.1, all_trunk_bn="batch", test_crops=10),
+        init_std=0.01, init_bias=0.1, all_trunk_bn="running", test_crops=10),
     "deepcluster": Preset(
         name="deepcluster",
-        source="facebookresearch/deepcluster eval_voc_classif.py (defaults)",
+        source="facebookresearch/deepcluster eval_voc_classif.py (defaults); All: "
+               "eval_voc_classif_all.sh (Krähenbühl's train_cls.py)",
         lr=0.003, lr_step=5_000, lr_gamma=0.5, iterations=80_000, batch_size=16,
         momentum=0.9, weight_decay=1e-6, grad_clip_norm=10.0, bias_lr_mult=1.0,
         augmentation="resized_crop", crop_size=224, scale_min=0.1, scale_max=0.5,
         aspect_min=1.0, aspect_max=1.0, mirror=True, head_init="random",
-        init_std=0.01, init_bias=0.1, all_trunk_bn="running", test_crops=10),
+        init_std=0.01, init_bias=0.1, all_trunk_bn="running", test_crops=10,
+        all_changes=(("lr", 0.001), ("lr_step", 20_000), ("iterations", 150_000),
+                     ("bias_lr_mult", 2.0), ("augmentation", "window_crop"),
+                     ("crop_size", 227), ("scale_min", 0.5), ("scale_max", 2.0))),
 }
 
 
@@ -178,7 +214,7 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
     if train_split not in SPLIT_PAIRS:
         raise BadInputError(f"cannot train on split {train_split!r}: train on trainval "
                             "(reported on test) or on train (tuning, reported on val)")
-    p, prof = PRESETS[preset], get_profile(profile).evaluation
+    p, prof = PRESETS[preset].for_mode(mode), get_profile(profile).evaluation
     overrides = []
     n_iter = (prof.head_iterations if mode == "head" else prof.all_iterations) or p.iterations
     if iterations is not None:

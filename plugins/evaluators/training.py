@@ -29,7 +29,7 @@ from harness.errors import HarnessError
 from harness.interfaces import PretrainedModel
 from harness.voc import CLASSES, VOCImage, targets_matrix
 
-from .augment import ImageStore, base_scales, sample_rescale_crop, sample_resized_crop
+from .augment import ImageStore, base_scales, sample_resized_crop, sample_window_crop
 from .protocol import Protocol
 
 STATE_FILE = "train-state.pt"
@@ -56,10 +56,10 @@ def _sample_boxes(store: ImageStore, indices: np.ndarray, proto: Protocol,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Training-augmentation crop boxes and flips for ``store[indices]``."""
     sizes = store.sizes[indices]
-    if proto.augmentation == "rescale_crop":
-        return sample_rescale_crop(rng, sizes, proto.crop_size, proto.scale_min,
-                                   proto.scale_max, proto.mirror,
-                                   base_scales(sizes, proto.base_short_side))
+    if proto.augmentation == "window_crop":
+        return sample_window_crop(rng, sizes, proto.crop_size, proto.scale_min,
+                                  proto.scale_max, proto.mirror,
+                                  base_scales(sizes, proto.base_short_side))
     return sample_resized_crop(rng, sizes, proto.scale_min, proto.scale_max,
                                proto.aspect_min, proto.aspect_max, proto.mirror)
 
