@@ -480,11 +480,31 @@ def stage_summary(seconds: dict[str, float]) -> str:
                     colalign=("left", "right", "right"), disable_numparse=True)
 
 
+def sweep_configs(base: RunConfig, reprs: list[str], ks: list[int | None],
+                  backbones: list[str], seeds: list[int], *, inits: tuple[str, ...] = ("sound",),
+                  world_seeds: tuple[int, ...] = (0,)) -> list[RunConfig]:
+    """The runs of a sweep: sound runs for every repr x k, the random and supervised rows
+    once per backbone (they read no sound), each for every world seed and run seed."""
+    configs = []
+    for world, init, bb in itertools.product(world_seeds, inits, backbones):
+        pairs = itertools.product(reprs, ks) if init == "sound" else [(base.repr, None)]
+        for (rep, k), seed in itertools.product(list(pairs), seeds):
+            configs.append(replace(base, init=init, repr=rep, k=k, backbone=bb, seed=seed,
+                                   world_seed=world))
+    return configs
+
+
 def sweep(base: RunConfig, reprs: list[str], ks: list[int | None], backbones: list[str],
-          seeds: list[int], echo: Callable[[str], None] = print) -> list[RunResult]:
-    """Every combination of reprs x ks x backbones x seeds, sharing cached stages."""
+          seeds: list[int], echo: Callable[[str], None] = print, *,
+          inits: tuple[str, ...] = ("sound",), world_seeds: tuple[int, ...] = (0,)
+          ) -> list[RunResult]:
+    """Every run of :func:`sweep_configs`, in order, sharing cached stages."""
+    configs = sweep_configs(base, reprs, ks, backbones, seeds, inits=inits,
+                            world_seeds=world_seeds)
     results = []
-    for rep, k, bb, seed in itertools.product(reprs, ks, backbones, seeds):
-        echo(f"sweep: repr={rep} k={k} backbone={bb} seed={seed}")
-        results.append(run(replace(base, repr=rep, k=k, backbone=bb, seed=seed), echo=echo))
+    for i, cfg in enumerate(configs, 1):
+        what = f"repr={cfg.repr} k={cfg.k} " if cfg.init == "sound" else ""
+        echo(f"sweep {i}/{len(configs)}: init={cfg.init} {what}backbone={cfg.backbone} "
+             f"seed={cfg.seed} world_seed={cfg.world_seed}")
+        results.append(run(cfg, echo=echo))
     return results

@@ -177,3 +177,17 @@ def test_stage_summary_lists_seconds_and_shares():
     assert lines[2].split() == ["pretrain", "30.0", "75%"]
     assert lines[3].split() == ["voc07_linear", "10.0", "25%"]
     assert lines[4].split() == ["total", "40.0", "100%"]
+
+
+def test_sweep_runs_random_and_supervised_once_per_backbone_world_and_seed():
+    from harness.pipeline import RunConfig, sweep_configs
+
+    configs = sweep_configs(RunConfig(), ["mfcc", "sound_texture"], [5, 15], ["alexnet"], [0, 1],
+                            inits=("random", "supervised", "sound"), world_seeds=(0, 1, 2))
+    # per world: 2 random + 2 supervised + 2 x 2 x 2 sound runs
+    assert len(configs) == 3 * (2 + 2 + 8)
+    keys = {(c.init, c.repr if c.init == "sound" else None, c.k, c.seed, c.world_seed)
+            for c in configs}
+    assert len(keys) == len(configs)
+    assert {c.world_seed for c in configs} == {0, 1, 2}
+    assert all(c.k is None for c in configs if c.init != "sound")

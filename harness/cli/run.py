@@ -18,6 +18,8 @@ from harness.profiles import ProfileName
 _RESULTS_HELP = "Folder for result records (the committed leaderboard's live in leaderboards/results)."
 _EVAL_HELP = ("Evaluator plugin (repeat the option); default: voc07_linear and voc07_full "
               "(Table 1's Head and All).")
+_WORLD_HELP = ("Seed of the toy world's clips and toy VOC (another sample of the same world); "
+               "ignored with --clips and --voc.")
 _EVAL_PARAM_HELP = "NAME=VALUE for every evaluator (repeatable), e.g. iterations=100, preset=deepcluster."
 
 
@@ -51,6 +53,7 @@ def run(
     init: Init = typer.Option(Init.sound, "--init", help="sound (pretext on sound clusters), random or supervised (true toy labels)."),
     profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy (CPU-sized) or paper (200 epochs, full VOC07 protocol)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of clustering, pretext training and evaluation."),
+    world_seed: int = typer.Option(0, "--world-seed", min=0, help=_WORLD_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     clips: Optional[Path] = typer.Option(None, "--clips", help="A clip dataset (default: the toy world)."),
     voc: Optional[Path] = typer.Option(None, "--voc", help="A VOCdevkit/VOC2007 folder (default: the toy VOC)."),
@@ -77,7 +80,8 @@ def run(
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
                      labeler_params=parse_params(labeler_param), k=k, backbone=backbone,
                      backbone_params=parse_params(backbone_param), init=init.value,
-                     profile=profile.value, seed=seed, device=device, clips=clips, voc=voc,
+                     profile=profile.value, seed=seed, world_seed=world_seed, device=device,
+                     clips=clips, voc=voc,
                      evaluators=evaluators, eval_params=parse_params(eval_param),
                      epochs=epochs, lr=lr, batch_size=batch_size, results=results,
                      progress=progress, monitor=monitor.value if monitor else None,
@@ -91,6 +95,8 @@ def sweep(
     k: Optional[List[int]] = typer.Option(None, "--k", help="Labeler sizes (repeat the option); default: the labeler's."),
     backbone: List[str] = typer.Option(["alexnet"], "--backbone", help="Backbones (repeat the option)."),
     seed: List[int] = typer.Option([0], "--seed", min=0, help="Seeds (repeat the option)."),
+    init: List[Init] = typer.Option([Init.sound], "--init", help="sound, random, supervised (repeat the option); random and supervised run once per backbone, world and seed."),
+    world_seed: List[int] = typer.Option([0], "--world-seed", min=0, help="Toy world seeds (repeat the option)."),
     labeler: str = typer.Option("kmeans", "--labeler", help="Labeler plugin."),
     profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
@@ -103,11 +109,14 @@ def sweep(
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
-    """Run every combination of --repr x --k x --backbone x --seed (Figures 3 and 4)."""
+    """Run every combination of --init x --repr x --k x --backbone x --seed x --world-seed
+    (Table 1 over worlds, Figures 3 and 4)."""
     from harness.pipeline import sweep as sweep_pipeline
 
     base = _config(labeler=labeler, profile=profile.value, device=device, clips=clips, voc=voc,
                    evaluators=evaluators, eval_params=parse_params(eval_param), epochs=epochs,
                    lr=lr, results=results, progress=progress)
-    done = sweep_pipeline(base, repr, k or [None], backbone, seed, echo=typer.echo)
+    done = sweep_pipeline(base, repr, k or [None], backbone, seed, echo=typer.echo,
+                          inits=tuple(dict.fromkeys(i.value for i in init)),
+                          world_seeds=tuple(dict.fromkeys(world_seed)))
     typer.echo(f"{len(done)} records in {results}")
