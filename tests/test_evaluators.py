@@ -411,3 +411,13 @@ def test_cuda_bf16_run_matches_cpu_closely(voc_root):
     gpu = VOC07Linear(**FAST).evaluate(tiny_model(), voc_root, ctx(device="cuda"))
     assert gpu.details["precision"].startswith("bf16")
     assert abs(gpu.value - cpu.value) < 10
+
+
+def test_precision_is_part_of_the_protocol_and_recorded(voc_root):
+    m = VOC07Full(precision="bf16", **FAST).evaluate(tiny_model("pretext"), voc_root, ctx())
+    assert m.protocol["precision"] == "bf16" and "precision" in m.protocol["overrides"]
+    assert m.details["precision"].startswith("bf16 autocast")
+    default = VOC07Full(**FAST).protocol(ctx())
+    assert default.precision == "auto"
+    with pytest.raises(BadInputError, match="precision"):
+        resolve("krahenbuhl", "toy", "all", precision="fp16")

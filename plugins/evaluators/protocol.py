@@ -62,6 +62,9 @@ Mode = Literal["head", "all"]
 HeadInit = Literal["pretext", "random"]
 Augmentation = Literal["window_crop", "resized_crop"]
 BNStats = Literal["batch", "running"]
+#: the evaluation's arithmetic: "auto" is bf16 autocast on CUDA and float32 on a CPU
+Precision = Literal["auto", "bf16", "fp32"]
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
 HEAD_INITS: tuple[str, ...] = ("pretext", "random")
 SPLIT_PAIRS: dict[str, str] = {"trainval": "test", "train": "val"}
@@ -179,6 +182,8 @@ class Protocol:
     #: BatchNorm statistics used in the trunk during training: "running" or "batch"
     trunk_bn: BNStats
     test_crops: int
+    #: arithmetic of training and test scoring (:data:`Precision`)
+    precision: Precision
     #: "Head" only: augmented views per training image encoded once by the frozen trunk
     #: (None: every iteration draws fresh crops)
     head_views: int | None
@@ -197,7 +202,7 @@ class Protocol:
 
 def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = None,
             train_split: str = "trainval", seed: int = 0, iterations: int | None = None,
-            lr: float | None = None) -> Protocol:
+            lr: float | None = None, precision: str | None = None) -> Protocol:
     """The full protocol for ``mode`` under ``preset`` scaled by ``profile``.
 
     ``iterations`` and ``lr`` override the resolved values (for tuning on ``val``; they are
@@ -226,6 +231,11 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
         if not lr > 0:
             raise BadInputError(f"learning rate must be positive, got {lr}")
         overrides.append("lr")
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise BadInputError(f"unknown precision {precision!r}; choose from "
+                                f"{', '.join(PRECISIONS)}")
+        overrides.append("precision")
     lr_step = max(1, round(p.lr_step * n_iter / p.iterations))
     crop = prof.crop_size or p.crop_size
     base = round(crop * VOC_SHORT_SIDE / PRESETS["krahenbuhl"].crop_size) \
@@ -242,6 +252,6 @@ def resolve(preset: str, profile: str, mode: Mode, *, head_init: str | None = No
         init_std=p.init_std, init_bias=p.init_bias,
         trained="head" if mode == "head" else "all",
         trunk_bn="running" if mode == "head" else p.all_trunk_bn,
-        test_crops=p.test_crops,
+        test_crops=p.test_crops, precision=precision or prof.precision,
         head_views=prof.head_views if mode == "head" else None, data_order=p.data_order, loss=p.loss,
         test_score=p.test_score, source=p.source, overrides=tuple(overrides))

@@ -44,11 +44,19 @@ PLAN_CHUNK = 100
 FEATURE_BATCH = 400
 
 
-def autocast(dev: torch.device):
-    """bf16 autocast on CUDA; full precision on the CPU."""
-    if dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(dev: torch.device, proto: Protocol):
+    """The protocol's arithmetic: bf16 autocast, or float32; ``auto`` is bf16 on CUDA and
+    float32 on a CPU."""
+    if proto.precision == "bf16" or (proto.precision == "auto" and dev.type == "cuda"):
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision_used(dev: torch.device, proto: Protocol) -> str:
+    """What :func:`autocast` runs on ``dev``, in words (recorded with the metrics)."""
+    if proto.precision == "bf16" or (proto.precision == "auto" and dev.type == "cuda"):
+        return "bf16 autocast" + (", channels-last" if dev.type == "cuda" else "")
+    return "float32"
 
 
 # ---------------------------------------------------------------------------- batches
@@ -150,7 +158,7 @@ def encode_views(bar, net: nn.Module, store: ImageStore, proto: Protocol,
         rng = np.random.default_rng(_seed(proto.seed, 7, v))
         for lo in range(0, n, FEATURE_BATCH):
             idx = np.arange(lo, min(n, lo + FEATURE_BATCH))
-            with autocast(dev):
+            with autocast(dev, proto):
                 out.append(net.trunk(_augmented(store, idx, proto, rng)).float())
             bar.advance(task, len(idx))
     return torch.cat(out).view(n_views, n, -1)
@@ -165,7 +173,7 @@ def _trunk_features(net: nn.Module, store: ImageStore, plan: _Plan, proto: Proto
     for lo in range(0, len(idx), FEATURE_BATCH):
         sl = slice(lo, lo + FEATURE_BATCH)
         x = _to_input(store.crops(idx[sl], boxes[sl], flips[sl], proto.crop_size))
-        with autocast(dev):
+        with autocast(dev, proto):
             out.append(net.trunk(x))
     return torch.cat(out).view(len(plan), proto.batch_size, -1)
 
@@ -221,7 +229,7 @@ def recompute_bn(bar, net: nn.Module, store: ImageStore, proto: Protocol,
             yield _augmented(store, idx, proto, rng)
             bar.advance(task)
 
-    with autocast(dev):
+    with autocast(dev, proto):
         update_bn(crops(), net.trunk)
 
 
@@ -337,7 +345,7 @@ def _gradients(net: nn.Module, optimizer: torch.optim.Optimizer, trained: list[n
 
     Returns the detached loss; the caller takes the optimizer step.
     """
-    with autocast(dev):
+    with autocast(dev, proto):
         logits = net.head(inputs) if proto.trained == "head" else net(inputs)
     loss = _loss(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -367,7 +375,7 @@ def score_test_split(bar, net: nn.Module, store: ImageStore, proto: Protocol,
         rng = np.random.default_rng(_seed(proto.seed, 6, crop))
         for lo in range(0, n, TEST_BATCH):
             idx = np.arange(lo, min(n, lo + TEST_BATCH))
-            with autocast(dev):
+            with autocast(dev, proto):
                 logits = net(_augmented(store, idx, proto, rng))
             total[lo:lo + len(idx)] += logits.double()
             bar.advance(task, len(idx))

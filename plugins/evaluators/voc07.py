@@ -37,7 +37,7 @@ from harness.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
 
 from . import training
 from .augment import ImageStore, load_images
-from .protocol import Mode, Protocol, resolve
+from .protocol import Mode, Precision, Protocol, resolve
 
 
 @dataclass
@@ -69,26 +69,27 @@ class VOC07Evaluator(Evaluator):
     def __init__(self, *, preset: str = "krahenbuhl", head_init: str | None = None,
                  train_split: str = "trainval",
                  iterations: Annotated[int | None, Bounds(1, 100_000_000)] = None,
-                 lr: float | None = None, checkpoint_seconds: float = 120.0,
-                 threads: int | None = None):
+                 lr: float | None = None, precision: Precision | None = None,
+                 checkpoint_seconds: float = 120.0, threads: int | None = None):
         # resolving once checks every parameter now, before any data is read
         resolve(preset, "paper", self.mode, head_init=head_init, train_split=train_split,
-                iterations=iterations, lr=lr)
+                iterations=iterations, lr=lr, precision=precision)
         self.preset, self.head_init, self.train_split = preset, head_init, train_split
-        self.iterations, self.lr = iterations, lr
+        self.iterations, self.lr, self.precision = iterations, lr, precision
         #: how often training state is saved to the work folder (does not change results)
         self.checkpoint_seconds = checkpoint_seconds
         self.threads = threads or min(16, os.cpu_count() or 1)
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset, "head_init": self.head_init,
-                "train_split": self.train_split, "iterations": self.iterations, "lr": self.lr}
+                "train_split": self.train_split, "iterations": self.iterations, "lr": self.lr,
+                "precision": self.precision}
 
     def protocol(self, context: EvalContext) -> Protocol:
         """The full protocol this evaluator runs under ``context``'s profile and seed."""
         return resolve(self.preset, context.profile, self.mode, head_init=self.head_init,
                        train_split=self.train_split, seed=context.seed,
-                       iterations=self.iterations, lr=self.lr)
+                       iterations=self.iterations, lr=self.lr, precision=self.precision)
 
     # ------------------------------------------------------------------ public API
     def evaluate(self, model: PretrainedModel, data_root: Path,
@@ -177,7 +178,7 @@ class VOC07Evaluator(Evaluator):
                       "input_size": model.meta.get("input_size")},
             "voc": str(voc),
             "device": str(dev),
-            "precision": "bf16 autocast, channels-last" if dev.type == "cuda" else "float32",
+            "precision": training.precision_used(dev, proto),
             "train_loss_curve": curve,
             "resumed_from_iteration": resumed_from,
             "timings": {k: round(v, 3) for k, v in timings.items()},
