@@ -155,6 +155,10 @@ class Run:
     size_name: str = "k"
     #: the pretext monitor's points ({"epoch", "monitor_<kind>_val_map", ...}), if any
     monitor: list[dict[str, Any]] | None = None
+    #: the toy world the run's downstream data came from (None: not a generated world)
+    world_seed: int | None = None
+    #: the seed of the downstream test split (None: not recorded, i.e. before it was sealed)
+    test_seed: int | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], evaluator: str | None = None) -> "Run":
@@ -185,7 +189,9 @@ class Run:
             evaluators_key=_digest(_strip_seeds(config["evaluators"])),
             pretrain_key=_digest(_strip_seeds(config.get("pretrain"))),
             metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k",
-            monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"))
+            monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"),
+            world_seed=record["downstream"].get("world_seed", config.get("world_seed")),
+            test_seed=record["downstream"].get("test_seed"))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
@@ -550,9 +556,23 @@ class Leaderboard:
     plots: dict[str, tuple[str, dict[str, Any]]]
 
 
+def seeds_line(group: Group) -> str:
+    """Which toy worlds and test seeds the group's runs used."""
+    runs = [run for row in group.rows for run in row.runs]
+    worlds = sorted({r.world_seed for r in runs if r.world_seed is not None})
+    tests = sorted({r.test_seed for r in runs if r.test_seed is not None})
+    missing = sum(r.test_seed is None for r in runs)
+    parts = [f"world seeds: {', '.join(map(str, worlds)) or DASH}",
+             f"test seeds: {', '.join(map(str, tests)) or DASH}"]
+    if missing:
+        parts.append(f"{missing} run(s) record no test seed (made before the test split was "
+                     f"sealed)")
+    return "Data: " + "; ".join(parts) + "."
+
+
 def group_page(group: Group, plot_files: list[str]) -> str:
     k = group.key
-    out = [MARKER, "", f"# {k.title}", "",
+    out = [MARKER, "", f"# {k.title}", "", seeds_line(group), "",
            f"Downstream dataset `{k.downstream}` (fingerprint `{k.fingerprint[:16]}`), "
            f"protocol preset `{k.preset}`, profile `{k.profile}`: {len(group.rows)} "
            f"configurations, {group.n_runs} runs. mAP and AP in percent, headline formula "
