@@ -235,6 +235,15 @@ class Evaluator(Plugin):
         """Train/test on ``data_root`` and return the metrics; resumable through
         ``context.work_dir``."""
 
+    def planned_protocol(self, profile: str, seed: int = 0) -> dict[str, Any] | None:
+        """The ``protocol`` dict :meth:`evaluate` would record under ``profile`` and
+        ``seed``, if it can be known without running (None: it cannot).
+
+        ``harness leaderboard --freeze`` fingerprints it, so that a protocol can be frozen
+        before any test-split result is made under it.
+        """
+        return None
+
 
 KIND_CLASSES: dict[str, type[Plugin]] = {
     "repr": SoundRepresentation,

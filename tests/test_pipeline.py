@@ -31,7 +31,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache):
+def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache, monkeypatch):
     rows = []
     first = run(_config(tmp_path), echo=rows.append)
     record = read_record(first.path)
@@ -66,6 +66,19 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache)
         assert s.split == "test" and s.scores.shape == (120, 20)
         again = score_split(s).mean()
         assert abs(again - record["metrics"][name]["value"]) < 1e-3   # float32 scores
+
+    # the protocol `harness leaderboard --freeze` fingerprints is the one the run recorded
+    from dataclasses import replace
+
+    from harness import profiles
+    from harness.protocol_lock import current_protocol, record_fingerprints
+
+    monkeypatch.setitem(profiles.PROFILES, "toy", replace(
+        profiles.PROFILES["toy"], toy_voc_images=TINY["toy_voc_images"]))
+    frozen = current_protocol("toy", params={name: TINY["eval_params"]
+                                             for name in ("voc07_linear", "voc07_full")})
+    assert record_fingerprints(record) == frozen.fingerprints()
+    assert frozen.is_current(record)
 
     # a second identical run recomputes nothing: no cached file is written again
     before = _snapshot(cache)

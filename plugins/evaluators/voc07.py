@@ -90,6 +90,12 @@ class VOC07Evaluator(Evaluator):
                        train_split=self.train_split, seed=context.seed,
                        iterations=self.iterations, lr=self.lr)
 
+    def planned_protocol(self, profile: str, seed: int = 0) -> dict[str, Any]:
+        """The protocol dict a run under ``profile`` and ``seed`` records (nothing is read)."""
+        context = EvalContext(profile=profile, seed=seed, device="cpu", work_dir=Path("."),
+                              progress=False)
+        return self.protocol(context).to_dict()
+
     # ------------------------------------------------------------------ public API
     def evaluate(self, model: PretrainedModel, data_root: Path,
                  context: EvalContext) -> EvalMetrics:
