@@ -37,6 +37,11 @@ def metrics_problem(metrics: Any) -> str | None:
         return f"protocol must be a dict, got {type(metrics.protocol).__name__}"
     if not isinstance(metrics.details, dict):
         return f"details must be a dict, got {type(metrics.details).__name__}"
+    from harness.ap import SplitScores
+
+    if metrics.test_scores is not None and not isinstance(metrics.test_scores, SplitScores):
+        return (f"test_scores must be a harness.ap.SplitScores or None, got "
+                f"{type(metrics.test_scores).__name__}")
     return None
 
 
@@ -46,10 +51,12 @@ def _finite_number(value: Any) -> bool:
 
 
 def metrics_dict(metrics: EvalMetrics) -> dict[str, Any]:
-    """The record's form of an evaluator's metrics (JSON values)."""
+    """The record's form of an evaluator's metrics (JSON values; ``test_scores`` is not
+    part of it: it goes to the record's sidecar, :mod:`harness.scores`)."""
     from harness.records import to_jsonable
 
-    return to_jsonable(dataclasses.asdict(metrics))
+    return to_jsonable({f.name: getattr(metrics, f.name) for f in dataclasses.fields(metrics)
+                        if f.name != "test_scores"})
 
 
 def run_evaluator(evaluator: Evaluator, model: PretrainedModel, data_root: Path, *,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 if TYPE_CHECKING:  # torch is imported lazily so that `harness --version` stays fast
+    from harness.ap import SplitScores
     from harness.nets import BackboneNet
 
 OutputKind = Literal["classes", "bits"]
@@ -200,6 +201,11 @@ class EvalMetrics:
     summarises (class name -> AP, layer -> mAP, ...), ``protocol`` every setting that
     determines the result, and ``details`` anything else JSON-serialisable the evaluator
     wants recorded (other AP formulas, loss curves, timings).
+
+    ``test_scores`` (optional, not part of the JSON) holds the per-image class scores of
+    the test split the headline was computed on (:class:`harness.ap.SplitScores`); the
+    core stores them beside the record (:mod:`harness.scores`) so that the leaderboard can
+    resample test images for its confidence intervals.
     """
 
     headline: str
@@ -208,6 +214,7 @@ class EvalMetrics:
     breakdown: dict[str, float]
     protocol: dict[str, Any]
     details: dict[str, Any] = field(default_factory=dict)
+    test_scores: "SplitScores | None" = field(default=None, repr=False, compare=False)
 
 
 class Evaluator(Plugin):
@@ -227,6 +234,15 @@ class Evaluator(Plugin):
                  context: EvalContext) -> EvalMetrics:
         """Train/test on ``data_root`` and return the metrics; resumable through
         ``context.work_dir``."""
+
+    def planned_protocol(self, profile: str, seed: int = 0) -> dict[str, Any] | None:
+        """The ``protocol`` dict :meth:`evaluate` would record under ``profile`` and
+        ``seed``, if it can be known without running (None: it cannot).
+
+        ``harness leaderboard --freeze`` fingerprints it, so that a protocol can be frozen
+        before any test-split result is made under it.
+        """
+        return None
 
 
 KIND_CLASSES: dict[str, type[Plugin]] = {

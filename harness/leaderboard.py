@@ -1,20 +1,25 @@
 """``leaderboards/`` regenerated from result records: tables (markdown) and plots (PNG).
 
 Records are grouped by what makes numbers comparable: the downstream dataset (its kind,
-``toy-voc`` or ``voc07``, and its fingerprint), the evaluation protocol's preset and the run
+``toy-voc`` or ``voc07``, and its fingerprint; for the toy VOC its recipe, so that the
+toy worlds of one recipe share a table), the evaluation protocol's preset and the run
 profile. Each group gets a page with
 
-- a Table-1 style table: Head (``voc07_linear``) and All (``voc07_full``) mAP, mean ± sample
-  std over seeds, the number of seeds, and the share of the random-to-supervised distance
-  each row recovers, ``(row - random) / (supervised - random)``, against the random-init and
-  supervised rows of the same backbone and evaluators;
+- a Table-1 style table: Head (``voc07_linear``) and All (``voc07_full``) mAP, the mean over
+  runs with a 95% bootstrap interval over runs and test images (:mod:`harness.bootstrap`),
+  the number of runs, the share of the random-to-supervised distance each row recovers,
+  ``(row - random) / (supervised - random)``, and the paired difference to the random-init
+  row, against the random-init and supervised rows of the same backbone and evaluators;
+- a per-world table of Head and All when the runs come from several toy worlds;
 - Table-2 style per-class AP tables (Head and All);
 - plots when the records hold a sweep: mAP against k per backbone, and comparisons of
-  representations and of backbones at equal k.
+  representations and of backbones at equal k, with the 95% intervals as error bars.
 
-Runs whose configurations differ only in seeds (``config.seed`` and any ``seed`` /
-``random_state`` parameter) and device are one row. If a row has two runs with the same
-seed, the newer one counts. The paper's published rows are shown as "reported" in their own
+Runs whose configurations differ only in seeds (``config.seed``, ``world_seed`` and any
+``seed`` / ``random_state`` parameter) and device are one row. If a row has two runs with
+the same world and seed, the newer one counts. With a frozen protocol
+(:mod:`harness.protocol_lock`) only the records made under it are shown; the archive's
+records (:mod:`harness.archive`) get a page of their own. The paper's published rows are shown as "reported" in their own
 tables (and beside measured rows only for real VOC07, where the dataset is the same); toy
 and VOC07 numbers are never in one table. Everything here is a pure function of the
 records, so the output is byte-for-byte reproducible and ``--check`` can detect staleness.
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import statistics
 from collections import defaultdict
@@ -34,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 from tabulate import tabulate
 
-from harness import frozen_board, paper_tables, plots
+from harness import bootstrap, frozen_board, paper_tables, plots
 from harness.errors import HarnessError
 from harness.records import labeler_size, legacy_headline_ap, metrics_entries
 
@@ -52,7 +56,7 @@ SHORT = dict(zip(paper_tables.VOC_CLASSES, (
     "aer", "bk", "brd", "bt", "btl", "bus", "car", "cat", "chr", "cow", "din", "dog", "hrs",
     "mbk", "prs", "pot", "shp", "sfa", "trn", "tv")))
 
-_SEED_KEYS = {"seed", "random_state"}
+_SEED_KEYS = {"seed", "random_state", "world_seed"}
 _INIT_ORDER = {"supervised": 0, "random": 1, "sound": 2}
 DASH = "—"
 
@@ -60,26 +64,36 @@ DASH = "—"
 # --------------------------------------------------------------------------- statistics
 @dataclass(frozen=True)
 class Stat:
-    """Mean and sample standard deviation (None for one value) over seeds."""
+    """The mean of a figure over runs, and the number of runs."""
 
     mean: float
-    std: float | None
     n: int
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> "Stat | None":
         vals = [float(v) for v in values if v is not None]
-        if not vals:
-            return None
-        return cls(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None,
-                   len(vals))
-
-    def text(self) -> str:
-        return f"{self.mean:.1f}" if self.std is None else f"{self.mean:.1f} ± {self.std:.1f}"
+        return cls(statistics.fmean(vals), len(vals)) if vals else None
 
 
-def _fmt(stat: Stat | None) -> str:
-    return DASH if stat is None else stat.text()
+#: footnote marks of intervals that resample less than runs and test images
+MARKS = {"runs": "†", "test images": "‡"}
+FOOTNOTES = {
+    "runs": "† the records hold no per-image test scores: the interval resamples runs only.",
+    "test images": ("‡ a single run: the interval resamples its test images only (it says "
+                    "nothing about another seed)."),
+    "": "Values without an interval are single runs without per-image test scores.",
+}
+
+
+def _fmt_interval(iv: "bootstrap.Interval | None", signed: bool = False) -> str:
+    """``38.9 [37.2, 40.5]`` (a mark when it covers less than runs and images)."""
+    if iv is None:
+        return DASH
+    f = "{:+.1f}" if signed else "{:.1f}"
+    if not iv.has_interval:
+        return f.format(iv.mean)
+    return (f"{f.format(iv.mean)} [{f.format(iv.lo)}, {f.format(iv.hi)}]"
+            f"{MARKS.get(iv.covers, '')}")
 
 
 def _pct(share: float | None) -> str:
@@ -113,6 +127,18 @@ class GroupKey:
         if self.evaluator:
             return f"{self.downstream} · evaluator {self.evaluator} · profile {self.profile}"
         return f"{self.downstream} · preset {self.preset} · profile {self.profile}"
+
+
+def data_key(downstream: Mapping[str, Any]) -> str:
+    """What a group's downstream data must share: the fingerprint of the data itself, or
+    for a toy VOC drawn for a world (``world_seed`` recorded) the digest of its recipe,
+    so that the worlds of one recipe are one table (each world's test images stay apart:
+    :attr:`Run.world`)."""
+    if downstream.get("world_seed") is None:
+        return downstream["fingerprint"]
+    from harness.protocol_lock import data_recipe
+
+    return _digest(data_recipe(downstream))
 
 
 def _strip_seeds(obj: Any) -> Any:
@@ -155,6 +181,14 @@ class Run:
     size_name: str = "k"
     #: the pretext monitor's points ({"epoch", "monitor_<kind>_val_map", ...}), if any
     monitor: list[dict[str, Any]] | None = None
+    #: the toy world the run's downstream data came from (None: not a generated world)
+    world_seed: int | None = None
+    #: the seed of the downstream test split (None: not recorded, i.e. before it was sealed)
+    test_seed: int | None = None
+    #: the downstream data's own fingerprint: runs with equal ones share their test images
+    world: str = ""
+    #: evaluator name -> per-image test scores (the record's sidecar), if it has them
+    scores: dict[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], evaluator: str | None = None) -> "Run":
@@ -164,14 +198,14 @@ class Run:
             metrics = metrics_entries(record)
         except HarnessError as exc:
             raise HarnessError(f"run {record['run_id']}: {exc}") from None
+        down = record["downstream"]
         if evaluator is None:
             presets = sorted({str(m["protocol"].get("preset")) for name, m in metrics.items()
                               if name in PANELS.values()})
-            group = GroupKey(record["downstream"]["kind"], "+".join(presets),
-                             config["profile"], record["downstream"]["fingerprint"])
+            group = GroupKey(down["kind"], "+".join(presets), config["profile"],
+                             data_key(down))
         else:
-            group = GroupKey(record["downstream"]["kind"], "", config["profile"],
-                             record["downstream"]["fingerprint"], evaluator)
+            group = GroupKey(down["kind"], "", config["profile"], data_key(down), evaluator)
         identity = _strip_seeds({k: v for k, v in config.items() if k != "device"})
         labeler = config.get("labeler")
         size = labeler_size(labeler)
@@ -185,7 +219,9 @@ class Run:
             evaluators_key=_digest(_strip_seeds(config["evaluators"])),
             pretrain_key=_digest(_strip_seeds(config.get("pretrain"))),
             metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k",
-            monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"))
+            monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"),
+            world_seed=down.get("world_seed", config.get("world_seed")),
+            test_seed=down.get("test_seed"), world=down["fingerprint"])
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
@@ -215,6 +251,15 @@ class Row:
     @property
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs]
+
+    def runs_of(self, evaluator: str) -> list[Run]:
+        """The runs that have a figure of ``evaluator``."""
+        return [r for r in self.runs if r.map(evaluator) is not None]
+
+    def has_scores(self, evaluator: str) -> bool:
+        """Whether every run of the row has per-image test scores of ``evaluator``."""
+        runs = self.runs_of(evaluator)
+        return bool(runs) and all(r.scores and evaluator in r.scores for r in runs)
 
     def stat(self, evaluator: str, field_name: str = "map") -> Stat | None:
         return Stat.of(r.map(evaluator, field_name) for r in self.runs)
@@ -255,6 +300,81 @@ def base_label(run: Run) -> str:
 class Group:
     key: GroupKey
     rows: list[Row] = field(default_factory=list)
+    #: bootstrap caches: image resamples by world, replicate vectors by run and by row
+    _images: dict[str, Any] = field(default_factory=dict, repr=False)
+    _run_reps: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    _row_reps: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def worlds(self) -> list[tuple[str, int | None, int | None]]:
+        """(world key, world seed, test seed) of every world the group's runs used."""
+        seen = {(r.world, r.world_seed, r.test_seed) for row in self.rows for r in row.runs}
+        return sorted(seen, key=lambda w: (w[1] is None, w[1] if w[1] is not None else 0,
+                                           w[0]))
+
+    # ------------------------------------------------------------------ bootstrap
+    def _run_replicates(self, run: Run, evaluator: str, images: bool):
+        """A run's figure under every bootstrap replicate: its mAP on each image resample
+        of its world (``images``), or its recorded value repeated."""
+        import numpy as np
+
+        if not images:
+            return np.full(bootstrap.REPLICATES, float(run.map(evaluator)))
+        key = (run.run_id, evaluator)
+        if key not in self._run_reps:
+            scores = run.scores[evaluator]
+            resamples = self._images.get(run.world)
+            if resamples is None:
+                resamples = self._images[run.world] = bootstrap.ImageResamples(
+                    run.world, len(scores.image_ids))
+            if resamples.counts.shape[1] != len(scores.image_ids):
+                raise HarnessError(f"run {run.run_id}: {len(scores.image_ids)} test images, "
+                                   f"but other runs on its test set have "
+                                   f"{resamples.counts.shape[1]}")
+            self._run_reps[key] = bootstrap.weighted_map(scores, resamples.counts)
+        return self._run_reps[key]
+
+    def _row_replicates(self, row: Row, evaluator: str, images: bool):
+        key = (row.first.row_key, evaluator, images)
+        if key not in self._row_reps:
+            by_world: dict[str, list] = defaultdict(list)
+            for run in row.runs_of(evaluator):
+                by_world[run.world].append(self._run_replicates(run, evaluator, images))
+            self._row_reps[key] = bootstrap.row_replicates(row.first.row_key, by_world)
+        return self._row_reps[key]
+
+    def interval(self, row: Row, evaluator: str) -> "bootstrap.Interval | None":
+        """The row's mean over runs with its 95% interval (see :mod:`harness.bootstrap`)."""
+        stat = row.stat(evaluator)
+        if stat is None:
+            return None
+        images = row.has_scores(evaluator)
+        if stat.n == 1 and not images:
+            return bootstrap.Interval(stat.mean, None, None, 1, "")
+        lo, hi = bootstrap.percentile_interval(self._row_replicates(row, evaluator, images))
+        covers = ("runs and test images" if images and stat.n > 1
+                  else "test images" if images else "runs")
+        return bootstrap.Interval(stat.mean, lo, hi, stat.n, covers)
+
+    def difference(self, row: Row, base: Row, evaluator: str) -> "bootstrap.Interval | None":
+        """``row`` minus ``base`` (means over runs) with a paired 95% interval: each
+        replicate scores both rows on the same image resample of each world, their runs
+        drawn independently. Without per-image scores for both, runs only."""
+        a, b = row.stat(evaluator), base.stat(evaluator)
+        if a is None or b is None:
+            return None
+        mean = a.mean - b.mean
+        if row is base:                     # the baseline's own row: +0.0 by definition
+            return bootstrap.Interval(mean, None, None, a.n, "baseline")
+        images = row.has_scores(evaluator) and base.has_scores(evaluator)
+        if a.n == 1 and b.n == 1 and not images:
+            return bootstrap.Interval(mean, None, None, 1, "")
+        reps = (self._row_replicates(row, evaluator, images)
+                - self._row_replicates(base, evaluator, images))
+        lo, hi = bootstrap.percentile_interval(reps)
+        covers = ("runs and test images" if images and max(a.n, b.n) > 1
+                  else "test images" if images else "runs")
+        return bootstrap.Interval(mean, lo, hi, min(a.n, b.n), covers)
 
     @property
     def n_runs(self) -> int:
@@ -271,13 +391,10 @@ class Group:
             cands = same
         return cands[0] if len(cands) == 1 else None
 
-    def gain(self, row: Row, evaluator: str) -> float | None:
-        """Mean mAP of ``row`` minus that of its random-init row, in points."""
+    def gain(self, row: Row, evaluator: str) -> "bootstrap.Interval | None":
+        """``row`` minus its random-init row, in mAP points, with the paired interval."""
         lo = self.baseline(row, "random")
-        vals = [x.stat(evaluator) for x in (row, lo)] if lo is not None else [None]
-        if any(v is None for v in vals):
-            return None
-        return vals[0].mean - vals[1].mean
+        return None if lo is None else self.difference(row, lo, evaluator)
 
     def recovered(self, row: Row, evaluator: str) -> float | None:
         lo, hi = self.baseline(row, "random"), self.baseline(row, "supervised")
@@ -289,19 +406,30 @@ class Group:
         return paper_tables.recovered_share(*(v.mean for v in vals))
 
 
-def group_records(records: Iterable[Mapping[str, Any]]) -> list[Group]:
-    """Records -> groups of rows (aggregated over seeds), everything in a fixed order."""
-    by_row: dict[tuple[GroupKey, str], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
+def group_records(records: Iterable[Mapping[str, Any]],
+                  scores: Mapping[str, Mapping[str, Any]] | None = None) -> list[Group]:
+    """Records -> groups of rows (aggregated over runs), everything in a fixed order.
+
+    ``scores`` maps a run id to its per-image test scores (the record's sidecar,
+    :func:`harness.records.read_test_scores`); runs without them get run-only intervals.
+    """
+    by_row: dict[tuple[GroupKey, str], dict[tuple, list[Run]]] = defaultdict(
+        lambda: defaultdict(list))
     for record in records:
         names = set(record["metrics"])
         runs = [Run.from_record(record)] if names & set(PANELS.values()) else []
         runs += [Run.from_record(record, name) for name in sorted(names - set(PANELS.values()))]
         for run in runs:
-            by_row[(run.group, run.row_key)][run.seed].append(run)
+            run.scores = dict((scores or {}).get(run.run_id) or {}) or None
+            by_row[(run.group, run.row_key)][(run.world, run.seed)].append(run)
     groups: dict[GroupKey, Group] = {}
     for (gkey, _), seeds in by_row.items():
         runs, superseded = [], 0
-        for seed in sorted(seeds):
+        def order(key: tuple) -> tuple:      # world seed first, then run seed
+            world_seed = seeds[key][0].world_seed
+            return (world_seed is None, world_seed or 0, key[0], key[1])
+
+        for seed in sorted(seeds, key=order):
             same_seed = sorted(seeds[seed], key=lambda r: (r.created, r.run_id))
             runs.append(same_seed[-1])
             superseded += len(same_seed) - 1
@@ -358,19 +486,28 @@ def _target_sentence() -> str:
     owens = paper_tables.table1_row(paper_tables.OWENS_METHOD)
     head, all_ = paper_tables.reported_recovered_share(owens)
     return (f"The paper's Table 1 puts Owens et al.'s ambient-sound row at {_pct(head)} of the "
-            f"random-to-ImageNet distance for Head and {_pct(all_)} for All; a measured sound "
-            f"row's recovered share is the comparable figure.")
+            f"random-to-ImageNet distance for Head and {_pct(all_)} for All. On real VOC07 a "
+            f"measured sound row's recovered share would be the comparable figure; toy-world "
+            f"shares are not comparable with these (each toy page says why).")
 
 
-def group_table1(group: Group) -> str:
+def group_table1(group: Group, covers: set[str] | None = None) -> str:
+    """Table 1 of the group; ``covers`` collects what the shown intervals resample."""
+    covers = set() if covers is None else covers
+
+    def cell(iv, signed=False):
+        if iv is not None and iv.covers in FOOTNOTES:
+            covers.add(iv.covers)
+        return _fmt_interval(iv, signed)
+
     rows = []
     for row in group.rows:
         baseline = row.first.init != "sound"
-        rows.append([row.label, "measured", _fmt(row.stat(HEAD)), _fmt(row.stat(ALL)),
-                     str(len(row.runs)),
+        rows.append([row.label, "measured", cell(group.interval(row, HEAD)),
+                     cell(group.interval(row, ALL)), str(len(row.runs)),
                      "(baseline)" if baseline else _pct(group.recovered(row, HEAD)),
                      "(baseline)" if baseline else _pct(group.recovered(row, ALL)),
-                     _points(group.gain(row, HEAD)), _points(group.gain(row, ALL))])
+                     cell(group.gain(row, HEAD), True), cell(group.gain(row, ALL), True)])
     if group.key.downstream == "voc07":
         random_row = paper_tables.table1_row(paper_tables.RANDOM_METHOD)
         for r in paper_tables.table1():
@@ -379,8 +516,25 @@ def group_table1(group: Group) -> str:
                          _num(r.all_map), DASH, _pct(head), _pct(all_),
                          _points(_minus(r.head_map, random_row.head_map)),
                          _points(_minus(r.all_map, random_row.all_map))])
-    return _table(["method", "source", "Head mAP", "All mAP", "seeds", "Head recovered",
-                   "All recovered", "Head − random", "All − random"], rows, numeric_from=2)
+    return _table(["method", "source", "Head mAP [95% CI]", "All mAP [95% CI]", "runs",
+                   "Head recovered", "All recovered", "Head − random [95% CI]",
+                   "All − random [95% CI]"], rows, numeric_from=2)
+
+
+def interval_text(group: Group) -> str:
+    """What the Table-1 intervals cover, in words (the page's definition of them)."""
+    n_worlds = len(group.worlds)
+    return (f"Each Head and All figure is the mean over a row's runs (run seeds on "
+            f"{n_worlds} world(s)), with a 95% percentile bootstrap interval "
+            f"({bootstrap.REPLICATES:,} replicates, seed {bootstrap.SEED}) that resamples, "
+            f"per world, the row's runs with replacement and the world's test images "
+            f"(with replacement, recomputing Table 1's AP formula on the resampled set). "
+            f"Every row on a world uses the same image resamples, so the differences "
+            f"\"Head − random\" and \"All − random\" are paired: both rows are scored on the "
+            f"same resampled images, their runs drawn independently. The interval covers "
+            f"run-to-run variation (pretext and evaluation seeds) and the sampling of the "
+            f"test images; it does not cover the choice of worlds, which the per-world "
+            f"table shows.")
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -390,6 +544,36 @@ def _minus(a: float | None, b: float | None) -> float | None:
 def _points(x: float | None) -> str:
     """A difference in mAP points, signed (``—`` when there is no baseline)."""
     return DASH if x is None else f"{x:+.1f}"
+
+
+def world_tables(group: Group) -> str | None:
+    """Head and All per world (mean over the row's runs there, and its difference to the
+    random-init row on the same world), when the runs come from two worlds or more."""
+    worlds = group.worlds
+    if len(worlds) < 2:
+        return None
+    out = []
+    for panel, ev in PANELS.items():
+        rows = []
+        for row in group.rows:
+            base = group.baseline(row, "random")
+            cells = []
+            for world, _, _ in worlds:
+                here = Stat.of(r.map(ev) for r in row.runs if r.world == world)
+                there = None if base is None else Stat.of(
+                    r.map(ev) for r in base.runs if r.world == world)
+                if here is None:
+                    cells.append(DASH)
+                elif there is None or base is row:
+                    cells.append(f"{here.mean:.1f}")
+                else:
+                    cells.append(f"{here.mean:.1f} ({here.mean - there.mean:+.1f})")
+            counts = "/".join(str(sum(r.world == w for r in row.runs)) for w, _, _ in worlds)
+            rows.append([row.label, *cells, counts])
+        headers = ["method", *(f"world {ws if ws is not None else '?'}" for _, ws, _ in worlds),
+                   "runs per world"]
+        out += [f"### {panel} (`{ev}`) per world", "", _table(headers, rows), ""]
+    return "\n".join(out).rstrip("\n")
 
 
 def _class_order(keys: Iterable[str]) -> list[str]:
@@ -409,7 +593,7 @@ def group_table2(group: Group, evaluator: str) -> str | None:
         row_mean = Stat.of(m.get(c) for c in classes)
         rows.append([row.label, *(_num(m.get(c)) for c in classes),
                      _num(row_mean.mean if row_mean else None), str(len(row.runs))])
-    headers = ["method", *(SHORT.get(c, c) for c in classes), "mean", "seeds"]
+    headers = ["method", *(SHORT.get(c, c) for c in classes), "mean", "runs"]
     return _table(headers, rows)
 
 
@@ -419,7 +603,8 @@ def group_other_formulas(group: Group) -> str | None:
             if any(row.stat(ev, f) for row in group.rows)]
     if not cols:
         return None
-    rows = [[row.label, *(_fmt(row.stat(ev, f)) for _, _, ev, f in cols)]
+    rows = [[row.label, *(_num(st.mean if st else None)
+                          for st in (row.stat(ev, f) for _, _, ev, f in cols))]
             for row in group.rows]
     return _table(["method", *(f"{p} mAP {n}" for p, n, _, _ in cols)], rows)
 
@@ -428,23 +613,42 @@ def group_runs_table(group: Group) -> str:
     rows = []
     for row in group.rows:
         for run in row.runs:
-            rows.append([row.label, str(run.seed), run.run_id, _num(run.map(HEAD)),
-                         _num(run.map(ALL))])
-    return _table(["method", "seed", "run id", "Head mAP", "All mAP"], rows, align="lrlrr")
+            rows.append([row.label, _num_int(run.world_seed), _num_int(run.test_seed),
+                         str(run.seed), run.run_id, _num(run.map(HEAD)), _num(run.map(ALL)),
+                         "yes" if run.scores else "no"])
+    return _table(["method", "world", "test seed", "seed", "run id", "Head mAP", "All mAP",
+                   "per-image scores"], rows, align="lrrrlrrl")
+
+
+def _num_int(value: int | None) -> str:
+    return DASH if value is None else str(value)
 
 
 # --------------------------------------------------------------------------- plots (data)
-def _series_points(rows: list[Row]) -> dict[str, list[dict[str, Any]]]:
+def _point(group: Group, row: Row, evaluator: str) -> dict[str, Any] | None:
+    """A plotted value: the mean, and its 95% interval when the row has two runs or more
+    (a single run is drawn as a bare marker)."""
+    iv = group.interval(row, evaluator)
+    if iv is None:
+        return None
+    bars = iv.has_interval and iv.n > 1
+    return {"mean": round(iv.mean, 6), "lo": round(iv.lo, 6) if bars else None,
+            "hi": round(iv.hi, 6) if bars else None, "n": iv.n}
+
+
+def _series_points(group: Group, rows: list[Row]) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for panel, ev in PANELS.items():
         pts = []
         for row in sorted(rows, key=lambda r: r.first.k):
-            st = row.stat(ev)
-            if st is not None:
-                pts.append({"k": row.first.k, "mean": round(st.mean, 6),
-                            "std": round(st.std or 0.0, 6), "n": st.n})
+            point = _point(group, row, ev)
+            if point is not None:
+                pts.append({"k": row.first.k, **point})
         out[panel] = pts
     return out
+
+
+_PLOT_NOTE = "95% bootstrap intervals over runs and test images; single runs: bare markers"
 
 
 def k_sweep_plot(group: Group) -> dict[str, Any] | None:
@@ -463,7 +667,7 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
     for key in sorted(swept, key=lambda k: tuple(str(x) for x in k)):
         rows = swept[key]
         label = base_label(rows[0].first).replace(f" k={rows[0].first.k}", "")
-        data_series.append({"label": label, "points": _series_points(rows)})
+        data_series.append({"label": label, "points": _series_points(group, rows)})
         backbones[rows[0].first.backbone_name] = rows[0]
     baselines = []
     for name in sorted(backbones):
@@ -474,7 +678,7 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
                                   "values": {p: (None if b.stat(ev) is None
                                                  else round(b.stat(ev).mean, 6))
                                              for p, ev in PANELS.items()}})
-    return {"title": f"{group.key.title}: mAP vs number of clusters (mean ± std over seeds)",
+    return {"title": f"{group.key.title}: mAP vs number of clusters ({_PLOT_NOTE})",
             "panels": list(PANELS),
             "series": data_series, "baselines": baselines}
 
@@ -516,12 +720,11 @@ def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
         values[panel] = {}
         for s, s_label in zip(settings, setting_labels):
             for v, row in keep[s].items():
-                st = row.stat(ev)
-                if st is not None:
-                    values[panel][f"{s_label}|{v}"] = {"mean": round(st.mean, 6),
-                                                       "std": round(st.std or 0.0, 6), "n": st.n}
+                point = _point(group, row, ev)
+                if point is not None:
+                    values[panel][f"{s_label}|{v}"] = point
     what = "sound representation" if varying == "repr" else "backbone"
-    return {"title": f"{group.key.title}: {what} comparison (mean ± std over seeds)",
+    return {"title": f"{group.key.title}: {what} comparison ({_PLOT_NOTE})",
             "panels": list(PANELS),
             "varying": what, "settings": setting_labels, "variants": variants,
             "values": values}
@@ -544,43 +747,102 @@ def group_plots(group: Group) -> dict[str, tuple[str, dict[str, Any]]]:
 # --------------------------------------------------------------------------- pages
 @dataclass
 class Leaderboard:
-    """Everything ``leaderboards/`` should hold: markdown text and plot data, by file name."""
+    """Everything ``leaderboards/`` should hold: markdown text and plot data, by file name
+    (relative to the leaderboard's folder), and what ``--check`` must report besides stale
+    files (e.g. records in the results folder made under a superseded protocol)."""
 
     markdown: dict[str, str]
     plots: dict[str, tuple[str, dict[str, Any]]]
+    problems: list[str] = field(default_factory=list)
+
+
+def seeds_line(group: Group) -> str:
+    """Which toy worlds and test seeds the group's runs used."""
+    runs = [run for row in group.rows for run in row.runs]
+    worlds = sorted({r.world_seed for r in runs if r.world_seed is not None})
+    tests = sorted({r.test_seed for r in runs if r.test_seed is not None})
+    missing = sum(r.test_seed is None for r in runs)
+    parts = [f"world seeds: {', '.join(map(str, worlds)) or DASH}",
+             f"test seeds: {', '.join(map(str, tests)) or DASH}"]
+    if missing:
+        parts.append(f"{missing} run(s) record no test seed (made before the test split was "
+                     f"sealed)")
+    return "Data: " + "; ".join(parts) + "."
+
+
+def toy_framing() -> list[str]:
+    """What the toy world is built to make true, with the generator's own numbers."""
+    from harness.toy import ToyConfig
+
+    cfg = ToyConfig()
+    owens = paper_tables.reported_recovered_share(
+        paper_tables.table1_row(paper_tables.OWENS_METHOD))
+    lo, hi = cfg.object_gain_db
+    silent = (f"{len(cfg.silent_classes)} class(es) are silent ({', '.join(cfg.silent_classes)})"
+              if cfg.silent_classes else "no class is silent")
+    return [
+        "## What this toy table can and cannot say", "",
+        f"The toy world is built so that sound names the objects: every one of the 20 "
+        f"classes has its own characteristic sound, stationary over the {cfg.clip_seconds} s "
+        f"window (a harmonic tone, a periodic chirp, a click train or a band of noise); "
+        f"{silent}; a visible object of a sounding class is audible with probability "
+        f"{cfg.sound_prob}, {lo:g}-{hi:g} dB above the scene's ambience (the generator's "
+        f"`harness/toy/config.py` `ToyConfig`, read when this page was generated). Sound "
+        f"clusters therefore carry much of the object labels, by construction: a sound row "
+        f"that beats the random-init row here demonstrates that the pipeline can turn "
+        f"such a signal into visual features, not how much ambient sound in real video "
+        f"(AudioSet, Flickr) would give.", "",
+        f"The supervised row is in-domain training on the same 20 toy labels (the toy "
+        f"clips' true objects), not ImageNet pretraining: it is an upper bound for this "
+        f"world, not the paper's ImageNet row. The recovered shares are therefore not "
+        f"comparable with the paper's {_pct(owens[0])} (Head) and {_pct(owens[1])} (All) "
+        f"for Owens et al.'s sound row; compare rows with each other on this page only.", ""]
 
 
 def group_page(group: Group, plot_files: list[str]) -> str:
     k = group.key
-    out = [MARKER, "", f"# {k.title}", "",
-           f"Downstream dataset `{k.downstream}` (fingerprint `{k.fingerprint[:16]}`), "
+    covers: set[str] = set()
+    table1 = group_table1(group, covers)
+    out = [MARKER, "", f"# {k.title}", "", seeds_line(group), "",
+           f"Downstream dataset `{k.downstream}` (data key `{k.fingerprint[:16]}`), "
            f"protocol preset `{k.preset}`, profile `{k.profile}`: {len(group.rows)} "
            f"configurations, {group.n_runs} runs. mAP and AP in percent, headline formula "
-           f"(the evaluators' `map`); mean ± sample std over seeds. Head = `{HEAD}` (frozen "
-           f"trunk), All = `{ALL}` (everything fine-tuned). Recovered = (row − random) / "
-           f"(supervised − random), against the random-init and supervised rows with the "
-           f"same backbone and evaluators; Head − random and All − random are the same "
-           f"difference in mAP points.", ""]
+           f"(the evaluators' `map`). Head = `{HEAD}` (frozen trunk), All = `{ALL}` "
+           f"(everything fine-tuned). Recovered = (row − random) / (supervised − random), "
+           f"of the means, against the random-init and supervised rows with the same "
+           f"backbone and evaluators; Head − random and All − random are the same "
+           f"difference in mAP points.", "", interval_text(group), ""]
     if k.downstream != "voc07":
         out += ["Toy-world numbers: not comparable with VOC07 or with the paper's rows "
                 "(see [the reported tables](README.md#reported-by-the-paper)).", ""]
-    out += ["## Table 1: Head and All mAP", "", group_table1(group), ""]
+    out += ["## Table 1: Head and All mAP", "", table1, ""]
+    notes = [FOOTNOTES[c] for c in ("runs", "test images", "") if c in covers]
+    if notes:
+        out += [" ".join(notes), ""]
     superseded = sum(r.superseded for r in group.rows)
     if superseded:
-        out += [f"{superseded} older run(s) with a seed already shown were superseded by "
-                f"newer runs of the same configuration.", ""]
+        out += [f"{superseded} older run(s) with a world and seed already shown were "
+                f"superseded by newer runs of the same configuration.", ""]
+    worlds = world_tables(group)
+    if worlds:
+        out += ["## Per world", "", "Mean over each row's runs on one world; in brackets "
+                "the difference to the random-init row on the same world (same test "
+                "images).", "", worlds, ""]
+    if k.downstream == "toy-voc":
+        out += toy_framing()
     for panel, ev in PANELS.items():
         table = group_table2(group, ev)
         if table:
             out += [f"## Table 2: per-class AP, {panel} (`{ev}`)", "",
-                    "Per-class AP averaged over seeds; `mean` is the mean over classes.", "",
+                    "Per-class AP averaged over runs; `mean` is the mean over classes.", "",
                     table, ""]
     other = group_other_formulas(group)
     if other:
-        out += ["## Other AP formulas", "", "VOC2007 11-point and VOC2010 (envelope) mAP.",
-                "", other, ""]
+        out += ["## Other AP formulas", "", "VOC2007 11-point and VOC2010 (envelope) mAP, "
+                "mean over runs.", "", other, ""]
     if plot_files:
-        out += ["## Plots", ""]
+        out += ["## Plots", "", f"Error bars: the 95% intervals of Table 1 (runs and test "
+                f"images); a configuration with a single run is a bare marker.", ""]
         out += [f"![{name}]({name})" for name in plot_files]
         out += [""]
     out += ["## Runs", "", group_runs_table(group), ""]
@@ -592,15 +854,18 @@ def generic_page(group: Group, plot_files: list[str] = ()) -> str:
     k, ev = group.key, group.key.evaluator
     first = next(r.first.metrics[ev] for r in group.rows)
     out = [MARKER, "", f"# {k.title}", "",
-           f"Downstream dataset `{k.downstream}` (fingerprint `{k.fingerprint[:16]}`), "
+           f"Downstream dataset `{k.downstream}` (data key `{k.fingerprint[:16]}`), "
            f"evaluator `{ev}`, profile `{k.profile}`: {len(group.rows)} configurations, "
-           f"{group.n_runs} runs. Headline `{first['headline']}`: {first['formula']}; mean ± "
-           f"sample std over seeds.", ""]
-    rows = [[row.label, _fmt(row.stat(ev)), str(len(row.runs))] for row in group.rows]
-    out += ["## Headline", "", _table(["method", first["headline"], "seeds"], rows), ""]
+           f"{group.n_runs} runs. Headline `{first['headline']}`: {first['formula']}; mean "
+           f"over runs with a 95% bootstrap interval over runs ({bootstrap.REPLICATES:,} "
+           f"replicates, seed {bootstrap.SEED}; a single run has none).", ""]
+    rows = [[row.label, _fmt_interval(group.interval(row, ev)), str(len(row.runs))]
+            for row in group.rows]
+    out += ["## Headline", "", _table(["method", f"{first['headline']} [95% CI]", "runs"],
+                                      rows), ""]
     breakdown = group_table2(group, ev)
     if breakdown:
-        out += ["## Breakdown", "", "Each value averaged over seeds; `mean` is the mean over "
+        out += ["## Breakdown", "", "Each value averaged over runs; `mean` is the mean over "
                 "its columns.", "", breakdown, ""]
     if plot_files:
         out += ["## Plots", ""] + [f"![{name}]({name})" for name in plot_files] + [""]
@@ -611,17 +876,34 @@ def generic_page(group: Group, plot_files: list[str] = ()) -> str:
     return "\n".join(out)
 
 
-def index_page(groups: list[Group]) -> str:
+def protocol_lines(frozen) -> list[str]:
+    """The index's section on the frozen protocol."""
+    if frozen is None:
+        return ["## Protocol", "", "No protocol is frozen (no `PROTOCOL.json`): every record "
+                "is shown. `harness leaderboard --freeze` freezes the current one.", ""]
+    fps = ", ".join(f"`{n}` `{fp[:12]}`" for n, fp in frozen.fingerprints().items())
+    return ["## Protocol", "",
+            f"Frozen protocol ([`PROTOCOL.json`](PROTOCOL.json), frozen {frozen.frozen_at or '?'}"
+            f" at commit `{(frozen.commit or '?')[:12]}`): profile `{frozen.profile}`, sealed "
+            f"test seed {frozen.test_seed if frozen.test_seed is not None else DASH} (world "
+            f"*w* draws its test split from this seed + *w*), evaluator fingerprints {fps}. "
+            f"Only records made under it are in the tables; records made under an earlier "
+            f"protocol are listed in the [archive](archive/README.md), never deleted.", ""]
+
+
+def index_page(groups: list[Group], frozen=None, n_archived: int = 0,
+               stale: Iterable[str] = ()) -> str:
     others = [g for g in groups if g.key.evaluator]
     groups = [g for g in groups if not g.key.evaluator]
     out = [MARKER, "", "# Leaderboards", "",
            "Generated by `harness leaderboard` from the result records in `results/` "
-           "(one JSON file per run; `harness leaderboard --check` fails when this folder is "
-           "stale). Measured rows are this project's runs; reported rows are the paper's "
-           "published numbers, shown as data and never averaged with measured ones. "
-           "Numbers from the toy world and from PASCAL VOC07 are never in one table.", "",
+           "(one JSON file per run, with its per-image test scores beside it; `harness "
+           "leaderboard --check` fails when this folder is stale). Measured rows are this "
+           "project's runs; reported rows are the paper's published numbers, shown as data "
+           "and never averaged with measured ones. Numbers from the toy world and from "
+           "PASCAL VOC07 are never in one table.", "",
            "Recovered share = (row − random) / (supervised − random). " + _target_sentence(),
-           "", "## Measured", ""]
+           "", *protocol_lines(frozen), "## Measured", ""]
     if groups:
         rows = []
         for g in groups:
@@ -631,14 +913,23 @@ def index_page(groups: list[Group]) -> str:
             rows.append([f"[{g.key.title}]({g.key.slug}.md)", g.key.downstream, g.key.preset,
                          g.key.profile, str(len(g.rows)), str(g.n_runs),
                          best.label if best else DASH,
-                         _pct(g.recovered(best, HEAD)) if best else DASH,
-                         _pct(g.recovered(best, ALL)) if best else DASH])
+                         _fmt_interval(g.gain(best, HEAD), True) if best else DASH,
+                         _fmt_interval(g.gain(best, ALL), True) if best else DASH])
         out += [_table(["table", "dataset", "preset", "profile", "configurations", "runs",
-                        "best sound row (Head)", "its Head recovered", "its All recovered"],
+                        "best sound row (Head)", "its Head − random", "its All − random"],
                        rows, align="llllrrlrr"), ""]
     else:
-        out += ["No result records yet: run `harness run ... --results leaderboards/results` "
-                "and then `harness leaderboard`.", ""]
+        under = " under the frozen protocol" if frozen is not None else ""
+        out += [f"No result records{under} yet: run `harness run ... --results "
+                f"leaderboards/results` and then `harness leaderboard`.", ""]
+    stale = list(stale)
+    if stale:
+        out += [f"{len(stale)} record(s) in `results/` were made under another protocol and "
+                f"are not shown: `harness leaderboard --archive-superseded` moves them to the "
+                f"archive.", ""]
+    if n_archived:
+        out += ["## Archive", "", f"[{n_archived} record(s) made under superseded protocols]"
+                f"(archive/README.md), kept as they were.", ""]
     if others:
         rows = [[f"[{g.key.title}]({g.key.slug}.md)", g.key.downstream, g.key.evaluator,
                  g.key.profile, str(len(g.rows)), str(g.n_runs)] for g in others]
@@ -649,7 +940,7 @@ def index_page(groups: list[Group]) -> str:
     out += ["## Reported by the paper", "", f"Source: {paper_tables.CITATION}.", "",
             "### Table 1 (reported): VOC07 classification mAP", "",
             "Recovered share against the paper's Random and ImageNet rows.", "",
-            reported_table1(), "",
+            reported_table1(), "", ap_formula_note(), "",
             "### Table 2 (reported): per-class AP", "",
             "The rows other than the paper's own two come from a frozen-feature comparison and "
             "do not average to their Table 1 figures: not comparable with Table 1, nor with "
@@ -657,9 +948,60 @@ def index_page(groups: list[Group]) -> str:
     return "\n".join(out)
 
 
-def build_leaderboard(records: Iterable[Mapping[str, Any]]) -> Leaderboard:
-    """The whole leaderboard for ``records`` (pure: same records, same result)."""
-    groups = group_records(records)
+def ap_formula_note() -> str:
+    """How the reported rows' AP may differ from the one measured here (harness/ap.py)."""
+    from harness import ap
+
+    return ("All rows above are reported, not measured here. Their AP comes from "
+            "Krähenbühl et al.'s `train_cls.py` (and ports of it), which calls scikit-learn's "
+            "`average_precision_score`; scikit-learn releases before 0.19 computed that by "
+            "the trapezoidal rule on the precision-recall curve, later ones as the "
+            "non-interpolated step sum. The measured rows' headline AP is "
+            f"`{ap.HEADLINE}` (`harness/ap.py`): {ap.FORMULAS[ap.HEADLINE]}, computed with "
+            "the scikit-learn release each record names (0.19 or later), so a reported row "
+            "made with an older release is not formula-identical with a measured one.")
+
+
+def archive_page(archived: list[Mapping[str, Any]], frozen=None) -> str:
+    """``archive/README.md``: every archived record, its protocol and why it was superseded."""
+    from harness.protocol_lock import record_fingerprint
+
+    out = [MARKER, "", "# Archive: results under superseded protocols", "",
+           "Test-split records made under a protocol other than the frozen one "
+           "([`../PROTOCOL.json`](../PROTOCOL.json)), moved here by `harness leaderboard "
+           "--archive-superseded` and kept byte for byte with their per-image scores. They "
+           "are not in the live tables and are not comparable with them. Protocol = a "
+           "digest of the evaluators' recorded protocols (seeds removed), the profile and "
+           "the test data's recipe (toy world version, split sizes, sealed test seed).", ""]
+    rows = []
+    for record in sorted(archived, key=lambda r: (r["created"], r["run_id"])):
+        runs = ([Run.from_record(record)] if set(record["metrics"]) & set(PANELS.values())
+                else [Run.from_record(record, n) for n in sorted(record["metrics"])[:1]])
+        run = runs[0]
+        why = frozen.why_superseded(record) if frozen is not None else "no frozen protocol"
+        rows.append([run.run_id, base_label(run), _num_int(run.world_seed),
+                     _num_int(run.test_seed), str(run.seed), _num(run.map(HEAD)),
+                     _num(run.map(ALL)), f"`{record_fingerprint(record)[:12]}`",
+                     why or "current (under the frozen protocol)"])
+    out += [_table(["run id", "method", "world", "test seed", "seed", "Head mAP", "All mAP",
+                    "protocol", "why superseded"], rows, align="llrrrrrll"), ""]
+    return "\n".join(out)
+
+
+def build_leaderboard(records: Iterable[Mapping[str, Any]], *,
+                      scores: Mapping[str, Mapping[str, Any]] | None = None,
+                      archived: Iterable[Mapping[str, Any]] = (),
+                      frozen=None) -> Leaderboard:
+    """The whole leaderboard (pure: same inputs, same result).
+
+    ``records`` are the results folder's records and ``scores`` their per-image test
+    scores by run id; ``archived`` the archive's records; ``frozen`` the frozen protocol
+    (:class:`harness.protocol_lock.FrozenProtocol`, or None: every record is shown).
+    """
+    records = list(records)
+    live = [r for r in records if frozen is None or frozen.is_current(r)]
+    stale = sorted(r["run_id"] for r in records if frozen is not None and not frozen.is_current(r))
+    groups = group_records(live, scores)
     markdown, all_plots = {}, {}
     for group in groups:
         if group.key.evaluator:
@@ -670,37 +1012,54 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]]) -> Leaderboard:
         plots_here = group_plots(group)
         all_plots.update(plots_here)
         markdown[f"{group.key.slug}.md"] = group_page(group, sorted(plots_here))
-    markdown[INDEX] = index_page(groups)
-    return Leaderboard(markdown, all_plots)
+    archived = list(archived)
+    markdown[INDEX] = index_page(groups, frozen, len(archived), stale)
+    if archived:
+        markdown[ARCHIVE_PAGE] = archive_page(archived, frozen)
+    problems = [f"results record {run_id}: not under the frozen protocol; run `harness "
+                f"leaderboard --archive-superseded`" for run_id in stale]
+    return Leaderboard(markdown, all_plots, problems)
+
+
+#: the archive's generated page, relative to the leaderboard's folder
+ARCHIVE_PAGE = "archive/README.md"
 
 
 # --------------------------------------------------------------------------- files
 def _generated_files(out_dir: Path) -> list[Path]:
-    """Files in ``out_dir`` that an earlier ``harness leaderboard`` wrote."""
-    if not out_dir.is_dir():
-        return []
+    """Files in ``out_dir`` (and its archive folder) that an earlier ``harness leaderboard``
+    wrote."""
     found = []
-    for p in sorted(out_dir.iterdir()):
-        if p.suffix == ".md" and p.is_file():
-            with open(p, encoding="utf-8", errors="replace") as f:
-                if f.readline().rstrip("\n") == MARKER:
-                    found.append(p)
-        elif p.suffix == ".png" and p.is_file() and plots.PLOT_KIND_KEY in plots.png_text(p):
-            found.append(p)
+    for folder in (out_dir, out_dir / Path(ARCHIVE_PAGE).parent):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if p.suffix == ".md" and p.is_file():
+                with open(p, encoding="utf-8", errors="replace") as f:
+                    if f.readline().rstrip("\n") == MARKER:
+                        found.append(p)
+            elif (folder == out_dir and p.suffix == ".png" and p.is_file()
+                  and plots.PLOT_KIND_KEY in plots.png_text(p)):
+                found.append(p)
     return found
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return path.relative_to(out_dir).as_posix()
 
 
 def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[Path]:
     """Write every file (atomically) and delete generated files that are no longer produced.
 
     Refuses (BadInputError, nothing written) to replace a file it did not generate, and to
-    empty a leaderboard: with no group of records it deletes nothing that exists.
+    empty a leaderboard: with no record at all (none live, none archived) it deletes
+    nothing that exists.
     """
     from harness.errors import BadInputError
     from harness.io import write_bytes, write_text
 
     out_dir = Path(out_dir)
-    generated = {p.name for p in _generated_files(out_dir)}
+    generated = {_rel(p, out_dir) for p in _generated_files(out_dir)}
     foreign = [out_dir / n for n in [*board.markdown, *board.plots]
                if (out_dir / n).exists() and n not in generated]
     if foreign:
@@ -712,6 +1071,7 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[Pa
                             f"them (give --results the folder of its records)")
     written = []
     for name, text in sorted(board.markdown.items()):
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         write_text(out_dir / name, text)
         written.append(out_dir / name)
     for name, (kind, data) in sorted(board.plots.items()):
@@ -719,19 +1079,19 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[Pa
         written.append(out_dir / name)
     expected = set(board.markdown) | set(board.plots)
     for p in _generated_files(out_dir):
-        if p.name not in expected:
+        if _rel(p, out_dir) not in expected:
             p.unlink()
     return written
 
 
 def check_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[str]:
-    """What is stale in ``out_dir`` (empty list: up to date).
+    """What is stale in ``out_dir`` (empty list: up to date), and the board's own problems.
 
     Markdown must match byte for byte; a plot must exist and carry the hash of the data it
     should show (pixels are not compared: they vary with matplotlib and FreeType versions).
     """
     out_dir = Path(out_dir)
-    problems = []
+    problems = list(board.problems)
     for name, text in sorted(board.markdown.items()):
         path = out_dir / name
         if not path.is_file():
@@ -746,6 +1106,6 @@ def check_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[st
             problems.append(f"{path}: shows other data than the records")
     expected = set(board.markdown) | set(board.plots)
     for p in _generated_files(out_dir):
-        if p.name not in expected:
+        if _rel(p, out_dir) not in expected:
             problems.append(f"{p}: generated earlier but no longer produced by the records")
     return problems

@@ -143,17 +143,66 @@ def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
     return out
 
 
-def toy_voc(world_seed: int, images: tuple[int, int], progress: bool) -> Path:
-    """The toy VOC07 (another seed of the same world), generated once into the cache."""
+def toy_voc(world_seed: int, images: tuple[int, int], progress: bool,
+            test_seed: int | None = None) -> Path:
+    """The toy VOC07 (another seed of the same world), generated once into the cache.
+
+    trainval comes from :func:`toy_voc_seed`; the test split from ``test_seed`` (None: the
+    trainval seed). :func:`profile_toy_voc` is the one a run uses.
+    """
     from harness.toy import WORLD_VERSION, ToyConfig, generate_voc
 
     cfg = ToyConfig()
-    voc_seed = world_seed + 1_000_003
+    voc_seed = toy_voc_seed(world_seed)
+    sealed = [] if test_seed is None else [test_seed]
     out = cache_root() / "toy" / stage_key("toy-voc", WORLD_VERSION, voc_seed, list(images),
-                                           cfg.to_dict())
+                                           cfg.to_dict(), *sealed)
     if not (out / "VOC2007").is_dir():
         generate_voc(out, voc_seed, config=cfg, n_trainval=images[0], n_test=images[1],
-                     progress=progress)
+                     progress=progress, test_seed=test_seed)
+    return out
+
+
+def toy_voc_seed(world_seed: int) -> int:
+    """The seed of world ``world_seed``'s toy VOC trainval (not the clips' seed)."""
+    return world_seed + 1_000_003
+
+
+def toy_test_seed(profile: Profile, world_seed: int) -> int | None:
+    """The sealed test split's seed of world ``world_seed``: the profile's plus the world's,
+    so every world has its own test images (None if the profile seals none)."""
+    return None if profile.toy_test_seed is None else profile.toy_test_seed + world_seed
+
+
+def profile_toy_voc(profile: Profile, world_seed: int, progress: bool) -> Path:
+    """The toy VOC of ``profile`` for world ``world_seed``, with its sealed test split."""
+    return toy_voc(world_seed, profile.toy_voc_images, progress,
+                   test_seed=toy_test_seed(profile, world_seed))
+
+
+def downstream_identity(kind: str, root: Path, fingerprint: str,
+                        world_seed: int | None) -> dict[str, Any]:
+    """The record's ``downstream`` section: the folder's kind, fingerprint and path, and
+    for a toy VOC what drew it (from the generator's marker file): world and test seeds,
+    world version, split sizes and a digest of the world's configuration."""
+    import json
+
+    from harness.toy.generate import VOC_MARKER
+    from harness.voc import voc2007_dir
+
+    out: dict[str, Any] = {"kind": kind, "fingerprint": fingerprint, "path": str(root)}
+    marker = voc2007_dir(root) / VOC_MARKER
+    if not marker.is_file():
+        return out
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{marker}: unreadable toy VOC marker ({exc})") from None
+    out.update({"world_seed": world_seed, "voc_seed": meta.get("seed"),
+                "test_seed": meta.get("test_seed", meta.get("seed")),
+                "world_version": meta.get("world_version"),
+                "n_trainval": meta.get("n_trainval"), "n_test": meta.get("n_test"),
+                "toy_config": hash_params(meta.get("config"))})
     return out
 
 
@@ -316,24 +365,33 @@ def _initial_weights(config: RunConfig, labels_path: Path) -> str:
 
 
 def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str,
-             profile: Profile, seed: int, device: str, progress: bool) -> dict[str, Any]:
-    """One evaluator's metrics (the record's form), cached under the model, the downstream
-    folder, the evaluator's parameters and the profile and seed it runs under."""
+             profile: Profile, seed: int, device: str, progress: bool
+             ) -> tuple[dict[str, Any], Any]:
+    """One evaluator's metrics (the record's form) and its per-image test scores (a
+    :class:`harness.ap.SplitScores`, or None if it returns none), cached under the model,
+    the downstream folder, the evaluator's parameters and the profile and seed it runs
+    under."""
     import json
 
     from harness.evaluation import metrics_dict, run_evaluator
+    from harness.io import write_bytes
+    from harness.scores import npz_bytes, parse_npz
 
     key = stage_key("eval", evaluator.name, evaluator.params(), profile.name, seed, voc_key,
                     model_key)
     folder = cache_root() / "eval" / key
-    done = folder / "metrics.json"
+    done, scores_file = folder / "metrics.json", folder / "test-scores.npz"
     if done.is_file():
-        return json.loads(done.read_text())
-    metrics = metrics_dict(run_evaluator(evaluator, model, voc_root, profile=profile.name,
-                                         seed=seed, device=device, work_dir=folder / "work",
-                                         progress=progress))
+        scores = (parse_npz(scores_file.read_bytes(), scores_file)[evaluator.name]
+                  if scores_file.is_file() else None)
+        return json.loads(done.read_text()), scores
+    result = run_evaluator(evaluator, model, voc_root, profile=profile.name, seed=seed,
+                           device=device, work_dir=folder / "work", progress=progress)
+    if result.test_scores is not None:      # before metrics.json, which marks the entry done
+        write_bytes(scores_file, npz_bytes({evaluator.name: result.test_scores}))
+    metrics = metrics_dict(result)
     write_json(done, metrics)
-    return metrics
+    return metrics, result.test_scores
 
 
 # ----------------------------------------------------------------------------- the run
@@ -371,8 +429,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         if config.init != "random":     # a random network is trained on nothing
             clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
             dataset = ClipDataset(clips_root)
-        voc_root = config.voc or toy_voc(config.world_seed, profile.toy_voc_images,
-                                         config.progress)
+        voc_root = config.voc or profile_toy_voc(profile, config.world_seed, config.progress)
         voc_key = voc_fingerprint(voc_root)
 
     rep = labeler = None
@@ -400,12 +457,16 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         spec, model_key = str(ckpt), hash_file(ckpt)
 
     metrics: dict[str, Any] = {}
+    test_scores: dict[str, Any] = {}
     voc_cache = voc_cache_key(voc_root)
     for evaluator in evaluators:
         with timer.stage(evaluator.name):
             model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
-            metrics[evaluator.name] = evaluate(evaluator, model, voc_root, voc_cache, model_key,
-                                               profile, config.seed, device, config.progress)
+            metrics[evaluator.name], scores = evaluate(
+                evaluator, model, voc_root, voc_cache, model_key, profile, config.seed, device,
+                config.progress)
+        if scores is not None:
+            test_scores[evaluator.name] = scores
 
     record = build_record(
         config=make_config(init=config.init, backbone=backbone, evaluators=evaluators,
@@ -416,10 +477,11 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
                            overrides=config.overrides()),
         dataset=dataset_identity(dataset, "clips" if config.clips else "toy", clips_root)
         if dataset is not None else None,
-        downstream={"kind": "voc07" if config.voc else "toy-voc", "fingerprint": voc_key,
-                    "path": str(voc_root)},
-        metrics=metrics, timings=timer.seconds, labels=labels_info, pretext=pretext_info)
-    path = write_record(record, config.results)
+        downstream=downstream_identity("voc07" if config.voc else "toy-voc", voc_root, voc_key,
+                                       None if config.voc else config.world_seed),
+        metrics=metrics, timings=timer.seconds, labels=labels_info, pretext=pretext_info,
+        test_scores=test_scores)
+    path = write_record(record, config.results, test_scores=test_scores)
     echo(table1_row(record))
     echo(stage_summary(timer.seconds))
     return RunResult(record, path)

@@ -67,17 +67,29 @@ def _panels(fig, data):
     return list(zip(axes, data["panels"]))
 
 
+def _error_bars(points: list[dict[str, Any]]) -> tuple[list[int], list[list[float]]]:
+    """Indices of the points with an interval, and their (below, above) extents."""
+    with_bars = [i for i, p in enumerate(points) if p.get("lo") is not None]
+    return with_bars, [[points[i]["mean"] - points[i]["lo"] for i in with_bars],
+                       [points[i]["hi"] - points[i]["mean"] for i in with_bars]]
+
+
 def _draw_k_sweep(fig, data: dict[str, Any]) -> None:
     """mAP against the number of clusters, one line per (representation, backbone) series,
-    with each backbone's random and supervised rows as horizontal lines (Figure 3 right)."""
+    with each backbone's random and supervised rows as horizontal lines (Figure 3 right).
+    Points with an interval get it as an error bar; single runs are bare markers."""
     colors = matplotlib_colors()
     for ax, panel in _panels(fig, data):
         for i, series in enumerate(data["series"]):
             pts = series["points"][panel]
             ks = [p["k"] for p in pts]
-            ax.errorbar(ks, [p["mean"] for p in pts], yerr=[p["std"] for p in pts],
-                        marker="o", capsize=3, color=colors[i % len(colors)],
-                        label=series["label"])
+            color = colors[i % len(colors)]
+            ax.plot(ks, [p["mean"] for p in pts], marker="o", color=color,
+                    label=series["label"])
+            idx, yerr = _error_bars(pts)
+            if idx:
+                ax.errorbar([ks[j] for j in idx], [pts[j]["mean"] for j in idx], yerr=yerr,
+                            fmt="none", capsize=3, color=color)
         for j, line in enumerate(data["baselines"]):
             value = line["values"].get(panel)
             if value is not None:
@@ -94,23 +106,28 @@ def _draw_k_sweep(fig, data: dict[str, Any]) -> None:
 
 
 def _draw_compare(fig, data: dict[str, Any]) -> None:
-    """Grouped bars: for each setting (x), one bar per variant (Figures 3 left and 4)."""
+    """Grouped bars: for each setting (x), one bar per variant (Figures 3 left and 4), with
+    the 95% interval as an error bar where there is one (never for a single run)."""
     colors = matplotlib_colors()
     settings, variants = data["settings"], data["variants"]
     width = 0.8 / max(1, len(variants))
     for ax, panel in _panels(fig, data):
         top = 0.0
         for i, variant in enumerate(variants):
-            xs, means, stds = [], [], []
+            xs, cells = [], []
             for x, setting in enumerate(settings):
                 cell = data["values"][panel].get(f"{setting}|{variant}")
                 if cell is not None:
                     xs.append(x + (i - (len(variants) - 1) / 2) * width)
-                    means.append(cell["mean"])
-                    stds.append(cell["std"])
-            ax.bar(xs, means, width=width, yerr=stds, capsize=3,
+                    cells.append(cell)
+            ax.bar(xs, [c["mean"] for c in cells], width=width,
                    color=colors[i % len(colors)], label=variant)
-            top = max([top, *(m + sd for m, sd in zip(means, stds))])
+            idx, yerr = _error_bars(cells)
+            if idx:
+                ax.errorbar([xs[j] for j in idx], [cells[j]["mean"] for j in idx], yerr=yerr,
+                            fmt="none", capsize=3, ecolor="black")
+            top = max([top, *(c["hi"] if c.get("hi") is not None else c["mean"]
+                              for c in cells)])
         if top > 0:
             ax.set_ylim(0, top * 1.25)      # headroom: the legend never covers a bar
         ax.set_xticks(range(len(settings)), settings, fontsize=7)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from harness.errors import BadInputError, HarnessError
 
 if TYPE_CHECKING:
+    from harness.ap import SplitScores
     from harness.interfaces import Plugin
 
 #: the value of the ``schema`` field of every record written now
@@ -249,14 +250,17 @@ def build_record(*, config: Mapping[str, Any], downstream: Mapping[str, Any],
                  pretext: Mapping[str, Any] | None = None,
                  environment: Mapping[str, Any] | None = None,
                  code: Mapping[str, Any] | None = None,
-                 created: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+                 created: str | None = None, run_id: str | None = None,
+                 test_scores: "Mapping[str, SplitScores] | None" = None) -> dict[str, Any]:
     """Assemble and validate a record; everything not given is measured now.
 
     ``config`` holds ``init`` ("sound" | "random" | "supervised"), ``repr`` and ``labeler``
     (``plugin_entry(...)`` or None), ``backbone``, ``pretrain`` (dict or None),
     ``evaluators`` ({name: plugin_entry}), ``profile``, ``seed``, ``device``.
     ``metrics`` maps each evaluator's name to its EvalMetrics as a dict
-    (:func:`harness.evaluation.metrics_dict`).
+    (:func:`harness.evaluation.metrics_dict`); ``test_scores`` maps evaluators to their
+    per-image test scores, which :func:`write_record` (given the same scores) writes beside
+    the record: the record names that file and its sha256.
     Raises BadInputError if the result does not follow the schema.
     """
     created = created or utc_now()
@@ -276,6 +280,12 @@ def build_record(*, config: Mapping[str, Any], downstream: Mapping[str, Any],
         "pretext": to_jsonable(pretext),
         "metrics": to_jsonable(metrics),
     }
+    if test_scores:
+        from harness.scores import npz_bytes, sha256_bytes, sidecar_name
+
+        record["test_scores"] = {"file": sidecar_name(record["run_id"]),
+                                 "sha256": sha256_bytes(npz_bytes(test_scores)),
+                                 "evaluators": sorted(test_scores)}
     _check_finite(record)
     validate_record(record, source=f"run {record['run_id']}")
     return record
@@ -375,23 +385,67 @@ def record_filename(record: Mapping[str, Any]) -> str:
     return f"{record['run_id']}.json"
 
 
-def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike) -> Path:
+def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike,
+                 test_scores: "Mapping[str, SplitScores] | None" = None) -> Path:
     """Validate ``record`` and write it as ``<results_dir>/<run_id>.json``; return the path.
 
-    The file appears whole or not at all (written to a temporary file, then hard-linked
+    A record whose ``test_scores`` section names a sidecar needs the same scores here
+    (``test_scores``, as given to :func:`build_record`): they are written first, as
+    ``<run_id>.scores.npz``, and must hash to the sha256 the record names.
+    Each file appears whole or not at all (written to a temporary file, then hard-linked
     into place), and an existing record is never replaced: if the name is taken this
     raises HarnessError and leaves the existing file untouched.
     """
     _check_finite(dict(record))
     validate_record(record, source=f"run {record.get('run_id', '?')}")
-    from harness.io import ensure_dir, temp_beside
+    from harness.io import ensure_dir
 
     results_dir = ensure_dir(check_results_dir(results_dir), "results folder")
     path = results_dir / record_filename(record)
     if path.exists():
         raise HarnessError(f"{path}: a result record with this run id already exists; "
                            f"records are never overwritten")
-    data = (json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    sidecar = _sidecar_bytes(record, test_scores)
+    written: list[Path] = []
+    try:
+        if sidecar is not None:
+            _write_new(results_dir / record["test_scores"]["file"], sidecar)
+            written.append(results_dir / record["test_scores"]["file"])
+        data = (json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+        _write_new(path, data)
+    except BaseException:
+        for p in written:           # a sidecar without its record is no result
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        raise
+    return path
+
+
+def _sidecar_bytes(record: Mapping[str, Any],
+                   test_scores: "Mapping[str, SplitScores] | None") -> bytes | None:
+    """The sidecar's bytes, checked against what the record says about them."""
+    section = record.get("test_scores")
+    if section is None:
+        if test_scores:
+            raise HarnessError(f"run {record['run_id']}: test scores given, but the record "
+                               f"names no sidecar (pass them to build_record)")
+        return None
+    from harness.scores import npz_bytes, sha256_bytes
+
+    if not test_scores or sorted(test_scores) != section["evaluators"]:
+        raise HarnessError(f"run {record['run_id']}: the record names test scores of "
+                           f"{section['evaluators']}; give write_record those scores")
+    data = npz_bytes(test_scores)
+    if sha256_bytes(data) != section["sha256"]:
+        raise HarnessError(f"run {record['run_id']}: the test scores given differ from the "
+                           f"ones whose sha256 the record names")
+    return data
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to the new file ``path`` atomically (HarnessError if it exists)."""
+    from harness.io import temp_beside
+
     tmp = temp_beside(path)
     try:
         with open(tmp, "wb") as f:
@@ -402,7 +456,6 @@ def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike) -> P
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return path
 
 
 def _link_no_clobber(src: Path, dst: Path) -> None:
@@ -410,11 +463,11 @@ def _link_no_clobber(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except FileExistsError:
-        raise HarnessError(f"{dst}: a result record with this run id already exists; "
+        raise HarnessError(f"{dst}: a result file with this run id already exists; "
                            f"records are never overwritten") from None
     except OSError:  # a file system without hard links: check, then rename
         if dst.exists():
-            raise HarnessError(f"{dst}: a result record with this run id already exists; "
+            raise HarnessError(f"{dst}: a result file with this run id already exists; "
                                f"records are never overwritten") from None
         os.replace(src, dst)
 
@@ -435,7 +488,40 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     except HarnessError as exc:
         raise BadInputError(f"{path}: {exc}") from None
     validate_record(record, source=path)
+    sidecar = sidecar_path(path, record)
+    if sidecar is not None:
+        from harness.scores import sha256_bytes
+
+        try:
+            data = sidecar.read_bytes()
+        except FileNotFoundError:
+            raise BadInputError(f"{sidecar}: missing; result record {path.name} names it as "
+                                f"its per-image test scores") from None
+        except OSError as exc:
+            raise BadInputError(f"{sidecar}: cannot read test scores: {exc}") from None
+        if sha256_bytes(data) != record["test_scores"]["sha256"]:
+            raise BadInputError(f"{sidecar}: its sha256 does not match the one result record "
+                                f"{path.name} names (the scores were changed or replaced)")
     return record
+
+
+def sidecar_path(record_path: str | os.PathLike, record: Mapping[str, Any]) -> Path | None:
+    """Where the per-image test scores of the record at ``record_path`` are (None: it has
+    none; records older than the sidecars have none)."""
+    section = record.get("test_scores")
+    return None if section is None else Path(record_path).parent / section["file"]
+
+
+def read_test_scores(record_path: str | os.PathLike, record: Mapping[str, Any]
+                     ) -> "dict[str, SplitScores] | None":
+    """Evaluator name -> per-image test scores of a record (None if it has no sidecar);
+    BadInputError naming the file if it is missing, altered or unreadable."""
+    sidecar = sidecar_path(record_path, record)
+    if sidecar is None:
+        return None
+    from harness.scores import read_sidecar
+
+    return read_sidecar(sidecar, record["test_scores"]["sha256"])
 
 
 def check_results_dir(results_dir: str | os.PathLike) -> Path:
@@ -464,15 +550,20 @@ def read_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
     Two files with the same ``run_id`` are an error: a copied record would count twice.
     """
-    records, seen = [], {}
+    return [record for _, record in read_record_files(results_dir)]
+
+
+def read_record_files(results_dir: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, record) of every record in ``results_dir``, as :func:`read_records` reads them."""
+    out, seen = [], {}
     for path in record_paths(results_dir):
         record = read_record(path)
         if record["run_id"] in seen:
             raise BadInputError(f"{path}: run id {record['run_id']!r} is also used by "
                                 f"{seen[record['run_id']]}")
         seen[record["run_id"]] = path
-        records.append(record)
-    return records
+        out.append((path, record))
+    return out
 
 
 # --------------------------------------------------------------------------- reading metrics

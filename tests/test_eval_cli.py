@@ -163,6 +163,12 @@ def test_eval_defaults_to_the_profiles_toy_voc(tmp_path, monkeypatch):
     m = json.loads(out.read_text())
     assert m["details"]["n_train"] == 160 and m["details"]["n_test"] == 120
     assert m["protocol"]["profile"] == "toy"
+    # the per-image test scores beside it, in a record's sidecar format
+    from harness.scores import parse_npz
+
+    sidecar = tmp_path / "m.scores.npz"
+    (scores,) = parse_npz(sidecar.read_bytes(), sidecar).values()
+    assert scores.split == "test" and scores.scores.shape == (120, 20)
 
 
 def test_the_default_toy_voc_is_the_one_harness_run_uses(monkeypatch, tmp_path):
@@ -171,9 +177,13 @@ def test_the_default_toy_voc_is_the_one_harness_run_uses(monkeypatch, tmp_path):
 
     calls = []
     monkeypatch.setattr(harness.pipeline, "toy_voc",
-                        lambda *args: calls.append(args) or tmp_path)
+                        lambda *args, **kwargs: calls.append((args, kwargs)) or tmp_path)
+    from harness.pipeline import toy_test_seed
     from harness.profiles import get_profile
 
     assert default_toy_voc(get_profile("toy"), progress=False) == tmp_path
-    world_seed, images, progress = calls[0]
+    (world_seed, images, progress), kwargs = calls[0]
     assert images == get_profile("toy").toy_voc_images and progress is False
+    # the sealed test split of world 0, as `harness run` draws it
+    assert kwargs["test_seed"] == toy_test_seed(get_profile("toy"), world_seed)
+    assert kwargs["test_seed"] == get_profile("toy").toy_test_seed + world_seed

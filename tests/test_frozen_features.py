@@ -291,17 +291,16 @@ def test_harness_eval_runs_a_frozen_feature_evaluator(voc_root, tmp_path):
 
 # ----------------------------------------------------------------------------- leaderboard
 def test_leaderboard_shows_frozen_feature_tables_and_plots(tmp_path):
-    from dataclasses import asdict
-
     from harness import leaderboard as lb
     from harness import records
+    from harness.evaluation import metrics_dict
     from tests.test_records import make
 
     record = make("sound")
     layers = {"conv1": 20.0, "pool5": 30.0}
-    record["metrics"]["knn"] = asdict(EvalMetrics(
+    record["metrics"]["knn"] = metrics_dict(EvalMetrics(
         headline="map_pool5", formula="f", value=30.0, breakdown=layers, protocol={}))
-    record["metrics"]["voc07_lowshot"] = asdict(EvalMetrics(
+    record["metrics"]["voc07_lowshot"] = metrics_dict(EvalMetrics(
         headline="lowshot_mean_map", formula="f", value=15.0,
         breakdown={"k=1": 10.0, "k=2": 20.0}, protocol={},
         details={"std": {"k=1": 1.0, "k=2": 2.0}}))

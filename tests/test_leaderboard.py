@@ -46,7 +46,16 @@ def table1_records():
             for init in heads for s in range(3)], heads, alls
 
 
-def test_table1_mean_std_seeds_and_recovered_share(table1_records):
+def _interval(cell: str) -> tuple[float, float, float, str]:
+    """(mean, low, high, mark) of a cell ``34.2 [33.0, 35.5]†``."""
+    import re
+
+    m = re.fullmatch(r"([+-]?[\d.]+) \[([+-]?[\d.]+), ([+-]?[\d.]+)\](\S*)", cell)
+    assert m, cell
+    return float(m[1]), float(m[2]), float(m[3]), m[4]
+
+
+def test_table1_mean_interval_runs_and_recovered_share(table1_records):
     recs, heads, alls = table1_records
     board = lb.build_leaderboard(recs)
     pages = [n for n in board.markdown if n != lb.INDEX]
@@ -54,9 +63,13 @@ def test_table1_mean_std_seeds_and_recovered_share(table1_records):
     page = board.markdown[pages[0]]
     # the fixture's per-class APs average exactly to the requested value
     cells = table1_line(page, "sound: mfcc k=15 alexnet")
-    head = statistics.fmean(heads["sound"]), statistics.stdev(heads["sound"])
     assert cells[1] == "measured"
-    assert cells[2] == f"{head[0]:.1f} ± {head[1]:.1f}"
+    mean, lo, hi, mark = _interval(cells[2])
+    assert mean == round(statistics.fmean(heads["sound"]), 1)
+    # no per-image scores: the interval resamples the 3 runs only, so it lies within them
+    assert min(heads["sound"]) - 0.05 <= lo < mean < hi <= max(heads["sound"]) + 0.05
+    assert mark == "†" and "resamples runs only" in page
+    assert "± " not in page
     assert cells[4] == "3"
     mean = {k: statistics.fmean(v) for k, v in heads.items()}
     share = (mean["sound"] - mean["random"]) / (mean["supervised"] - mean["random"])
@@ -65,11 +78,12 @@ def test_table1_mean_std_seeds_and_recovered_share(table1_records):
     share_all = ((mean_all["sound"] - mean_all["random"])
                  / (mean_all["supervised"] - mean_all["random"]))
     assert cells[6] == f"{100 * share_all:.0f}%"
-    assert cells[7] == f"{mean['sound'] - mean['random']:+.1f}"
-    assert cells[8] == f"{mean_all['sound'] - mean_all['random']:+.1f}"
+    gap = _interval(cells[7])
+    assert gap[0] == round(mean["sound"] - mean["random"], 1) and gap[1] < gap[0] < gap[2]
+    assert _interval(cells[8])[0] == round(mean_all["sound"] - mean_all["random"], 1)
     assert table1_line(page, "random init alexnet")[5] == "(baseline)"
     assert table1_line(page, "random init alexnet")[7] == "+0.0"
-    assert table1_line(page, "supervised alexnet")[2].startswith("45.0 ± 1.0")
+    assert table1_line(page, "supervised alexnet")[2].startswith("45.0 [")
 
 
 def test_recovered_share_math():

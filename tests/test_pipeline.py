@@ -31,7 +31,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache):
+def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache, monkeypatch):
     rows = []
     first = run(_config(tmp_path), echo=rows.append)
     record = read_record(first.path)
@@ -48,12 +48,45 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache)
                                       "voc07_full"}
     for stage in [*record["timings"], "total"]:
         assert stage in summary
+    # the downstream identity says which world and which sealed test seed
+    from harness.pipeline import toy_test_seed
+    from harness.profiles import get_profile
+
+    down = record["downstream"]
+    assert down["world_seed"] == 0 and down["test_seed"] == toy_test_seed(get_profile("toy"), 0)
+    assert down["n_test"] == 120 and down["world_version"] >= 1
+    # the per-image test scores lie beside the record and give its mAP back
+    from harness.ap import score_split
+    from harness.records import read_test_scores
+
+    assert (first.path.parent / record["test_scores"]["file"]).is_file()
+    scores = read_test_scores(first.path, record)
+    assert set(scores) == {"voc07_linear", "voc07_full"}
+    for name, s in scores.items():
+        assert s.split == "test" and s.scores.shape == (120, 20)
+        again = score_split(s).mean()
+        assert abs(again - record["metrics"][name]["value"]) < 1e-3   # float32 scores
+
+    # the protocol `harness leaderboard --freeze` fingerprints is the one the run recorded
+    from dataclasses import replace
+
+    from harness import profiles
+    from harness.protocol_lock import current_protocol, record_fingerprints
+
+    monkeypatch.setitem(profiles.PROFILES, "toy", replace(
+        profiles.PROFILES["toy"], toy_voc_images=TINY["toy_voc_images"]))
+    frozen = current_protocol("toy", params={name: TINY["eval_params"]
+                                             for name in ("voc07_linear", "voc07_full")})
+    assert record_fingerprints(record) == frozen.fingerprints()
+    assert frozen.is_current(record)
 
     # a second identical run recomputes nothing: no cached file is written again
     before = _snapshot(cache)
     second = run(_config(tmp_path))
     assert _snapshot(cache) == before
-    assert read_record(second.path)["metrics"] == record["metrics"]
+    again = read_record(second.path)
+    assert again["metrics"] == record["metrics"]
+    assert again["test_scores"]["sha256"] == record["test_scores"]["sha256"]   # from the cache
     assert second.path != first.path            # records are never overwritten
 
 

@@ -317,3 +317,85 @@ def test_make_config_from_plugin_instances():
     with pytest.raises(ValueError):
         records.make_config(init="magic", backbone=Fake("a"), evaluators=[], profile="toy",
                             seed=0, device="cpu")
+
+
+# --------------------------------------------------------------------------- test-score sidecars
+def split_scores(seed: int = 0, n: int = 30):
+    """Synthetic per-image test scores of the 20 classes (every class has a positive)."""
+    import numpy as np
+
+    from harness.ap import SplitScores
+
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, len(VOC_CLASSES))) < 0.3).astype(np.int8)
+    labels[0] = 1
+    labels[1, :3] = -1
+    return SplitScores(split="test", trained_on="trainval",
+                       image_ids=tuple(f"{i:06d}" for i in range(n)),
+                       class_names=tuple(VOC_CLASSES),
+                       scores=rng.normal(size=(n, len(VOC_CLASSES))) + labels, labels=labels)
+
+
+def make_with_scores(**kw):
+    base = make(**kw)
+    scores = {"voc07_linear": split_scores(0), "voc07_full": split_scores(1)}
+    record = records.build_record(**{k: base[k] for k in (
+        "config", "downstream", "metrics", "dataset", "timings", "labels", "pretext",
+        "environment", "code", "created")}, test_scores=scores)
+    return record, scores
+
+
+def test_sidecar_is_written_beside_the_record_and_read_back_checked(tmp_path):
+    import numpy as np
+
+    record, scores = make_with_scores()
+    section = record["test_scores"]
+    assert section["file"] == f"{record['run_id']}.scores.npz"
+    assert section["evaluators"] == ["voc07_full", "voc07_linear"]
+    path = records.write_record(record, tmp_path, test_scores=scores)
+    sidecar = tmp_path / section["file"]
+    assert sidecar.is_file() and records.read_record(path) == record
+    back = records.read_test_scores(path, record)
+    for name, s in scores.items():
+        assert back[name].image_ids == s.image_ids and back[name].split == "test"
+        assert np.array_equal(back[name].labels, s.labels)
+        assert np.allclose(back[name].scores, s.scores, atol=1e-6)     # float32 on disk
+    # the bytes are a function of the scores: the record's sha256 is reproducible
+    from harness.scores import npz_bytes, sha256_bytes
+
+    assert sha256_bytes(npz_bytes(scores)) == section["sha256"]
+    assert records.read_records(tmp_path) == [record]      # the .npz is not a record
+
+
+def test_altered_or_missing_sidecar_is_a_one_line_error_naming_it(tmp_path):
+    record, scores = make_with_scores()
+    path = records.write_record(record, tmp_path, test_scores=scores)
+    sidecar = tmp_path / record["test_scores"]["file"]
+    data = sidecar.read_bytes()
+    sidecar.write_bytes(data[:-10] + b"0" * 10)
+    with pytest.raises(BadInputError, match=r"scores\.npz: its sha256 does not match"):
+        records.read_record(path)
+    sidecar.unlink()
+    with pytest.raises(BadInputError, match=r"scores\.npz: missing"):
+        records.read_record(path)
+    with pytest.raises(BadInputError, match=r"scores\.npz: missing"):
+        records.read_test_scores(path, record)
+
+
+def test_scores_must_be_the_ones_the_record_names(tmp_path):
+    record, scores = make_with_scores()
+    with pytest.raises(HarnessError, match="give write_record those scores"):
+        records.write_record(record, tmp_path)
+    other = {**scores, "voc07_full": split_scores(7)}
+    with pytest.raises(HarnessError, match="differ"):
+        records.write_record(record, tmp_path, test_scores=other)
+    with pytest.raises(HarnessError, match="names no sidecar"):
+        records.write_record(make(), tmp_path, test_scores=scores)
+    assert list(tmp_path.iterdir()) == []         # nothing half-written
+
+
+def test_a_record_without_a_sidecar_still_loads(tmp_path):
+    record = make()
+    path = records.write_record(record, tmp_path)
+    assert "test_scores" not in records.read_record(path)
+    assert records.read_test_scores(path, record) is None

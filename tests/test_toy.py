@@ -156,6 +156,55 @@ def test_toy_voc_is_read_by_the_real_reader(tmp_path):
     assert _digest(again) == _digest(voc)
 
 
+def _split_bytes(voc, split):
+    """The JPEG and XML bytes of a split's images, keyed by image id."""
+    ids = (voc / "ImageSets/Main" / f"{split}.txt").read_text().split()
+    return {i: (voc / "JPEGImages" / f"{i}.jpg").read_bytes()
+            + (voc / "Annotations" / f"{i}.xml").read_bytes() for i in ids}
+
+
+def test_toy_voc_test_split_sealed_by_its_own_seed(tmp_path):
+    """test_seed redraws the test images only; trainval (and train/val) stay as they were,
+    and the marker says which seed drew the test split."""
+    plain = generate_voc(tmp_path / "a", seed=1, n_trainval=20, n_test=10, jobs=1,
+                         progress=False)
+    same = generate_voc(tmp_path / "b", seed=1, n_trainval=20, n_test=10, jobs=1,
+                        progress=False, test_seed=1)
+    sealed = generate_voc(tmp_path / "c", seed=1, n_trainval=20, n_test=10, jobs=1,
+                          progress=False, test_seed=7)
+    assert _digest(same) == _digest(plain)          # None means the trainval seed
+    for split in ("trainval", "train", "val"):
+        assert _split_bytes(sealed, split) == _split_bytes(plain, split)
+    new, old = _split_bytes(sealed, "test"), _split_bytes(plain, "test")
+    assert set(new) == set(old)                     # the same ids, other pictures
+    assert all(new[i] != old[i] for i in new)
+    assert json.loads((sealed / "toy.json").read_text())["test_seed"] == 7
+    assert json.loads((plain / "toy.json").read_text())["test_seed"] == 1
+
+
+def test_pipeline_toy_voc_seals_one_test_split_per_world(tmp_path, monkeypatch):
+    """harness run's toy VOC: test seed = the profile's sealed seed + the world seed, in the
+    cache key, so three worlds have three sealed test sets."""
+    from dataclasses import replace
+
+    from harness.pipeline import profile_toy_voc, toy_test_seed
+    from harness.profiles import get_profile
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    profile = replace(get_profile("toy"), toy_voc_images=(20, 10))
+    assert profile.toy_test_seed is not None
+    roots = [profile_toy_voc(profile, w, progress=False) for w in (0, 1)]
+    assert roots[0] != roots[1]
+    for w, root in enumerate(roots):
+        marker = json.loads((root / "VOC2007" / "toy.json").read_text())
+        assert marker["test_seed"] == toy_test_seed(profile, w) == profile.toy_test_seed + w
+    assert profile_toy_voc(profile, 0, progress=False) == roots[0]      # cached
+    unsealed = profile_toy_voc(replace(profile, toy_test_seed=None), 0, progress=False)
+    assert unsealed != roots[0]
+    assert (_split_bytes(unsealed / "VOC2007", "trainval")
+            == _split_bytes(roots[0] / "VOC2007", "trainval"))
+
+
 def test_voc_refuses_foreign_folder(tmp_path):
     (tmp_path / "VOC2007").mkdir()
     with pytest.raises(BadInputError, match="not written by the toy generator"):

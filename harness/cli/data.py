@@ -52,6 +52,10 @@ def toy(
 def toy_voc(
     out: Path = typer.Option(..., "--out", help="Folder to write VOC2007/ into."),
     seed: int = typer.Option(1, "--seed", min=0, help="Random seed (use another than the clips')."),
+    test_seed: Optional[int] = typer.Option(None, "--test-seed", min=0,
+                                            help="Seed of the test images (default: the "
+                                                 "profile's sealed test seed, that of world 0 "
+                                                 "of `harness run`; --seed if it seals none)."),
     trainval: Optional[int] = typer.Option(None, "--trainval", min=2, help="trainval images "
                                            "(half train, half val; default: the profile's)."),
     test: Optional[int] = typer.Option(None, "--test", min=1, help="test images (default: "
@@ -64,14 +68,16 @@ def toy_voc(
     from harness.profiles import get_profile
     from harness.toy import ToyConfig, generate_voc
 
-    sizes = get_profile(profile).toy_voc_images
-    trainval = trainval if trainval is not None else sizes[0]
-    test = test if test is not None else sizes[1]
+    prof = get_profile(profile)
+    trainval = trainval if trainval is not None else prof.toy_voc_images[0]
+    test = test if test is not None else prof.toy_voc_images[1]
+    if test_seed is None:
+        test_seed = prof.toy_test_seed if prof.toy_test_seed is not None else seed
     start = time.perf_counter()
     voc = generate_voc(out, seed, config=ToyConfig(image_size=image_size), n_trainval=trainval,
-                       n_test=test, jobs=jobs)
-    typer.echo(f"{voc}: {trainval} trainval + {test} test images (seed {seed}) in "
-               f"{time.perf_counter() - start:.1f} s")
+                       n_test=test, jobs=jobs, test_seed=test_seed)
+    typer.echo(f"{voc}: {trainval} trainval (seed {seed}) + {test} test images (seed "
+               f"{test_seed}) in {time.perf_counter() - start:.1f} s")
 
 
 @app.command("ingest")

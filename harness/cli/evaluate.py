@@ -2,7 +2,8 @@
 
 The evaluator is called through the contract alone (:mod:`harness.evaluation`), so any
 installed evaluator works here as in ``harness run``. Prints the headline figure and the
-breakdown table; ``--out`` writes the metrics (the EvalMetrics fields) as JSON;
+breakdown table; ``--out`` writes the metrics (the EvalMetrics fields) as JSON, and an
+evaluator's per-image test scores beside it (``<name>.scores.npz``, as a record's);
 ``--scores-out`` copies the per-image score file an evaluator names in
 ``details["scores_file"]`` (the VOC07 evaluators write one, so anyone can recompute the
 APs). Without ``--voc`` the profile's toy VOC is used, as ``harness run`` does.
@@ -129,17 +130,32 @@ def evaluate(
     if out is not None:
         write_json(out, metrics_dict(metrics))
         typer.echo(f"metrics written to {out}")
+        if metrics.test_scores is not None:
+            from harness.scores import npz_bytes
+
+            sidecar = scores_sidecar(out)
+            write_bytes(sidecar, npz_bytes({ev.name: metrics.test_scores}))
+            typer.echo(f"per-image test scores written to {sidecar}")
     if scores_out is not None:
         write_bytes(scores_out, Path(scores_file).read_bytes())
         typer.echo(f"test scores written to {scores_out}")
 
 
 # ----------------------------------------------------------------------------- helpers
-def default_toy_voc(profile, progress: bool = True) -> Path:
-    """The toy VOC that ``harness run`` uses (world seed 0, the profile's size)."""
-    from harness.pipeline import toy_voc
+def scores_sidecar(out: Path) -> Path:
+    """Where ``--out FILE.json`` puts the per-image test scores: ``FILE.scores.npz``, the
+    sidecar format of a result record (:mod:`harness.scores`)."""
+    from harness.scores import SUFFIX
 
-    return toy_voc(TOY_WORLD_SEED, profile.toy_voc_images, progress)
+    return out.with_name(out.name.removesuffix(".json") + SUFFIX)
+
+
+def default_toy_voc(profile, progress: bool = True) -> Path:
+    """The toy VOC that ``harness run`` uses (world seed 0, the profile's size and sealed
+    test split)."""
+    from harness.pipeline import profile_toy_voc
+
+    return profile_toy_voc(profile, TOY_WORLD_SEED, progress)
 
 
 def load_model(spec: str, seed: int, expected_backbone: str | None, profile=None):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List
 
 import typer
 
 from harness.errors import BadInputError
+from harness.profiles import ProfileName
+from harness.protocol_lock import DEFAULT_EVALUATORS
 
 #: where the committed leaderboard and its records live (relative to the working directory)
 DEFAULT_OUT = Path("leaderboards")
@@ -18,33 +21,86 @@ def leaderboard(
                                  show_default=str(DEFAULT_RESULTS),
                                  help="Folder of result records."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", metavar="DIR",
-                             help="Folder that receives the markdown and PNG files."),
+                             help="Folder that receives the markdown and PNG files (and holds "
+                                  "PROTOCOL.json and archive/)."),
     check: bool = typer.Option(False, "--check",
-                               help="Write nothing; exit 1 if the files in --out are stale."),
+                               help="Write nothing; exit 1 if the files in --out are stale, "
+                                    "results/ holds superseded records, or the code's protocol "
+                                    "is not the frozen one."),
+    freeze: bool = typer.Option(False, "--freeze",
+                                help="Write --out/PROTOCOL.json: the protocol fingerprints the "
+                                     "code gives now (records made under others are "
+                                     "superseded)."),
+    archive_superseded: bool = typer.Option(False, "--archive-superseded",
+                                            help="Move records not under the frozen protocol "
+                                                 "(with their scores) from --results to "
+                                                 "--out/archive/, then regenerate."),
+    profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
+                                        help="--freeze: the profile whose toy VOC and "
+                                             "protocol scaling are frozen."),
+    evaluator: List[str] = typer.Option(list(DEFAULT_EVALUATORS), "--evaluator", "-e",
+                                        help="--freeze: an evaluator to freeze, with its "
+                                             "default parameters (repeatable)."),
 ) -> None:
     """Regenerate leaderboards/ from result records: Table-1 and Table-2 style markdown per
-    dataset and protocol, sweep plots, and the paper's reported rows."""
+    dataset and protocol, with bootstrap intervals, sweep plots, the archive of superseded
+    records and the paper's reported rows."""
+    from harness.archive import ARCHIVE_DIR
+    from harness.archive import archive_superseded as move_superseded
     from harness.leaderboard import build_leaderboard, check_leaderboard, write_leaderboard
-    from harness.records import read_records
+    from harness.protocol_lock import (PROTOCOL_FILE, code_drift, current_protocol,
+                                       read_frozen, write_frozen)
+    from harness.records import code_info, read_record_files, read_test_scores, utc_now
 
+    if sum([check, freeze, archive_superseded]) > 1:
+        raise BadInputError("--check, --freeze and --archive-superseded are separate steps; "
+                            "give one")
+    protocol_path = out / PROTOCOL_FILE
+    if freeze:
+        frozen = current_protocol(profile.value, evaluator)
+        frozen.frozen_at, frozen.commit = utc_now(), code_info().get("git_commit")
+        write_frozen(protocol_path, frozen)
+        for name, fp in frozen.fingerprints().items():
+            typer.echo(f"froze {name}: {fp[:16]}")
+        typer.echo(f"wrote {protocol_path} (profile {frozen.profile}, test seed "
+                   f"{frozen.test_seed}); run `harness leaderboard --archive-superseded`")
+        return
     if results is None:
         results = DEFAULT_RESULTS
     elif not results.is_dir():
         raise BadInputError(f"{results}: no such folder of result records")
-    records = read_records(results)
-    board = build_leaderboard(records)
+    frozen = read_frozen(protocol_path)
+    archive_dir = out / ARCHIVE_DIR
+    if archive_superseded:
+        if frozen is None:
+            raise BadInputError(f"{protocol_path}: no frozen protocol; run `harness "
+                                f"leaderboard --freeze` first")
+        for name, why in move_superseded(results, archive_dir, frozen):
+            typer.echo(f"archived {name}: {why}")
+    files = read_record_files(results)
+    records = [record for _, record in files]
+    scores = {record["run_id"]: read_test_scores(path, record) for path, record in files
+              if frozen is None or frozen.is_current(record)}
+    archived = [record for _, record in read_record_files(archive_dir)]
+    board = build_leaderboard(records, scores={k: v for k, v in scores.items() if v},
+                              archived=archived, frozen=frozen)
     if check:
         problems = check_leaderboard(board, out)
+        if frozen is not None:
+            problems += [f"{protocol_path}: {p}; freeze the new protocol (`harness "
+                         f"leaderboard --freeze`) and archive the records it supersedes"
+                         for p in code_drift(frozen)]
         if problems:
             for line in problems:
                 typer.echo(f"stale: {line}", err=True)
-            typer.echo(f"error: {out} is out of date with {results} ({len(problems)} file(s)); "
-                       f"run `harness leaderboard` and commit the result", err=True)
+            typer.echo(f"error: {out} is out of date with {results} ({len(problems)} "
+                       f"problem(s)); run `harness leaderboard` and commit the result", err=True)
             raise typer.Exit(1)
-        typer.echo(f"{out} is up to date ({len(records)} record(s))")
+        typer.echo(f"{out} is up to date ({len(records)} record(s), {len(archived)} archived)")
         return
     written = write_leaderboard(board, out)
-    typer.echo(f"wrote {len(written)} file(s) to {out} from {len(records)} record(s)")
+    typer.echo(f"wrote {len(written)} file(s) to {out} from {len(records)} record(s) "
+               f"({len(archived)} archived)")
 
 
 def figures(

@@ -231,15 +231,19 @@ def _class_file_lines(ids: list[str], objects_of: dict[str, list[dict]], cls: st
 
 def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
                  n_trainval: int = 1000, n_test: int = 1000, jobs: int | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, test_seed: int | None = None) -> Path:
     """Write a toy VOC2007 (JPEGImages, Annotations, ImageSets/Main) under ``out/VOC2007``.
 
     trainval is split in half into train and val. Objects that are small or mostly
-    hidden are flagged ``difficult``. The folder is built beside its destination and
-    renamed into place when complete. Returns the VOC2007 path.
+    hidden are flagged ``difficult``. The test images are drawn from ``test_seed``
+    (None: from ``seed``, like trainval), so a test split can be sealed: drawn from a seed
+    no tuning ever saw, while trainval stays the same. The folder is built beside its
+    destination and renamed into place when complete. Returns the VOC2007 path.
     """
     cfg = config or ToyConfig()
     _check_seed(seed)
+    test_seed = seed if test_seed is None else test_seed
+    _check_seed(test_seed)
     if n_trainval < 2 or n_test < 1:
         raise BadInputError("toy VOC needs at least 2 trainval images and 1 test image")
     out = Path(out)
@@ -255,9 +259,10 @@ def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
             (tmp / sub).mkdir(parents=True)
         objects_of: dict[str, list[dict]] = {}
         split_ids: dict[str, list[str]] = {}
-        for part, stream, count, first in (("trainval", _TRAINVAL, n_trainval, 1),
-                                           ("test", _TEST, n_test, n_trainval + 1)):
-            work = partial(_make_images, tmp, int(seed), stream, first, cfg)
+        for part, part_seed, stream, count, first in (
+                ("trainval", seed, _TRAINVAL, n_trainval, 1),
+                ("test", test_seed, _TEST, n_test, n_trainval + 1)):
+            work = partial(_make_images, tmp, int(part_seed), stream, first, cfg)
             done = sorted(_run_chunks(work, count, jobs, f"toy VOC {part}", progress))
             split_ids[part] = [image_id for _, image_id, _ in done]
             objects_of.update({image_id: objs for _, image_id, objs in done})
@@ -272,7 +277,7 @@ def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
                 (main / f"{cls}_{split}.txt").write_text(
                     _class_file_lines(split_ids[split], objects_of, cls))
         marker = {"generator": GENERATOR, "world_version": WORLD_VERSION, "kind": "voc",
-                  "seed": int(seed),
+                  "seed": int(seed), "test_seed": int(test_seed),
                   "n_trainval": n_trainval, "n_test": n_test, "config": cfg.to_dict()}
         (tmp / VOC_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
         if final.exists():

@@ -91,19 +91,27 @@ class VOC07Evaluator(Evaluator):
                        train_split=self.train_split, seed=context.seed,
                        iterations=self.iterations, lr=self.lr, precision=self.precision)
 
+    def planned_protocol(self, profile: str, seed: int = 0) -> dict[str, Any]:
+        """The protocol dict a run under ``profile`` and ``seed`` records (nothing is read)."""
+        context = EvalContext(profile=profile, seed=seed, device="cpu", work_dir=Path("."),
+                              progress=False)
+        return self.protocol(context).to_dict()
+
     # ------------------------------------------------------------------ public API
     def evaluate(self, model: PretrainedModel, data_root: Path,
                  context: EvalContext) -> EvalMetrics:
         """Train on the training split, test on the test split; return the metrics.
 
         The per-image test scores are written to ``SCORES_FILE`` in the work folder
-        (named in ``details["scores_file"]``), so anyone can recompute the APs; the
+        (named in ``details["scores_file"]``), so anyone can recompute the APs, and
+        returned in ``test_scores`` (the core keeps them beside the record); the
         resumable training state is removed once they are written.
         """
         result = self.run(model, data_root, context)
         path = Path(context.work_dir) / SCORES_FILE
         write_text(path, scores_csv(result.scores))
         result.metrics.details["scores_file"] = str(path)
+        result.metrics.test_scores = result.scores
         # the resumable training state (hundreds of MB for AlexNet) is for an interrupted
         # evaluation; once the scores exist nothing needs it
         (Path(context.work_dir) / training.STATE_FILE).unlink(missing_ok=True)

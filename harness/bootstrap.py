@@ -1,0 +1,161 @@
+"""Bootstrap confidence intervals for the leaderboard: over runs and over test images.
+
+A Table-1 figure is a mean over runs (run seeds, on one or more toy worlds) of a test-set
+mAP. Two things vary that a reader should see: the runs (another seed gives another
+network) and the test images (another draw of the same world's test set gives another
+mAP). The bootstrap here resamples both, with a fixed seed and replicate count so that
+the leaderboard stays byte-for-byte reproducible:
+
+- **test images**, per world: replicate ``b`` reweights every test image of world ``w``
+  by how often a multinomial draw of ``N`` images out of ``N`` picked it
+  (:class:`ImageResamples`); the same draw is shared by every row and evaluator on that
+  world, so the rows are paired on the same images;
+- **runs**, per row and world: the row's runs on that world are drawn with replacement,
+  independently for each row (each row has its own random stream).
+
+The mAP of a run under an image resample is computed exactly as Table 1's headline
+formula would on the resampled set (scikit-learn's non-interpolated AP of
+``score - 1e-5 * label``, difficult images left out): :func:`weighted_map` evaluates it
+for all replicates at once, with the resample counts as sample weights (a duplicated
+image and a weight of 2 give the same AP). A class that draws no positive image in a
+replicate is left out of that replicate's mean.
+
+The interval is the 2.5th-97.5th percentile of the replicates' statistic (the mean over
+runs, or a difference of two rows' means). It covers run-to-run variation and test-image
+sampling on the worlds the runs used; it does not cover the choice of worlds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from harness.ap import TIE_EPS, SplitScores
+
+#: bootstrap replicates per interval
+REPLICATES = 2000
+#: seed of every random stream of the bootstrap (streams differ by their spawn keys)
+SEED = 0
+#: the interval's coverage
+LEVEL = 0.95
+
+
+def stream(*key: str) -> np.random.Generator:
+    """The random generator of the bootstrap stream named by ``key`` (e.g. a world's test
+    set, a row's runs): seeded from :data:`SEED` and a digest of the key."""
+    digest = hashlib.sha256("\x1f".join(key).encode()).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.default_rng([SEED, *words])
+
+
+class ImageResamples:
+    """Image weights of every replicate for one world's test set: [replicates, N] integers."""
+
+    def __init__(self, world: str, n_images: int, replicates: int = REPLICATES):
+        rng = stream("images", world)
+        counts = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images),
+                                 size=replicates)
+        # small integers: half the memory traffic of int32 in the AP's gathers and sums
+        self.counts = counts.astype(np.int16 if n_images < 2**15 else np.int32)
+
+    @property
+    def replicates(self) -> int:
+        return self.counts.shape[0]
+
+
+def weighted_ap(labels: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Table 1's AP (fraction) of one class under each row of ``counts`` [R, N].
+
+    ``labels`` are 1 / 0 / -1 (difficult, left out); NaN where a replicate holds no
+    positive. Exactly scikit-learn's ``average_precision_score(y, s - 1e-5 * y,
+    sample_weight=w)``: images sorted by decreasing adjusted score, one threshold at the
+    end of each run of equal scores, AP = sum over thresholds of (recall step) x
+    precision. Only thresholds holding a positive add to the sum, so it is evaluated as
+    the sum over positive images of weight x precision at their threshold, over the
+    replicate's number of positives.
+    """
+    keep = np.flatnonzero(labels >= 0)
+    y = labels[keep].astype(np.int64)
+    s = scores[keep].astype(np.float64) - TIE_EPS * y
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order], s[order]
+    pos = np.flatnonzero(y == 1)
+    if pos.size == 0:
+        return np.full(counts.shape[0], np.nan)
+    w = counts[:, keep[order]]                                  # [R, N], ranked
+    # index of the last image of each image's run of equal scores (its threshold)
+    last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
+    pos_end = last[np.searchsorted(last, pos)]                  # each positive's threshold
+    ends = np.unique(pos_end)
+    # images seen down to each threshold that holds a positive: sums of the segments
+    # between those thresholds, accumulated
+    starts = np.r_[0, ends[:-1] + 1]
+    tail = ends[-1] + 1 < w.shape[1]
+    segments = np.add.reduceat(w, np.r_[starts, ends[-1] + 1] if tail else starts, axis=1,
+                               dtype=np.int64)[:, :len(ends)]
+    seen = np.cumsum(segments, axis=1)[:, np.searchsorted(ends, pos_end)]    # [R, P]
+    w_pos = w[:, pos].astype(np.int64)
+    tp_running = np.cumsum(w_pos, axis=1)
+    # true positives at a positive's threshold: every positive down to the threshold
+    tp = tp_running[:, np.searchsorted(pos, pos_end, side="right") - 1]
+    positives = tp_running[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = (w_pos * tp / np.maximum(seen, 1)).sum(axis=1) / positives
+    return np.where(positives > 0, ap, np.nan)
+
+
+def weighted_map(scores: SplitScores, counts: np.ndarray) -> np.ndarray:
+    """mAP in percent of ``scores`` under every image resample in ``counts``: [R]."""
+    per_class = np.stack([weighted_ap(scores.labels[:, c], scores.scores[:, c], counts)
+                          for c in range(len(scores.class_names))])
+    with np.errstate(invalid="ignore"):
+        return 100.0 * np.nanmean(per_class, axis=0)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its bootstrap interval; ``covers`` says what the interval resamples."""
+
+    mean: float
+    lo: float | None
+    hi: float | None
+    n: int
+    #: "runs and test images", "test images", "runs", "" (no interval: one run without
+    #: per-image scores) or "baseline" (a row against itself: no interval)
+    covers: str
+
+    @property
+    def has_interval(self) -> bool:
+        return self.lo is not None
+
+
+def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
+    """The central :data:`LEVEL` percentile interval of bootstrap replicates."""
+    tail = 100 * (1 - LEVEL) / 2
+    lo, hi = np.percentile(replicates, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def row_replicates(row_key: str, runs_by_world: Mapping[str, Sequence[np.ndarray]],
+                   replicates: int = REPLICATES) -> np.ndarray:
+    """The bootstrap distribution [R] of a row's mean over its runs.
+
+    ``runs_by_world`` maps each world to its runs' per-replicate values (one [R] array per
+    run: its mAP under each image resample, or its recorded value repeated when the run
+    has no per-image scores). Runs are drawn with replacement within each world from the
+    row's own stream; the statistic is the mean over all drawn runs (worlds weighted by
+    their number of runs, as the plain mean over runs is).
+    """
+    rng = stream("runs", row_key)
+    total = np.zeros(replicates)
+    n = 0
+    for world in sorted(runs_by_world):
+        values = np.stack(runs_by_world[world])            # [runs, R]
+        k = values.shape[0]
+        picks = rng.integers(0, k, size=(replicates, k))   # [R, runs]
+        total += values[picks, np.arange(replicates)[:, None]].sum(axis=1)
+        n += k
+    return total / n

@@ -1,0 +1,210 @@
+"""The leaderboard's bootstrap intervals: the AP under resampling, pairing, worlds, plots.
+
+Every record is a synthetic fixture built here (per-image scores drawn from a seeded
+generator), never a committed result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import bootstrap
+from harness import leaderboard as lb
+from harness import records
+from harness.ap import HEADLINE, SplitScores, score_split
+
+from .test_leaderboard import table1_line
+from .test_records import FIXED_CODE, FIXED_ENV, config
+
+CLASSES = tuple(f"c{i}" for i in range(4))
+
+
+def world_labels(world: int, n: int) -> np.ndarray:
+    """The test labels of a world: the same for every run on it (1 / 0 / -1 difficult)."""
+    rng = np.random.default_rng([7, world])
+    labels = (rng.random((n, len(CLASSES))) < 0.3).astype(np.int8)
+    labels[:2] = 1
+    labels[2, 0] = -1
+    return labels
+
+
+def run_scores(world: int, key: tuple, quality: float, n: int) -> SplitScores:
+    """Scores that separate positives by ``quality`` standard deviations, plus noise."""
+    labels = world_labels(world, n)
+    rng = np.random.default_rng([11, world, *key])
+    scores = quality * (labels == 1) + rng.normal(size=labels.shape)
+    return SplitScores("test", "trainval", tuple(f"{i:06d}" for i in range(n)), CLASSES,
+                       scores, labels)
+
+
+def entry(scores: SplitScores) -> dict:
+    report = score_split(scores)
+    return {"headline": "map", "formula": "f", "value": report.mean(),
+            "breakdown": dict(report.ap[HEADLINE]),
+            "protocol": {"preset": "krahenbuhl", "head_init": "pretext"}, "details": {}}
+
+
+def toy_record(init: str, *, seed: int, world: int, quality: float, n: int = 60,
+               with_scores: bool = True, rep: str = "mfcc", k: int = 15, tag: int = 0):
+    """A record of a run on toy world ``world`` (and its per-image scores)."""
+    key = ({"random": 1, "supervised": 2, "sound": 3}[init], seed, tag, k, len(rep))
+    scores = {"voc07_linear": run_scores(world, (*key, 0), quality, n),
+              "voc07_full": run_scores(world, (*key, 1), quality + 0.5, n)}
+    cfg = {**config(init, seed=seed, k=k, repr_name=rep), "world_seed": world}
+    record = records.build_record(
+        config=cfg,
+        downstream={"kind": "toy-voc", "fingerprint": f"{world + 1:x}" * 64, "path": None,
+                    "world_seed": world, "test_seed": 20261202 + world, "voc_seed": world + 9,
+                    "world_version": 1, "n_trainval": 100, "n_test": n, "toy_config": "c" * 64},
+        metrics={name: entry(s) for name, s in scores.items()},
+        dataset=None if init == "random" else {
+            "kind": "toy", "fingerprint": "f" * 64, "n_clips": 1, "clip_ids": ["a"],
+            "path": None},
+        pretext=None if init == "random" else {"val_acc": 0.5},
+        labels={"sizes": [1]} if init == "sound" else None,
+        environment=FIXED_ENV, code=FIXED_CODE,
+        created=f"2026-01-01T00:00:{seed:02d}.{world:06d}+00:00",
+        test_scores=scores if with_scores else None)
+    return record, (scores if with_scores else None)
+
+
+def board_of(pairs):
+    recs = [r for r, _ in pairs]
+    return lb.build_leaderboard(recs, scores={r["run_id"]: s for r, s in pairs if s})
+
+
+def page_of(board) -> str:
+    (page,) = [t for n, t in board.markdown.items() if n != lb.INDEX]
+    return page
+
+
+def _cell(cell: str):
+    from .test_leaderboard import _interval
+
+    return _interval(cell)
+
+
+# --------------------------------------------------------------------------- the AP
+def test_weighted_ap_is_sklearns_ap_with_the_counts_as_weights():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    n = 80
+    for trial in range(25):
+        y = (rng.random(n) < 0.25).astype(np.int8)
+        y[rng.random(n) < 0.1] = -1
+        y[0] = 1
+        s = np.round(rng.normal(size=n), 1)         # many exact ties
+        counts = rng.multinomial(n, np.full(n, 1 / n), size=6)
+        got = bootstrap.weighted_ap(y, s, counts)
+        keep = y >= 0
+        yy = y[keep].astype(int)
+        for b in range(len(counts)):
+            w = counts[b, keep]
+            if (w * yy).sum() == 0:
+                assert np.isnan(got[b])
+                continue
+            want = average_precision_score(yy, s[keep] - 1e-5 * yy, sample_weight=w)
+            assert got[b] == pytest.approx(want, abs=1e-12)
+
+
+def test_weighted_map_with_unit_weights_is_the_recorded_map():
+    scores = run_scores(0, (1,), 1.0, 60)
+    ones = np.ones((1, 60), dtype=np.int16)
+    assert bootstrap.weighted_map(scores, ones)[0] == pytest.approx(
+        score_split(scores).mean(), abs=1e-9)
+
+
+# --------------------------------------------------------------------------- the table
+def core_pairs(worlds=(0, 1), seeds=(0, 1, 2)):
+    pairs = []
+    for w in worlds:
+        for s in seeds:
+            pairs.append(toy_record("random", seed=s, world=w, quality=0.3))
+            pairs.append(toy_record("supervised", seed=s, world=w, quality=2.5))
+            pairs.append(toy_record("sound", seed=s, world=w, quality=1.5))
+    return pairs
+
+
+def test_rows_pool_worlds_and_show_paired_intervals_over_runs_and_images():
+    pairs = core_pairs()
+    board = board_of(pairs)
+    page = page_of(board)
+    assert "world seeds: 0, 1; test seeds: 20261202, 20261203" in page
+    sound = table1_line(page, "sound: mfcc k=15 alexnet")
+    assert sound[4] == "6"                                    # 2 worlds x 3 seeds, one row
+    mean, lo, hi, mark = _cell(sound[2])
+    values = [r["metrics"]["voc07_linear"]["value"] for r, _ in pairs
+              if r["config"]["init"] == "sound"]
+    assert mean == round(float(np.mean(values)), 1) and lo < mean < hi and mark == ""
+    gap = _cell(sound[7])
+    assert gap[1] > 0                     # sound is well above random here: CI excludes 0
+    assert "resamples runs only" not in page and "does not cover the choice of worlds" in page
+    # the per-world table: one column per world, the difference to random on that world
+    per_world = page.split("## Per world")[1].split("\n## ")[0]
+    assert "world 0" in per_world and "world 1" in per_world
+    line = next(l for l in per_world.splitlines() if l.startswith("| sound: mfcc"))
+    assert line.count("(+") == 2 and "3/3" in line
+
+
+def test_identical_rows_differ_by_exactly_zero_because_they_share_image_resamples():
+    """Two rows whose runs are the same scores (one run per world) differ by 0 in every
+    replicate only if both are scored on the same resampled images."""
+    pairs = []
+    for w in (0, 1):
+        a, sa = toy_record("sound", seed=0, world=w, quality=1.0, rep="mfcc", tag=1)
+        pairs.append((a, sa))
+        b = records.build_record(
+            **{k: a[k] for k in ("downstream", "metrics", "dataset", "timings", "labels",
+                                 "pretext", "environment", "code", "created")},
+            config={**a["config"], "repr": {"name": "sound_texture", "params": {}}},
+            test_scores=sa)
+        pairs.append((b, sa))
+    group = lb.group_records([r for r, _ in pairs], {r["run_id"]: s for r, s in pairs})[0]
+    row_a, row_b = group.rows
+    diff = group.difference(row_a, row_b, lb.HEAD)
+    assert diff.covers == "runs and test images" or diff.covers == "test images"
+    assert diff.mean == pytest.approx(0) and diff.lo == pytest.approx(0)
+    assert diff.hi == pytest.approx(0)
+    assert group.interval(row_a, lb.HEAD).hi > group.interval(row_a, lb.HEAD).lo
+
+
+def test_single_runs_and_rows_without_scores_are_marked():
+    pairs = [toy_record("random", seed=s, world=0, quality=0.3, with_scores=False)
+             for s in range(3)]
+    pairs += [toy_record("sound", seed=0, world=0, quality=1.5)]                 # one run
+    pairs += [toy_record("sound", seed=0, world=0, quality=1.5, rep="sound_texture",
+                         with_scores=False)]                                      # bare
+    page = page_of(board_of(pairs))
+    assert _cell(table1_line(page, "random init alexnet")[2])[3] == "†"
+    assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[2])[3] == "‡"
+    bare = table1_line(page, "sound: sound_texture k=15 alexnet")[2]
+    assert "[" not in bare and bare == f"{float(bare):.1f}"
+    for note in ("resamples runs only", "its test images only", "single runs without"):
+        assert note in page
+    # random lacks scores: the gap falls back to runs only for both rows
+    assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[7])[3] == "†"
+
+
+def test_plots_draw_intervals_and_bare_single_runs():
+    pairs = core_pairs(worlds=(0,), seeds=(0, 1))
+    pairs += [toy_record("sound", seed=s, world=0, quality=1.0, k=5) for s in (0, 1)]
+    pairs += [toy_record("sound", seed=0, world=0, quality=1.2, k=30)]
+    board = board_of(pairs)
+    _, data = next(v for n, v in board.plots.items() if n.endswith("k-sweep.png"))
+    points = {p["k"]: p for p in data["series"][0]["points"]["Head"]}
+    assert points[30]["lo"] is None and points[30]["n"] == 1          # a bare marker
+    assert points[5]["lo"] < points[5]["mean"] < points[5]["hi"]
+    assert "95% bootstrap intervals" in data["title"]
+    from harness import plots
+
+    assert plots.render("k_sweep", data)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_intervals_are_reproducible_bytes():
+    pairs = core_pairs(worlds=(0,), seeds=(0, 1))
+    a, b = board_of(pairs), board_of(list(reversed(pairs)))
+    assert a.markdown == b.markdown
+    assert {n: plots_data for n, (_, plots_data) in a.plots.items()} == {
+        n: plots_data for n, (_, plots_data) in b.plots.items()}
