@@ -47,8 +47,8 @@ class EvalScaling:
     #: "Head" only: draw each training crop from a fixed pool of this many augmented views
     #: per image, run through the frozen trunk once (None: a fresh crop every iteration)
     head_views: int | None = None
-    #: the evaluators' arithmetic: "auto" (bf16 autocast on CUDA, float32 on a CPU),
-    #: "bf16" or "fp32"
+    #: the evaluators' arithmetic: "auto" (bf16 autocast on CUDA and on CPUs with native
+    #: bf16, float32 elsewhere), "bf16" or "fp32"
     precision: str = "auto"
     description: str = ""
 

@@ -62,7 +62,8 @@ Mode = Literal["head", "all"]
 HeadInit = Literal["pretext", "random"]
 Augmentation = Literal["window_crop", "resized_crop"]
 BNStats = Literal["batch", "running"]
-#: the evaluation's arithmetic: "auto" is bf16 autocast on CUDA and float32 on a CPU
+#: the evaluation's arithmetic: "auto" is bf16 autocast on CUDA and on CPUs with native
+#: bf16, float32 elsewhere (as for every stage: harness.devices.resolve_precision)
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 

@@ -44,17 +44,24 @@ PLAN_CHUNK = 100
 FEATURE_BATCH = 400
 
 
+def _bf16(dev: torch.device, proto: Protocol) -> bool:
+    from harness.devices import resolve_precision
+
+    return resolve_precision(proto.precision, str(dev))
+
+
 def autocast(dev: torch.device, proto: Protocol):
-    """The protocol's arithmetic: bf16 autocast, or float32; ``auto`` is bf16 on CUDA and
-    float32 on a CPU."""
-    if proto.precision == "bf16" or (proto.precision == "auto" and dev.type == "cuda"):
+    """The protocol's arithmetic: bf16 autocast or float32. ``auto`` means what it means for
+    every stage (:func:`harness.devices.resolve_precision`): bf16 on CUDA and on a CPU
+    with native bf16 (AVX512-BF16 or AMX), float32 elsewhere."""
+    if _bf16(dev, proto):
         return torch.autocast(dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def precision_used(dev: torch.device, proto: Protocol) -> str:
     """What :func:`autocast` runs on ``dev``, in words (recorded with the metrics)."""
-    if proto.precision == "bf16" or (proto.precision == "auto" and dev.type == "cuda"):
+    if _bf16(dev, proto):
         return "bf16 autocast" + (", channels-last" if dev.type == "cuda" else "")
     return "float32"
 
