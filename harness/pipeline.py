@@ -13,7 +13,7 @@ import inspect
 import itertools
 import math
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -377,8 +377,11 @@ def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str,
     from harness.io import write_bytes
     from harness.scores import npz_bytes, parse_npz
 
-    key = stage_key("eval", evaluator.name, evaluator.params(), profile.name, seed, voc_key,
-                    model_key)
+    # the profile's evaluation scaling is in the key, not only its name: an evaluator may read
+    # any of it (the VOC07 ones read iteration counts and precision), so changing the
+    # profile must not return metrics cached under the old values
+    key = stage_key("eval", evaluator.name, evaluator.params(), profile.name,
+                    asdict(profile.evaluation), seed, voc_key, model_key)
     folder = cache_root() / "eval" / key
     done, scores_file = folder / "metrics.json", folder / "test-scores.npz"
     if done.is_file():

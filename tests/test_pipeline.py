@@ -224,3 +224,32 @@ def test_sweep_runs_random_and_supervised_once_per_backbone_world_and_seed():
     assert len(keys) == len(configs)
     assert {c.world_seed for c in configs} == {0, 1, 2}
     assert all(c.k is None for c in configs if c.init != "sound")
+
+
+def test_eval_cache_follows_the_profiles_evaluation_scaling(monkeypatch, tmp_path):
+    """Changing a profile's evaluation scaling (e.g. All's iterations) must not return
+    metrics cached under the old values."""
+    from dataclasses import replace
+
+    import harness.evaluation
+    from harness import pipeline
+    from harness.interfaces import EvalMetrics
+    from harness.profiles import get_profile
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake(evaluator, model, voc_root, **kw):
+        calls.append(kw["profile"])
+        return EvalMetrics(headline="map", formula="f", value=1.0, breakdown={}, protocol={})
+
+    monkeypatch.setattr(harness.evaluation, "run_evaluator", fake)
+    from harness.plugins import default_registry
+
+    ev = default_registry().create("evaluator", "voc07_full")
+    toy = get_profile("toy")
+    longer = replace(toy, evaluation=replace(toy.evaluation,
+                                             all_iterations=toy.evaluation.all_iterations * 2))
+    for profile in (toy, toy, longer):
+        pipeline.evaluate(ev, None, tmp_path, "voc", "model", profile, 0, "cpu", False)
+    assert len(calls) == 2
