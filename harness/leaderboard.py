@@ -327,11 +327,11 @@ class Group:
             if resamples is None:
                 resamples = self._images[run.world] = bootstrap.ImageResamples(
                     run.world, len(scores.image_ids))
-            if resamples.counts.shape[1] != len(scores.image_ids):
+            if resamples.weights.shape[0] != len(scores.image_ids):
                 raise HarnessError(f"run {run.run_id}: {len(scores.image_ids)} test images, "
                                    f"but other runs on its test set have "
-                                   f"{resamples.counts.shape[1]}")
-            self._run_reps[key] = bootstrap.weighted_map(scores, resamples.counts)
+                                   f"{resamples.weights.shape[0]}")
+            self._run_reps[key] = bootstrap.weighted_map(scores, resamples.weights)
         return self._run_reps[key]
 
     def _row_replicates(self, row: Row, evaluator: str, images: bool):
