@@ -51,6 +51,10 @@ def run(
     init: Init = typer.Option(Init.sound, "--init", help="sound (pretext on sound clusters), random or supervised (true toy labels)."),
     profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy (CPU-sized) or paper (200 epochs, full VOC07 protocol)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of clustering, pretext training and evaluation."),
+    world_seed: Optional[int] = typer.Option(None, "--world-seed", min=0,
+                                             help="Which toy world: its clips and its toy VOC "
+                                                  "with a sealed test split of its own "
+                                                  "(default: 0)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     clips: Optional[Path] = typer.Option(None, "--clips", help="A clip dataset (default: the toy world)."),
     voc: Optional[Path] = typer.Option(None, "--voc", help="A VOCdevkit/VOC2007 folder (default: the toy VOC)."),
@@ -77,7 +81,8 @@ def run(
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
                      labeler_params=parse_params(labeler_param), k=k, backbone=backbone,
                      backbone_params=parse_params(backbone_param), init=init.value,
-                     profile=profile.value, seed=seed, device=device, clips=clips, voc=voc,
+                     profile=profile.value, seed=seed, world_seed=world_seed, device=device,
+                     clips=clips, voc=voc,
                      evaluators=evaluators, eval_params=parse_params(eval_param),
                      epochs=epochs, lr=lr, batch_size=batch_size, results=results,
                      progress=progress, monitor=monitor.value if monitor else None,
@@ -91,6 +96,10 @@ def sweep(
     k: Optional[List[int]] = typer.Option(None, "--k", help="Labeler sizes (repeat the option); default: the labeler's."),
     backbone: List[str] = typer.Option(["alexnet"], "--backbone", help="Backbones (repeat the option)."),
     seed: List[int] = typer.Option([0], "--seed", min=0, help="Seeds (repeat the option)."),
+    world_seed: Optional[int] = typer.Option(None, "--world-seed", min=0,
+                                             help="Which toy world: its clips and its toy VOC "
+                                                  "with a sealed test split of its own "
+                                                  "(default: 0)."),
     labeler: str = typer.Option("kmeans", "--labeler", help="Labeler plugin."),
     profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
@@ -106,7 +115,8 @@ def sweep(
     """Run every combination of --repr x --k x --backbone x --seed (Figures 3 and 4)."""
     from harness.pipeline import sweep as sweep_pipeline
 
-    base = _config(labeler=labeler, profile=profile.value, device=device, clips=clips, voc=voc,
+    base = _config(labeler=labeler, profile=profile.value, world_seed=world_seed, device=device,
+                   clips=clips, voc=voc,
                    evaluators=evaluators, eval_params=parse_params(eval_param), epochs=epochs,
                    lr=lr, results=results, progress=progress)
     done = sweep_pipeline(base, repr, k or [None], backbone, seed, echo=typer.echo)
