@@ -819,6 +819,8 @@ def group_page(group: Group, plot_files: list[str]) -> str:
     notes = [FOOTNOTES[c] for c in ("runs", "test images", "") if c in covers]
     if notes:
         out += [" ".join(notes), ""]
+    if k.downstream == "voc07":            # reported rows sit in this table
+        out += [ap_formula_note(), ""]
     superseded = sum(r.superseded for r in group.rows)
     if superseded:
         out += [f"{superseded} older run(s) with a world and seed already shown were "
