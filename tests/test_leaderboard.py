@@ -144,7 +144,7 @@ def test_toy_and_voc07_are_never_mixed():
     cfg = ToyConfig()
     assert f"probability {cfg.sound_prob}" in toy[0]
     assert f"{cfg.object_gain_db[0]:g}-{cfg.object_gain_db[1]:g} dB" in toy[0]
-    assert "not ImageNet" in toy[0] and "framing" not in voc[0]
+    assert "not ImageNet" in toy[0] and "What this toy table" not in voc[0]
 
 
 def test_presets_and_profiles_are_separate_tables():
