@@ -52,22 +52,25 @@ def stream(*key: str) -> np.random.Generator:
 
 
 class ImageResamples:
-    """Image weights of every replicate for one world's test set: [replicates, N] integers."""
+    """Image weights of every replicate for one world's test set: ``weights``, [N, replicates]
+    small integers (image-major, so that ranking the images gathers contiguous rows)."""
 
     def __init__(self, world: str, n_images: int, replicates: int = REPLICATES):
         rng = stream("images", world)
         counts = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images),
                                  size=replicates)
         # small integers: half the memory traffic of int32 in the AP's gathers and sums
-        self.counts = counts.astype(np.int16 if n_images < 2**15 else np.int32)
+        self.weights = np.ascontiguousarray(
+            counts.T.astype(np.int16 if n_images < 2**15 else np.int32))
 
     @property
     def replicates(self) -> int:
-        return self.counts.shape[0]
+        return self.weights.shape[1]
 
 
-def weighted_ap(labels: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Table 1's AP (fraction) of one class under each row of ``counts`` [R, N].
+def weighted_ap(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Table 1's AP (fraction) of one class under each replicate's image weights
+    (``weights``: [N images, R replicates]).
 
     ``labels`` are 1 / 0 / -1 (difficult, left out); NaN where a replicate holds no
     positive. Exactly scikit-learn's ``average_precision_score(y, s - 1e-5 * y,
@@ -84,32 +87,27 @@ def weighted_ap(labels: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> n
     y, s = y[order], s[order]
     pos = np.flatnonzero(y == 1)
     if pos.size == 0:
-        return np.full(counts.shape[0], np.nan)
-    w = counts[:, keep[order]]                                  # [R, N], ranked
+        return np.full(weights.shape[1], np.nan)
+    w = weights[keep[order]]                                    # [N, R], ranked
     # index of the last image of each image's run of equal scores (its threshold)
     last = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
     pos_end = last[np.searchsorted(last, pos)]                  # each positive's threshold
-    ends = np.unique(pos_end)
-    # images seen down to each threshold that holds a positive: sums of the segments
-    # between those thresholds, accumulated
-    starts = np.r_[0, ends[:-1] + 1]
-    tail = ends[-1] + 1 < w.shape[1]
-    segments = np.add.reduceat(w, np.r_[starts, ends[-1] + 1] if tail else starts, axis=1,
-                               dtype=np.int64)[:, :len(ends)]
-    seen = np.cumsum(segments, axis=1)[:, np.searchsorted(ends, pos_end)]    # [R, P]
-    w_pos = w[:, pos].astype(np.int64)
-    tp_running = np.cumsum(w_pos, axis=1)
+    # images seen down to each positive's threshold (in the weights' own small dtype: a
+    # replicate's weights sum to N, which that dtype holds)
+    seen = np.cumsum(w, axis=0, dtype=w.dtype)[pos_end]                  # [P, R]
+    w_pos = w[pos].astype(np.int64)
+    tp_running = np.cumsum(w_pos, axis=0)
     # true positives at a positive's threshold: every positive down to the threshold
-    tp = tp_running[:, np.searchsorted(pos, pos_end, side="right") - 1]
-    positives = tp_running[:, -1]
+    tp = tp_running[np.searchsorted(pos, pos_end, side="right") - 1]
+    positives = tp_running[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (w_pos * tp / np.maximum(seen, 1)).sum(axis=1) / positives
+        ap = (w_pos * tp / np.maximum(seen, 1)).sum(axis=0) / positives
     return np.where(positives > 0, ap, np.nan)
 
 
-def weighted_map(scores: SplitScores, counts: np.ndarray) -> np.ndarray:
-    """mAP in percent of ``scores`` under every image resample in ``counts``: [R]."""
-    per_class = np.stack([weighted_ap(scores.labels[:, c], scores.scores[:, c], counts)
+def weighted_map(scores: SplitScores, weights: np.ndarray) -> np.ndarray:
+    """mAP in percent of ``scores`` under every image resample in ``weights`` [N, R]: [R]."""
+    per_class = np.stack([weighted_ap(scores.labels[:, c], scores.scores[:, c], weights)
                           for c in range(len(scores.class_names))])
     with np.errstate(invalid="ignore"):
         return 100.0 * np.nanmean(per_class, axis=0)

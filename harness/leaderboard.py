@@ -327,11 +327,11 @@ class Group:
             if resamples is None:
                 resamples = self._images[run.world] = bootstrap.ImageResamples(
                     run.world, len(scores.image_ids))
-            if resamples.counts.shape[1] != len(scores.image_ids):
+            if resamples.weights.shape[0] != len(scores.image_ids):
                 raise HarnessError(f"run {run.run_id}: {len(scores.image_ids)} test images, "
                                    f"but other runs on its test set have "
-                                   f"{resamples.counts.shape[1]}")
-            self._run_reps[key] = bootstrap.weighted_map(scores, resamples.counts)
+                                   f"{resamples.weights.shape[0]}")
+            self._run_reps[key] = bootstrap.weighted_map(scores, resamples.weights)
         return self._run_reps[key]
 
     def _row_replicates(self, row: Row, evaluator: str, images: bool):
@@ -819,6 +819,8 @@ def group_page(group: Group, plot_files: list[str]) -> str:
     notes = [FOOTNOTES[c] for c in ("runs", "test images", "") if c in covers]
     if notes:
         out += [" ".join(notes), ""]
+    if k.downstream == "voc07":            # reported rows sit in this table
+        out += [ap_formula_note(), ""]
     superseded = sum(r.superseded for r in group.rows)
     if superseded:
         out += [f"{superseded} older run(s) with a world and seed already shown were "

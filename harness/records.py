@@ -7,7 +7,10 @@ JSON schema ``harness/record_schema.json``; a record is validated when written a
 read, so a leaderboard is never built from a malformed file.
 
 A record is written once: atomically (a reader never sees half a file) and never over an
-existing one. ``harness run`` writes it only after every stage has succeeded.
+existing one. ``harness run`` writes it only after every stage has succeeded. Beside it,
+``<run_id>.scores.npz`` (:mod:`harness.scores`) holds the evaluators' per-image test
+scores; the record's ``test_scores`` section names that file and its sha256, checked
+whenever the record is read.
 
 Typical use (what ``harness run`` does)::
 

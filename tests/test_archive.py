@@ -77,6 +77,17 @@ def test_fingerprint_ignores_seeds_and_worlds_but_not_the_protocol(frozen):
     assert not frozen.is_current(other_profile)
 
 
+def test_the_committed_records_predate_the_frozen_protocol(frozen):
+    """The records made before the sealed test split are superseded by any freeze."""
+    from pathlib import Path
+
+    legacy = records.read_records(Path(__file__).parents[1] / "leaderboards" / "archive")
+    assert len(legacy) >= 16
+    for record in legacy:
+        assert not frozen.is_current(record)
+        assert "no sealed test split" in frozen.why_superseded(record)
+
+
 def test_protocol_file_round_trips_and_bad_files_are_one_line_errors(tmp_path, frozen):
     path = tmp_path / PROTOCOL_FILE
     assert read_frozen(path) is None

@@ -48,3 +48,20 @@ def test_unknown_plugin_error_lists_available(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "available:" in proc.stderr and "mfcc" in proc.stderr
+
+
+def test_run_and_sweep_pass_the_world_seed(monkeypatch, tmp_path):
+    """--world-seed picks the toy world (and so its sealed test split); default world 0."""
+    import harness.pipeline
+    from harness.pipeline import RunResult
+
+    seen = []
+    monkeypatch.setattr(harness.pipeline, "run",
+                        lambda config, echo=print: seen.append(config)
+                        or RunResult({}, tmp_path / "r.json"))
+    monkeypatch.setattr(harness.pipeline, "sweep",
+                        lambda base, *args, echo=print: seen.append(base) or [])
+    for argv in (["run"], ["run", "--world-seed", "2"], ["sweep", "--world-seed", "1"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+    assert [c.world_seed for c in seen] == [0, 2, 1]

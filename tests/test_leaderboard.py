@@ -135,6 +135,16 @@ def test_toy_and_voc07_are_never_mixed():
             assert (r["run_id"] in page) == (r["downstream"]["kind"] == kind)
     # reported paper rows sit beside measured ones only for real VOC07
     assert "reported" in voc[0] and "reported" not in toy[0].split("## Table 1")[1]
+    # beside the reported rows: how their AP formula may differ from the measured one
+    assert "trapezoidal" in voc[0] and "trapezoidal" in board.markdown[lb.INDEX]
+    assert "sklearn_pessimistic" in voc[0]
+    # the toy page says what makes sound informative there, from the generator's numbers
+    from harness.toy import ToyConfig
+
+    cfg = ToyConfig()
+    assert f"probability {cfg.sound_prob}" in toy[0]
+    assert f"{cfg.object_gain_db[0]:g}-{cfg.object_gain_db[1]:g} dB" in toy[0]
+    assert "not ImageNet" in toy[0] and "What this toy table" not in voc[0]
 
 
 def test_presets_and_profiles_are_separate_tables():

@@ -97,7 +97,7 @@ def test_weighted_ap_is_sklearns_ap_with_the_counts_as_weights():
         y[0] = 1
         s = np.round(rng.normal(size=n), 1)         # many exact ties
         counts = rng.multinomial(n, np.full(n, 1 / n), size=6)
-        got = bootstrap.weighted_ap(y, s, counts)
+        got = bootstrap.weighted_ap(y, s, np.ascontiguousarray(counts.T))
         keep = y >= 0
         yy = y[keep].astype(int)
         for b in range(len(counts)):
@@ -111,7 +111,7 @@ def test_weighted_ap_is_sklearns_ap_with_the_counts_as_weights():
 
 def test_weighted_map_with_unit_weights_is_the_recorded_map():
     scores = run_scores(0, (1,), 1.0, 60)
-    ones = np.ones((1, 60), dtype=np.int16)
+    ones = np.ones((60, 1), dtype=np.int16)
     assert bootstrap.weighted_map(scores, ones)[0] == pytest.approx(
         score_split(scores).mean(), abs=1e-9)
 

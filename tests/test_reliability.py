@@ -229,9 +229,16 @@ def test_case4_epochs_and_lr_overrides_are_used_or_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- 5: leaderboard
 def test_case5_leaderboard_from_no_records_keeps_the_tables(tmp_path):
-    board = tmp_path / "board"
-    shutil.copytree(REPO / "leaderboards", board)
+    from harness import records
+
+    from .test_records import make
+
+    board, results = tmp_path / "board", tmp_path / "results"
+    for init in ("random", "sound"):
+        records.write_record(make(init), results)
+    assert invoke("leaderboard", "--results", results, "--out", board).exit_code == 0
     before = sorted(p.name for p in board.iterdir())
+    assert len(before) > 1                       # a table page besides the index
     (tmp_path / "empty").mkdir()
     one_line_exit_2(invoke("leaderboard", "--results", tmp_path / "empty", "--out", board),
                     "refusing to delete")
@@ -350,7 +357,7 @@ def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
 def test_case8_a_record_with_nan_is_refused_naming_the_file(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    src = sorted((REPO / "leaderboards/results").glob("*.json"))[0]
+    src = sorted((REPO / "leaderboards/archive").glob("*.json"))[0]
     record = json.loads(src.read_text())
     record["metrics"]["voc07_linear"]["map"] = float("nan")
     (results / src.name).write_text(json.dumps(record))
