@@ -60,8 +60,11 @@ def test_run_and_sweep_pass_the_world_seed(monkeypatch, tmp_path):
                         lambda config, echo=print: seen.append(config)
                         or RunResult({}, tmp_path / "r.json"))
     monkeypatch.setattr(harness.pipeline, "sweep",
-                        lambda base, *args, echo=print: seen.append(base) or [])
-    for argv in (["run"], ["run", "--world-seed", "2"], ["sweep", "--world-seed", "1"]):
+                        lambda base, *args, echo=print, inits, world_seeds:
+                        seen.append(world_seeds) or [])
+    for argv in (["run"], ["run", "--world-seed", "2"],
+                 ["sweep", "--world-seed", "1", "--world-seed", "2"], ["sweep"]):
         result = runner.invoke(app, argv)
         assert result.exit_code == 0, result.output
-    assert [c.world_seed for c in seen] == [0, 2, 1]
+    assert [c.world_seed for c in seen[:2]] == [0, 2]
+    assert seen[2:] == [(1, 2), (0,)]
