@@ -351,7 +351,8 @@ class Group:
         images = row.has_scores(evaluator)
         if stat.n == 1 and not images:
             return bootstrap.Interval(stat.mean, None, None, 1, "")
-        lo, hi = bootstrap.percentile_interval(self._row_replicates(row, evaluator, images))
+        lo, hi = bootstrap.interval(stat.mean, self._row_replicates(row, evaluator, images),
+                                   images)
         covers = ("runs and test images" if images and stat.n > 1
                   else "test images" if images else "runs")
         return bootstrap.Interval(stat.mean, lo, hi, stat.n, covers)
@@ -371,7 +372,7 @@ class Group:
             return bootstrap.Interval(mean, None, None, 1, "")
         reps = (self._row_replicates(row, evaluator, images)
                 - self._row_replicates(base, evaluator, images))
-        lo, hi = bootstrap.percentile_interval(reps)
+        lo, hi = bootstrap.interval(mean, reps, images)
         covers = ("runs and test images" if images and max(a.n, b.n) > 1
                   else "test images" if images else "runs")
         return bootstrap.Interval(mean, lo, hi, min(a.n, b.n), covers)
@@ -525,7 +526,8 @@ def interval_text(group: Group) -> str:
     """What the Table-1 intervals cover, in words (the page's definition of them)."""
     n_worlds = len(group.worlds)
     return (f"Each Head and All figure is the mean over a row's runs (run seeds on "
-            f"{n_worlds} world(s)), with a 95% percentile bootstrap interval "
+            f"{n_worlds} world(s)), with a 95% bootstrap interval (basic, i.e. reverse-percentile, "
+            f"where test images are resampled: AP on a resampled test set is biased upwards) "
             f"({bootstrap.REPLICATES:,} replicates, seed {bootstrap.SEED}) that resamples, "
             f"per world, the row's runs with replacement and the world's test images "
             f"(with replacement, recomputing Table 1's AP formula on the resampled set). "
