@@ -27,7 +27,6 @@ records, so the output is byte-for-byte reproducible and ``--check`` can detect 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import statistics
@@ -41,6 +40,7 @@ from tabulate import tabulate
 from harness import bootstrap, frozen_board, paper_tables, plots
 from harness.errors import HarnessError
 from harness.records import labeler_size, legacy_headline_ap, metrics_entries
+from harness.protocol_lock import digest, strip_seeds
 
 #: the evaluator behind Table 1's "Head" column (frozen trunk) and "All" (fine-tuned)
 HEAD = "voc07_linear"
@@ -138,20 +138,11 @@ def data_key(downstream: Mapping[str, Any]) -> str:
         return downstream["fingerprint"]
     from harness.protocol_lock import data_recipe
 
-    return _digest(data_recipe(downstream))
+    return digest(data_recipe(downstream))
 
 
 def _strip_seeds(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _strip_seeds(v) for k, v in obj.items() if k not in _SEED_KEYS}
-    if isinstance(obj, list):
-        return [_strip_seeds(v) for v in obj]
-    return obj
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"))
-                          .encode()).hexdigest()
+    return strip_seeds(obj, _SEED_KEYS)
 
 
 #: kept for callers of the older name: per-class AP of a harness-record/1 metrics entry
@@ -211,13 +202,13 @@ class Run:
         size = labeler_size(labeler)
         return cls(
             run_id=record["run_id"], created=record["created"], seed=config["seed"],
-            group=group, row_key=_digest(identity), init=config["init"],
+            group=group, row_key=digest(identity), init=config["init"],
             repr_name=(config.get("repr") or {}).get("name"),
             labeler_name=(labeler or {}).get("name"), k=size[1] if size else None,
             backbone_name=config["backbone"]["name"],
-            backbone_key=_digest(_strip_seeds(config["backbone"])),
-            evaluators_key=_digest(_strip_seeds(config["evaluators"])),
-            pretrain_key=_digest(_strip_seeds(config.get("pretrain"))),
+            backbone_key=digest(_strip_seeds(config["backbone"])),
+            evaluators_key=digest(_strip_seeds(config["evaluators"])),
+            pretrain_key=digest(_strip_seeds(config.get("pretrain"))),
             metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k",
             monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"),
             world_seed=down.get("world_seed", config.get("world_seed")),
@@ -715,7 +706,7 @@ def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
     settings = sorted(keep, key=lambda s: s[1:])
     setting_labels = [s[0] for s in settings]
     if len(set(setting_labels)) != len(setting_labels):  # same label, different config
-        setting_labels = [f"{s[0]} [{_digest(s)[:4]}]" for s in settings]
+        setting_labels = [f"{s[0]} [{digest(s)[:4]}]" for s in settings]
     variants = sorted({v for s in settings for v in keep[s]})
     values = {}
     for panel, ev in PANELS.items():

@@ -36,15 +36,19 @@ DEFAULT_EVALUATORS = ("voc07_linear", "voc07_full")
 _SEED_KEYS = {"seed", "random_state"}
 
 
-def _strip_seeds(obj: Any) -> Any:
+def strip_seeds(obj: Any, keys: Iterable[str] = _SEED_KEYS) -> Any:
+    """``obj`` without the entries named in ``keys``, at every depth (seeds do not change
+    what a protocol or a row is)."""
+    keys = frozenset(keys)
     if isinstance(obj, dict):
-        return {k: _strip_seeds(v) for k, v in obj.items() if k not in _SEED_KEYS}
+        return {k: strip_seeds(v, keys) for k, v in obj.items() if k not in keys}
     if isinstance(obj, list):
-        return [_strip_seeds(v) for v in obj]
+        return [strip_seeds(v, keys) for v in obj]
     return obj
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """sha256 of ``obj``'s canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"))
                           .encode()).hexdigest()
 
@@ -62,7 +66,7 @@ def data_recipe(downstream: Mapping[str, Any]) -> dict[str, Any]:
 def evaluator_fingerprint(evaluator: str, protocol: Mapping[str, Any], profile: str,
                           recipe: Mapping[str, Any]) -> str:
     """The protocol fingerprint of one evaluator's result (see the module docstring)."""
-    return _digest({"evaluator": evaluator, "protocol": _strip_seeds(dict(protocol)),
+    return digest({"evaluator": evaluator, "protocol": strip_seeds(dict(protocol)),
                     "profile": profile, "data": dict(recipe)})
 
 
@@ -78,7 +82,7 @@ def record_fingerprints(record: Mapping[str, Any]) -> dict[str, str]:
 
 def record_fingerprint(record: Mapping[str, Any]) -> str:
     """One digest of all of a record's evaluator fingerprints (shown in the archive)."""
-    return _digest(record_fingerprints(record))
+    return digest(record_fingerprints(record))
 
 
 @dataclass
@@ -132,7 +136,7 @@ class FrozenProtocol:
             if frozen is None:
                 reasons.append(f"{name} is not in the frozen protocol")
                 continue
-            mine = _strip_seeds(dict(m["protocol"]))
+            mine = strip_seeds(dict(m["protocol"]))
             keys = sorted(k for k in set(mine) | set(frozen["protocol"])
                           if mine.get(k) != frozen["protocol"].get(k))
             if keys:
@@ -188,7 +192,7 @@ def current_protocol(profile_name: str, evaluators: Iterable[str] = DEFAULT_EVAL
                                 f"(its planned_protocol() returns None); it cannot be frozen")
         from harness.records import to_jsonable
 
-        protocol = _strip_seeds(to_jsonable(protocol))
+        protocol = strip_seeds(to_jsonable(protocol))
         frozen[name] = {"params": to_jsonable(given), "protocol": protocol,
                         "fingerprint": evaluator_fingerprint(name, protocol, profile.name,
                                                              data)}
