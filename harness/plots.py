@@ -68,10 +68,14 @@ def _panels(fig, data):
 
 
 def _error_bars(points: list[dict[str, Any]]) -> tuple[list[int], list[list[float]]]:
-    """Indices of the points with an interval, and their (below, above) extents."""
+    """Indices of the points with an interval, and their (below, above) extents.
+
+    A basic bootstrap interval need not contain the mean (when nearly every replicate
+    falls on one side of it, e.g. on a tiny test set); the bar then starts at the mean.
+    """
     with_bars = [i for i, p in enumerate(points) if p.get("lo") is not None]
-    return with_bars, [[points[i]["mean"] - points[i]["lo"] for i in with_bars],
-                       [points[i]["hi"] - points[i]["mean"] for i in with_bars]]
+    return with_bars, [[max(0.0, points[i]["mean"] - points[i]["lo"]) for i in with_bars],
+                       [max(0.0, points[i]["hi"] - points[i]["mean"]) for i in with_bars]]
 
 
 def _draw_k_sweep(fig, data: dict[str, Any]) -> None:
