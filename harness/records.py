@@ -493,18 +493,9 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     validate_record(record, source=path)
     sidecar = sidecar_path(path, record)
     if sidecar is not None:
-        from harness.scores import sha256_bytes
+        from harness.scores import checked_bytes
 
-        try:
-            data = sidecar.read_bytes()
-        except FileNotFoundError:
-            raise BadInputError(f"{sidecar}: missing; result record {path.name} names it as "
-                                f"its per-image test scores") from None
-        except OSError as exc:
-            raise BadInputError(f"{sidecar}: cannot read test scores: {exc}") from None
-        if sha256_bytes(data) != record["test_scores"]["sha256"]:
-            raise BadInputError(f"{sidecar}: its sha256 does not match the one result record "
-                                f"{path.name} names (the scores were changed or replaced)")
+        checked_bytes(sidecar, record["test_scores"]["sha256"], f"result record {path.name}")
     return record
 
 

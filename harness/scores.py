@@ -85,17 +85,25 @@ def parse_npz(data: bytes, source: str | os.PathLike) -> dict[str, SplitScores]:
     return out
 
 
-def read_sidecar(path: str | os.PathLike, sha256: str) -> dict[str, SplitScores]:
-    """The scores in ``path``, checked against the ``sha256`` its record names."""
+def checked_bytes(path: str | os.PathLike, sha256: str, record: str = "its result record"
+                  ) -> bytes:
+    """The bytes of sidecar ``path``, checked against the ``sha256`` that ``record`` names
+    (BadInputError naming the file when it is missing, unreadable or changed)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise BadInputError(f"{path}: missing; its result record names it as its per-image "
+        raise BadInputError(f"{path}: missing; {record} names it as its per-image "
                             f"test scores") from None
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read test scores: {exc}") from None
     if sha256_bytes(data) != sha256:
-        raise BadInputError(f"{path}: sha256 {sha256_bytes(data)[:16]}... does not match "
-                            f"the {sha256[:16]}... its result record names")
+        raise BadInputError(f"{path}: its sha256 does not match the one {record} names "
+                            f"(the scores were changed or replaced)")
+    return data
+
+
+def read_sidecar(path: str | os.PathLike, sha256: str) -> dict[str, SplitScores]:
+    """The scores in ``path``, checked against the ``sha256`` its record names."""
+    data = checked_bytes(path, sha256)
     return parse_npz(data, path)
