@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.errors import BadInputError
+from harness.pipeline import DEFAULT_EVALUATORS
 
 #: file name of the frozen protocol, in the leaderboard's folder
 PROTOCOL_FILE = "PROTOCOL.json"
 SCHEMA = "harness-protocol/1"
 #: the evaluators frozen unless others are named (Table 1's Head and All)
-DEFAULT_EVALUATORS = ("voc07_linear", "voc07_full")
 _SEED_KEYS = {"seed", "random_state"}
 
 
