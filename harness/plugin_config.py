@@ -21,24 +21,51 @@ from harness.errors import BadInputError
 from harness.interfaces import Bounds
 
 
+def _constructors(cls: type) -> list[type]:
+    """``cls`` and, while a constructor takes ``**kwargs``, the bases it forwards them to: the
+    classes in ``cls``'s MRO that define their own ``__init__``, up to the first that takes
+    no ``**kwargs`` (so a subclass adding parameters to its base's declares both)."""
+    chain = []
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        chain.append(klass)
+        if not _own_kwargs(klass):
+            break
+    return chain
+
+
+def _own_kwargs(klass: type) -> bool:
+    return any(p.kind is p.VAR_KEYWORD
+               for p in inspect.signature(klass.__init__).parameters.values())
+
+
 def declared_params(cls: type) -> dict[str, inspect.Parameter]:
-    """The keyword parameters of ``cls``'s constructor (``self`` and ``**kwargs`` left out)."""
-    sig = inspect.signature(cls.__init__)
-    return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    """The keyword parameters of ``cls``'s constructor and of the base constructors it
+    forwards ``**kwargs`` to (``self`` and ``**kwargs`` left out; a subclass's wins)."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in _constructors(cls):
+        for n, p in inspect.signature(klass.__init__).parameters.items():
+            if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                params.setdefault(n, p)
+    return params
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls.__init__, include_extras=True)
-    except Exception:   # an annotation that does not resolve: check names only
-        return {}
+    hints: dict[str, Any] = {}
+    for klass in reversed(_constructors(cls)):     # a subclass's annotation wins
+        try:
+            hints.update(typing.get_type_hints(klass.__init__, include_extras=True))
+        except Exception:   # an annotation that does not resolve: check names only
+            pass
+    return hints
 
 
 def _takes_kwargs(cls: type) -> bool:
-    if cls.__init__ is object.__init__:     # no constructor of its own: no parameters
-        return False
-    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    """Whether ``cls`` accepts parameters it does not declare: the last constructor of its
+    forwarding chain still takes ``**kwargs``."""
+    chain = _constructors(cls)
+    return bool(chain) and _own_kwargs(chain[-1])
 
 
 def check_params(cls: type, where: str, params: dict[str, Any]) -> dict[str, Any]:

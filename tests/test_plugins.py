@@ -92,3 +92,38 @@ def test_bad_parameters_are_one_clear_error():
     registry = registry_with(plugin_providing("harness_register_reprs", TinyRepr))
     with pytest.raises(BadInputError, match=r"repr 'tiny': unknown parameter 'colour'; parameters: scale"):
         registry.create("repr", "tiny", colour="red")
+
+
+def test_parameters_forwarded_to_a_base_are_declared_and_checked():
+    """A constructor that passes ``**shared`` to its base declares the base's parameters:
+    they are type- and range-checked, and a name neither declares is refused."""
+    from typing import Annotated
+
+    from harness.interfaces import Bounds
+    from harness.plugin_config import check_params, declared_params
+
+    class Base:
+        def __init__(self, *, views: Annotated[int, Bounds(1, 8)] = 1):
+            self.views = views
+
+    class Child(Base):
+        def __init__(self, *, k: int = 3, **shared):
+            super().__init__(**shared)
+
+    assert list(declared_params(Child)) == ["k", "views"]
+    assert check_params(Child, "evaluator 'child'", {"views": 2.0, "k": 4}) == {"views": 2, "k": 4}
+    with pytest.raises(BadInputError, match=r"parameter views must be <= 8"):
+        check_params(Child, "evaluator 'child'", {"views": 9})
+    with pytest.raises(BadInputError, match=r"unknown parameter 'colour'; parameters: k, views"):
+        check_params(Child, "evaluator 'child'", {"colour": "red"})
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("knn", {"views": 0}, r"evaluator 'knn': parameter views must be >= 1"),
+    ("knn", {"temperature": "warm"}, r"parameter temperature must be a number"),
+    ("voc07_lowshot", {"on_short": "maybe"}, r"parameter on_short must be one of skip, error"),
+    ("voc07_svm", {"layerz": ["conv1"]}, r"unknown parameter 'layerz'"),
+])
+def test_frozen_feature_evaluators_check_their_shared_parameters(name, params, message):
+    with pytest.raises(BadInputError, match=message):
+        default_registry().create("evaluator", name, **params)

@@ -11,9 +11,10 @@ splits, runs them and reports AP (:mod:`harness.ap`) per layer:
   output -- AlexNet's pool5, ResNet's pooled features), the breakdown every layer's mAP.
 
 ``evaluate(model, data_root, context)`` follows the evaluator contract and returns
-:class:`~harness.interfaces.EvalMetrics`. Called the older way (``device=``, ``workdir=``,
-``progress=`` and no context) it returns the same content as a plain dict, so that the
-current ``harness run`` can use these evaluators too.
+:class:`~harness.interfaces.EvalMetrics`. Parameters are typed keyword arguments: the four
+share :class:`FrozenFeatureEvaluator`'s (layers, views, ...), which each forwards as
+``**shared`` and the registry checks with the evaluator's own
+(:func:`harness.plugin_config.declared_params` follows the forwarding).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Annotated, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from harness import ap as ap_mod
 from harness import knn as knn_mod
 from harness import logreg, svm
 from harness.errors import BadInputError
-from harness.frozen import FrozenConfig, FrozenFeatures, split_features
-from harness.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
+from harness.frozen import TARGET_VALUES, FrozenConfig, FrozenFeatures, split_features
+from harness.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
 from harness.voc import CLASSES
 
 HEADLINE_FORMULA = ap_mod.HEADLINE
@@ -43,9 +44,12 @@ class FrozenFeatureEvaluator(Evaluator):
     #: what the headline measures (completed by each evaluator)
     headline_name: ClassVar[str] = "map"
 
-    def __init__(self, *, layers: Sequence[str] | None = None, views: int = 1,
-                 image_size: int | None = None, target_values: int = 9216,
-                 headline_layer: str | None = None, n_jobs: int | None = None):
+    def __init__(self, *, layers: Sequence[str] | None = None,
+                 views: Annotated[int, Bounds(1, 1024)] = 1,
+                 image_size: Annotated[int, Bounds(16, 4096)] | None = None,
+                 target_values: Annotated[int, Bounds(1, None)] = TARGET_VALUES,
+                 headline_layer: str | None = None,
+                 n_jobs: Annotated[int, Bounds(1, 1024)] | None = None):
         self.features = FrozenConfig(image_size=image_size, views=views,
                                      target_values=target_values,
                                      layers=tuple(layers) if layers is not None else None)
@@ -148,8 +152,8 @@ class LinearProbe(FrozenFeatureEvaluator):
     description = ("per-layer linear probes on frozen features (logistic, L-BFGS; weight decay "
                    "chosen on train -> val), mAP per layer on test")
 
-    def __init__(self, *, weight_decays: Sequence[float] = logreg.WEIGHT_DECAYS, **kw):
-        super().__init__(**kw)
+    def __init__(self, *, weight_decays: Sequence[float] = logreg.WEIGHT_DECAYS, **shared):
+        super().__init__(**shared)
         self.weight_decays = tuple(float(w) for w in weight_decays)
 
     def extra_params(self) -> dict[str, Any]:
@@ -194,8 +198,9 @@ class VOC07SVM(FrozenFeatureEvaluator):
     description = ("VOC07 linear SVMs on frozen, L2-normalised features per layer, cost by 3-fold "
                    "CV AP on trainval (Goyal et al.'s benchmark suite), mAP per layer on test")
 
-    def __init__(self, *, costs: Sequence[float] | None = None, folds: int = 3, **kw):
-        super().__init__(**kw)
+    def __init__(self, *, costs: Sequence[float] | None = None,
+                 folds: Annotated[int, Bounds(2, 100)] = 3, **shared):
+        super().__init__(**shared)
         self.costs = tuple(float(c) for c in costs) if costs else None
         self.folds = int(folds)
 
@@ -242,9 +247,10 @@ class VOC07LowShot(FrozenFeatureEvaluator):
                    "train -> val), mean ± std test mAP per k")
 
     def __init__(self, *, ks: Sequence[int] = svm.LOWSHOT_K,
-                 samples: int = svm.LOWSHOT_SAMPLES, costs: Sequence[float] | None = None,
-                 on_short: str = "skip", **kw):
-        super().__init__(**kw)
+                 samples: Annotated[int, Bounds(1, 1000)] = svm.LOWSHOT_SAMPLES,
+                 costs: Sequence[float] | None = None,
+                 on_short: Literal["skip", "error"] = "skip", **shared):
+        super().__init__(**shared)
         if on_short not in ("skip", "error"):
             raise BadInputError(f"voc07_lowshot: on_short must be skip or error, got {on_short!r}")
         self.ks = tuple(int(k) for k in ks)
@@ -320,9 +326,10 @@ class KNN(FrozenFeatureEvaluator):
     description = ("weighted kNN on frozen features (cosine, k = 20, T = 0.07 as solo-learn), "
                    "trainval bank, test mAP per layer")
 
-    def __init__(self, *, k: int = knn_mod.K_DEFAULT,
-                 temperature: float = knn_mod.TEMPERATURE_DEFAULT, **kw):
-        super().__init__(**kw)
+    def __init__(self, *, k: Annotated[int, Bounds(1, None)] = knn_mod.K_DEFAULT,
+                 temperature: Annotated[float, Bounds(1e-6, None)] = knn_mod.TEMPERATURE_DEFAULT,
+                 **shared):
+        super().__init__(**shared)
         self.k, self.temperature = int(k), float(temperature)
 
     def extra_params(self) -> dict[str, Any]:
