@@ -79,10 +79,18 @@ class Stat:
 MARKS = {"runs": "†", "test images": "‡"}
 FOOTNOTES = {
     "runs": "† the records hold no per-image test scores: the interval resamples runs only.",
-    "test images": ("‡ a single run: the interval resamples its test images only (it says "
-                    "nothing about another seed)."),
+    "test images": ("‡ a single run on each world: the interval resamples test images only "
+                    "(it says nothing about another seed)."),
     "": "Values without an interval are single runs without per-image test scores.",
 }
+
+
+def _covers(images: bool, repeats_a_world: bool) -> str:
+    """What an interval resamples: runs only where some world has several, since runs are
+    drawn within each world (:func:`harness.bootstrap.row_replicates`)."""
+    if images:
+        return "runs and test images" if repeats_a_world else "test images"
+    return "runs"
 
 
 def _fmt_interval(iv: "bootstrap.Interval | None", signed: bool = False) -> str:
@@ -255,6 +263,12 @@ class Row:
     def stat(self, evaluator: str, field_name: str = "map") -> Stat | None:
         return Stat.of(r.map(evaluator, field_name) for r in self.runs)
 
+    def repeats_a_world(self, evaluator: str) -> bool:
+        """Whether some world has more than one run of ``evaluator``: only then does the
+        bootstrap, which resamples runs within each world, see run-to-run variation."""
+        worlds = [r.world for r in self.runs_of(evaluator)]
+        return len(worlds) > len(set(worlds))
+
     def class_means(self, evaluator: str) -> dict[str, float | None] | None:
         aps = [a for a in (r.ap(evaluator) for r in self.runs) if a is not None]
         if not aps:
@@ -344,9 +358,8 @@ class Group:
             return bootstrap.Interval(stat.mean, None, None, 1, "")
         lo, hi = bootstrap.interval(stat.mean, self._row_replicates(row, evaluator, images),
                                    images)
-        covers = ("runs and test images" if images and stat.n > 1
-                  else "test images" if images else "runs")
-        return bootstrap.Interval(stat.mean, lo, hi, stat.n, covers)
+        return bootstrap.Interval(stat.mean, lo, hi, stat.n,
+                                  _covers(images, row.repeats_a_world(evaluator)))
 
     def difference(self, row: Row, base: Row, evaluator: str) -> "bootstrap.Interval | None":
         """``row`` minus ``base`` (means over runs) with a paired 95% interval: each
@@ -364,9 +377,8 @@ class Group:
         reps = (self._row_replicates(row, evaluator, images)
                 - self._row_replicates(base, evaluator, images))
         lo, hi = bootstrap.interval(mean, reps, images)
-        covers = ("runs and test images" if images and max(a.n, b.n) > 1
-                  else "test images" if images else "runs")
-        return bootstrap.Interval(mean, lo, hi, min(a.n, b.n), covers)
+        repeats = row.repeats_a_world(evaluator) or base.repeats_a_world(evaluator)
+        return bootstrap.Interval(mean, lo, hi, min(a.n, b.n), _covers(images, repeats))
 
     @property
     def n_runs(self) -> int:

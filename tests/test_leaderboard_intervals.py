@@ -181,10 +181,23 @@ def test_single_runs_and_rows_without_scores_are_marked():
     assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[2])[3] == "‡"
     bare = table1_line(page, "sound: sound_texture k=15 alexnet")[2]
     assert "[" not in bare and bare == f"{float(bare):.1f}"
-    for note in ("resamples runs only", "its test images only", "single runs without"):
+    for note in ("resamples runs only", "test images only", "single runs without"):
         assert note in page
     # random lacks scores: the gap falls back to runs only for both rows
     assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[7])[3] == "†"
+
+
+def test_one_run_per_world_is_marked_as_covering_test_images_only():
+    """Three worlds with one run each: runs are resampled within a world, so the interval
+    says nothing about another seed and must not claim to."""
+    pairs = core_pairs(worlds=(0, 1, 2), seeds=(0,))
+    page = page_of(board_of(pairs))
+    sound = table1_line(page, "sound: mfcc k=15 alexnet")
+    assert sound[4] == "3" and _cell(sound[2])[3] == "‡" and _cell(sound[7])[3] == "‡"
+    assert "a single run on each world" in page
+    # a second seed on one world makes the interval cover runs as well
+    page = page_of(board_of(pairs + [toy_record("sound", seed=1, world=0, quality=1.5)]))
+    assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[2])[3] == ""
 
 
 def test_plots_draw_intervals_and_bare_single_runs():
