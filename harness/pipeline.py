@@ -9,6 +9,7 @@ nothing, changing ``k`` redoes clustering onwards only, and an interrupted run r
 
 from __future__ import annotations
 
+import json
 import inspect
 import itertools
 import math
@@ -185,7 +186,6 @@ def downstream_identity(kind: str, root: Path, fingerprint: str,
     """The record's ``downstream`` section: the folder's kind, fingerprint and path, and
     for a toy VOC what drew it (from the generator's marker file): world and test seeds,
     world version, split sizes and a digest of the world's configuration."""
-    import json
 
     from harness.toy.generate import VOC_MARKER
     from harness.voc import voc2007_dir
@@ -304,7 +304,6 @@ def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
 def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, device: str,
             origin: str, voc_root: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Train the backbone on the labels (resumable); returns last.pt and its summary."""
-    import json
 
     from harness.pretrain import CONFIG_NAME, METRICS_NAME, PretrainConfig, pretrain
 
@@ -371,7 +370,6 @@ def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str,
     :class:`harness.ap.SplitScores`, or None if it returns none), cached under the model,
     the downstream folder, the evaluator's parameters and the profile and seed it runs
     under."""
-    import json
 
     from harness.evaluation import metrics_dict, run_evaluator
     from harness.io import write_bytes
@@ -559,17 +557,78 @@ def sweep_configs(base: RunConfig, reprs: list[str], ks: list[int | None],
     return configs
 
 
+def is_recorded_by(config: RunConfig, record: dict[str, Any]) -> bool:
+    """Whether ``record`` is a run of ``config``: the same init, representation, labeler and
+    its size, backbone, profile, seeds, overrides, data sources and evaluators (with the
+    parameters ``config`` gives them). A record whose protocol was superseded stops counting
+    once ``harness leaderboard --archive-superseded`` moves it out of the results folder."""
+    c = record.get("config", {})
+    name = lambda entry: (entry or {}).get("name")           # noqa: E731
+    same = (c.get("init") == config.init and c.get("seed") == config.seed
+            and c.get("world_seed", 0) == config.world_seed and c.get("profile") == config.profile
+            and name(c.get("backbone")) == config.backbone
+            and c.get("overrides", {}) == _jsonable(config.overrides())
+            and (record.get("downstream") or {}).get("kind") == ("voc07" if config.voc else "toy-voc"))
+    if same and config.init == "sound":
+        same = (name(c.get("repr")) == config.repr and name(c.get("labeler")) == config.labeler
+                and c.get("k") == labeler_size(config))
+    if same and config.init != "random":
+        same = (record.get("dataset") or {}).get("kind") == ("clips" if config.clips else "toy")
+    if not same:
+        return False
+    from harness.plugins import default_registry
+
+    registry, evaluators = default_registry(), c.get("evaluators") or {}
+    return all(name in evaluators and evaluators[name]["params"] == _jsonable(
+        registry.create("evaluator", name, **evaluator_params(config, name)).params())
+        for name in config.evaluators)
+
+
+def labeler_size(config: RunConfig) -> Any:
+    """The labeler size a sound run of ``config`` uses: ``config.k``, else the value its
+    ``--labeler-param`` gives, else the labeler's default (None if it declares no size)."""
+    from harness.plugin_config import declared_params
+    from harness.plugins import default_registry
+
+    cls = default_registry().get("labeler", config.labeler).cls
+    param = getattr(cls, "size_param", None)
+    if config.k is not None or param is None:
+        return config.k
+    if param in config.labeler_params:
+        return config.labeler_params[param]
+    return declared_params(cls)[param].default
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from a record's JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def sweep(base: RunConfig, reprs: list[str], ks: list[int | None], backbones: list[str],
           seeds: list[int], echo: Callable[[str], None] = print, *,
-          inits: tuple[str, ...] = ("sound",), world_seeds: tuple[int, ...] = (0,)
-          ) -> list[RunResult]:
-    """Every run of :func:`sweep_configs`, in order, sharing cached stages."""
+          inits: tuple[str, ...] = ("sound",), world_seeds: tuple[int, ...] = (0,),
+          skip_recorded: bool = False, dry_run: bool = False) -> list[RunResult]:
+    """Every run of :func:`sweep_configs`, in order, sharing cached stages.
+
+    ``skip_recorded``: leave out a run that a record in ``base.results`` already holds
+    (:func:`is_recorded_by`), so that a long batch can be stopped and started again.
+    ``dry_run``: list the runs (and which are recorded) and run none.
+    """
+    from harness.records import read_records
+
     configs = sweep_configs(base, reprs, ks, backbones, seeds, inits=inits,
                             world_seeds=world_seeds)
+    recorded = read_records(base.results) if (skip_recorded or dry_run) else []
     results = []
     for i, cfg in enumerate(configs, 1):
         what = f"repr={cfg.repr} k={cfg.k} " if cfg.init == "sound" else ""
-        echo(f"sweep {i}/{len(configs)}: init={cfg.init} {what}backbone={cfg.backbone} "
-             f"seed={cfg.seed} world_seed={cfg.world_seed}")
+        line = (f"sweep {i}/{len(configs)}: init={cfg.init} {what}backbone={cfg.backbone} "
+                f"seed={cfg.seed} world_seed={cfg.world_seed}")
+        held = next((r["run_id"] for r in recorded if is_recorded_by(cfg, r)), None)
+        if dry_run or (skip_recorded and held):
+            echo(f"{line}: {'recorded as ' + held if held else 'to run'}"
+                 f"{'' if dry_run else ', skipped'}")
+            continue
+        echo(line)
         results.append(run(cfg, echo=echo))
     return results

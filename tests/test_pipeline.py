@@ -1,5 +1,6 @@
 """`harness run` end to end on a tiny toy world: records, caching, baselines."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -224,6 +225,62 @@ def test_sweep_runs_random_and_supervised_once_per_backbone_world_and_seed():
     assert len(keys) == len(configs)
     assert {c.world_seed for c in configs} == {0, 1, 2}
     assert all(c.k is None for c in configs if c.init != "sound")
+
+
+def _recorded(init="sound", *, rep="mfcc", k=15, seed=0, world=0, iterations=None,
+              overrides=None):
+    """The fields of a record that say which run it is (as ``harness run`` writes them)."""
+    from harness.plugins import default_registry
+
+    given = {} if iterations is None else {"iterations": iterations}
+    evaluator = lambda name: {"name": name, "params": json.loads(json.dumps(   # noqa: E731
+        default_registry().create("evaluator", name, **given).params()))}
+    return {"run_id": f"{init}-{rep}-{k}-{seed}-{world}", "config": {
+        "init": init, "seed": seed, "world_seed": world, "profile": "toy",
+        "backbone": {"name": "alexnet", "params": {}}, "overrides": overrides or {},
+        "repr": {"name": rep} if init == "sound" else None,
+        "labeler": {"name": "kmeans"} if init == "sound" else None,
+        "k": k if init == "sound" else None,
+        "evaluators": {n: evaluator(n) for n in ("voc07_linear", "voc07_full")}},
+        "downstream": {"kind": "toy-voc"},
+        "dataset": None if init == "random" else {"kind": "toy"}}
+
+
+def test_a_record_is_matched_to_the_run_it_holds():
+    from harness.pipeline import RunConfig, is_recorded_by
+
+    cfg = RunConfig(repr="mfcc", k=15, seed=1, world_seed=2)
+    assert is_recorded_by(cfg, _recorded(seed=1, world=2))
+    assert is_recorded_by(RunConfig(repr="mfcc", seed=1, world_seed=2),     # the default k
+                          _recorded(seed=1, world=2))
+    for other in (_recorded(seed=0, world=2), _recorded(seed=1, world=0),
+                  _recorded(seed=1, world=2, k=5), _recorded(seed=1, world=2, rep="sound_texture"),
+                  _recorded("random", seed=1, world=2),
+                  _recorded(seed=1, world=2, overrides={"pretext_epochs": 2}),
+                  _recorded(seed=1, world=2, iterations=100)):
+        assert not is_recorded_by(cfg, other), other["run_id"]
+    assert is_recorded_by(RunConfig(init="random", seed=1, world_seed=2, repr="sound_texture"),
+                          _recorded("random", seed=1, world=2))
+    short = RunConfig(repr="mfcc", k=15, seed=1, world_seed=2, eval_params={"iterations": 100})
+    assert is_recorded_by(short, _recorded(seed=1, world=2, iterations=100))
+
+
+def test_sweep_skips_recorded_runs_and_dry_run_runs_none(monkeypatch, tmp_path):
+    from harness import pipeline
+    from harness.pipeline import RunConfig
+
+    held = [_recorded("random", seed=0), _recorded(seed=0)]
+    monkeypatch.setattr("harness.records.read_records", lambda folder: held)
+    ran, lines = [], []
+    monkeypatch.setattr(pipeline, "run", lambda cfg, echo: ran.append((cfg.init, cfg.seed)))
+    base = RunConfig(results=tmp_path)
+    pipeline.sweep(base, ["mfcc"], [15], ["alexnet"], [0, 1], lines.append,
+                   inits=("random", "sound"), dry_run=True)
+    assert ran == [] and sum("to run" in line for line in lines) == 2
+    assert sum("recorded as" in line for line in lines) == 2
+    pipeline.sweep(base, ["mfcc"], [15], ["alexnet"], [0, 1], lines.append,
+                   inits=("random", "sound"), skip_recorded=True)
+    assert ran == [("random", 1), ("sound", 1)]
 
 
 def test_eval_cache_follows_the_profiles_evaluation_scaling(monkeypatch, tmp_path):

@@ -107,6 +107,10 @@ def sweep(
     lr: Optional[float] = typer.Option(None, "--lr", help="Pretext learning rate (default: the profile's)."),
     eval_param: Optional[List[str]] = typer.Option(None, "--eval-param", help=_EVAL_PARAM_HELP),
     results: Path = typer.Option(Path("results"), "--results", help=_RESULTS_HELP),
+    skip_recorded: bool = typer.Option(False, "--skip-recorded", help="Leave out the runs a "
+                                       "record in --results already holds (resume a batch)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs (and which are "
+                                 "recorded in --results); run none."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Run every combination of --init x --repr x --k x --backbone x --seed x --world-seed
@@ -118,5 +122,7 @@ def sweep(
                    lr=lr, results=results, progress=progress)
     done = sweep_pipeline(base, repr, k or [None], backbone, seed, echo=typer.echo,
                           inits=tuple(dict.fromkeys(i.value for i in init)),
-                          world_seeds=tuple(dict.fromkeys(world_seed)))
-    typer.echo(f"{len(done)} records in {results}")
+                          world_seeds=tuple(dict.fromkeys(world_seed)),
+                          skip_recorded=skip_recorded, dry_run=dry_run)
+    if not dry_run:
+        typer.echo(f"{len(done)} records in {results}")
