@@ -621,7 +621,8 @@ def sweep(base: RunConfig, reprs: list[str], ks: list[int | None], backbones: li
     recorded = read_records(base.results) if (skip_recorded or dry_run) else []
     results = []
     for i, cfg in enumerate(configs, 1):
-        what = f"repr={cfg.repr} k={cfg.k} " if cfg.init == "sound" else ""
+        what = (f"repr={cfg.repr} labeler={cfg.labeler} k={cfg.k} " if cfg.init == "sound"
+                else "")
         line = (f"sweep {i}/{len(configs)}: init={cfg.init} {what}backbone={cfg.backbone} "
                 f"seed={cfg.seed} world_seed={cfg.world_seed}")
         held = next((r["run_id"] for r in recorded if is_recorded_by(cfg, r)), None)
