@@ -60,7 +60,7 @@ def test_run_and_sweep_pass_the_world_seed(monkeypatch, tmp_path):
                         lambda config, echo=print: seen.append(config)
                         or RunResult({}, tmp_path / "r.json"))
     monkeypatch.setattr(harness.pipeline, "sweep",
-                        lambda base, *args, echo=print, inits, world_seeds:
+                        lambda base, *args, echo=print, inits, world_seeds, **flags:
                         seen.append(world_seeds) or [])
     for argv in (["run"], ["run", "--world-seed", "2"],
                  ["sweep", "--world-seed", "1", "--world-seed", "2"], ["sweep"]):
