@@ -9,9 +9,9 @@ nothing, changing ``k`` redoes clustering onwards only, and an interrupted run r
 
 from __future__ import annotations
 
-import json
 import inspect
 import itertools
+import json
 import math
 import shutil
 from dataclasses import asdict, dataclass, field, replace
@@ -560,8 +560,11 @@ def sweep_configs(base: RunConfig, reprs: list[str], ks: list[int | None],
 def is_recorded_by(config: RunConfig, record: dict[str, Any]) -> bool:
     """Whether ``record`` is a run of ``config``: the same init, representation, labeler and
     its size, backbone, profile, seeds, overrides, data sources and evaluators (with the
-    parameters ``config`` gives them). A record whose protocol was superseded stops counting
-    once ``harness leaderboard --archive-superseded`` moves it out of the results folder."""
+    parameters ``config`` gives them). The representation's, labeler's and backbone's other
+    parameters are not compared (a sweep sets none of them), so a record of a run with
+    ``--repr-param`` would count as the sweep's. A record whose protocol was superseded
+    stops counting once ``harness leaderboard --archive-superseded`` moves it out of the
+    results folder."""
     c = record.get("config", {})
     name = lambda entry: (entry or {}).get("name")           # noqa: E731
     same = (c.get("init") == config.init and c.get("seed") == config.seed

@@ -46,6 +46,8 @@ SMALL: list[tuple[str, dict[str, str], list[str]]] = [
     ("harness run ", {}, []),
     # a sweep's grid is cut to its first k and seed (both representations stay)
     # rows over worlds: random and MFCC on two small worlds (4 runs), as written
+    # a dry run lists the batch against the committed records and runs nothing, as written
+    ("harness sweep --init random --init sound --repr mfcc --seed 0 --seed 1 --results leaderboards/results --dry-run", {}, []),
     ("harness sweep --init random ", {"--world-seed 0 --world-seed 1": "--world-seed 0 --world-seed 1"}, []),
     ("harness sweep ", {"--k 5 --k 15 --k 30": "--k 5", "--seed 0 --seed 1": "--seed 0"}, []),
     ("harness leaderboard", {}, []),
