@@ -9,41 +9,19 @@ facts into each benchmark's ``extra_info`` (so they are in ``--benchmark-json`` 
 from __future__ import annotations
 
 import os
-import platform
 from typing import Any
 
 import pytest
 
-#: the /proc/cpuinfo flags that choose the matrix kernels torch and oneDNN use
-KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    """(model name, flags) from /proc/cpuinfo; the platform's processor string elsewhere."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    return model, flags
-
+from harness.devices import KERNEL_FLAGS, cpu_has_native_bf16, cpu_model_and_flags
 
 def machine_facts() -> dict[str, Any]:
     """CPU model, kernel flags, core count, torch threads, native bf16 and the GPU."""
     import torch
 
-    from harness.pretrain import cpu_has_native_bf16
-
-    model, flags = _cpuinfo()
+    model, flags = cpu_model_and_flags()
     facts: dict[str, Any] = {
-        "cpu_model": model, "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
+        "cpu_model": model, "cpu_flags": flags,
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "onednn_native_bf16": cpu_has_native_bf16(), "torch": str(torch.__version__),
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,

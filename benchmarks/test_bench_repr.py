@@ -62,10 +62,10 @@ def _run(benchmark, fn, clips: int, rounds: int) -> None:
 
 def cpu_description() -> str:
     """The CPU model and the vector-unit flags that matter here (AVX2 / AVX-512 / AMX)."""
-    from conftest import KERNEL_FLAGS, _cpuinfo
+    from harness.devices import KERNEL_FLAGS, cpu_model_and_flags
 
-    model, flags = _cpuinfo()
-    found = " ".join(f for f in KERNEL_FLAGS if f in flags) or "none of " + "/".join(KERNEL_FLAGS)
+    model, flags = cpu_model_and_flags()
+    found = " ".join(flags) or "none of " + "/".join(KERNEL_FLAGS)
     return f"{model}, {os.cpu_count()} logical CPUs, flags: {found}"
 
 

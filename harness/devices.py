@@ -11,6 +11,7 @@ missing GPU is the same one-line error.
 from __future__ import annotations
 
 import os
+import platform
 from enum import Enum
 
 from harness.errors import BadInputError
@@ -48,6 +49,32 @@ def resolve_device(device: str | None = "auto") -> str:
     if kind == "cuda" and not torch.cuda.is_available():
         raise BadInputError(f"--device {device!r}: CUDA is not available on this machine")
     return device
+
+
+#: the /proc/cpuinfo flags that choose the matrix kernels torch and oneDNN use
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_model_and_flags() -> tuple[str, list[str]]:
+    """The CPU's model name and which of :data:`KERNEL_FLAGS` it has.
+
+    Read from /proc/cpuinfo (Linux); elsewhere the platform's processor string and no
+    flags. Figures and records carry both, since the same seed gives the same metrics
+    only on the same CPU kind.
+    """
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return model, [flag for flag in KERNEL_FLAGS if flag in flags]
 
 
 def cpu_has_native_bf16() -> bool:

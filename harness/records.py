@@ -347,11 +347,15 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 
 
 def machine_info() -> dict[str, Any]:
-    """Operating system, architecture, CPU and memory (no host name)."""
+    """Operating system, architecture, CPU model and kernel flags, and memory (no host name)."""
+    from harness.devices import cpu_model_and_flags
+
+    cpu_model, cpu_flags = cpu_model_and_flags()
     info: dict[str, Any] = {
         "system": platform.system(), "release": platform.release(),
         "platform": platform.platform(), "machine": platform.machine(),
-        "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or None, "cpu_model": cpu_model,
+        "cpu_flags": cpu_flags, "cpu_count": os.cpu_count(),
     }
     with contextlib.suppress(AttributeError, ValueError, OSError):
         info["memory_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -361,6 +365,8 @@ def machine_info() -> dict[str, Any]:
 def device_info(device: str = "cpu") -> dict[str, Any]:
     """What ``device`` is: the GPU's name, capability and CUDA/cuDNN versions, or the CPU."""
     import torch
+
+    from harness.devices import cpu_model_and_flags
 
     info: dict[str, Any] = {"device": device, "torch_threads": torch.get_num_threads()}
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -372,7 +378,7 @@ def device_info(device: str = "cpu") -> dict[str, Any]:
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()})
     else:
         info.update({"type": torch.device(device).type,
-                     "name": platform.processor() or platform.machine()})
+                     "name": cpu_model_and_flags()[0]})
     return info
 
 

@@ -254,6 +254,9 @@ def test_environment_info_describes_this_machine():
     assert env["machine"]["cpu_count"] == os.cpu_count()
     assert env["packages"]["numpy"] and env["packages"]["torch"]
     assert env["device"]["type"] == "cpu"
+    from harness.devices import KERNEL_FLAGS
+    assert env["machine"]["cpu_model"] and env["device"]["name"] == env["machine"]["cpu_model"]
+    assert set(env["machine"]["cpu_flags"]) <= set(KERNEL_FLAGS)
     code = records.code_info()
     from harness import __version__
     assert code["version"] == __version__
