@@ -197,7 +197,8 @@ def check_evaluator(cls: type, params: dict[str, Any] | None = None,
 
     The evaluator is called only through ``evaluate(model, data_root, context)`` with an
     :class:`EvalContext` (profile ``toy``, seed 0, CPU); what it returns must satisfy the
-    :class:`EvalMetrics` contract that the record schema requires, and must be JSON. Give
+    :class:`EvalMetrics` contract that the record schema requires, and must be JSON; an
+    evaluator whose ``planned_protocol()`` says its protocol must record that protocol. Give
     ``params`` (or a class attribute ``test_params``) to keep the run short.
     """
     import tempfile
@@ -223,6 +224,14 @@ def check_evaluator(cls: type, params: dict[str, Any] | None = None,
         except (TypeError, ValueError) as exc:
             raise ConformanceError(f"{cls.__name__}: evaluate() returned metrics that are "
                                    f"not JSON ({exc})") from None
+        planned = ev.planned_protocol(context.profile, context.seed)
+        if planned is not None:
+            from harness.protocol_lock import strip_seeds
+            from harness.records import to_jsonable
+
+            _require(strip_seeds(to_jsonable(planned)) == strip_seeds(to_jsonable(
+                metrics.protocol)), cls, "planned_protocol() differs from the protocol "
+                "evaluate() recorded (a frozen protocol would never match its results)")
     return metrics
 
 

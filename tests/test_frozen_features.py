@@ -282,7 +282,7 @@ def test_harness_eval_runs_a_frozen_feature_evaluator(voc_root, tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     assert saved["headline"] == "map_pool5" and set(saved["breakdown"]) == {"conv1", "pool5"}
-    assert saved["protocol"]["features"]["bn_recomputed_on"] == "trainval"   # random network
+    assert saved["details"]["features"]["bn_recomputed_on"] == "trainval"   # random network
     bad = CliRunner().invoke(app, ["eval", "--evaluator", "knn", "--checkpoint", "random:alexnet",
                                    "-p", 'layers=["conv9"]', "--voc", str(voc_root),
                                    "--no-progress"])

@@ -8,7 +8,11 @@ splits, runs them and reports AP (:mod:`harness.ap`) per layer:
 - settings are chosen on train -> val (or, for the SVM's cost, by the benchmark suite's
   3-fold cross-validation inside trainval); the reported figure is trainval -> test;
 - the headline is the mAP of one declared layer (``headline_layer``; default: the trunk's
-  output -- AlexNet's pool5, ResNet's pooled features), the breakdown every layer's mAP.
+  output -- AlexNet's pool5, ResNet's pooled features), the breakdown every layer's mAP;
+- the recorded ``protocol`` holds settings only, the same for every network (so it can be
+  frozen before any result exists: :meth:`FrozenFeatureEvaluator.planned_protocol`); what
+  the features of the evaluated network were (weights, layers, views) is in
+  ``details["features"]``.
 
 ``evaluate(model, data_root, context)`` follows the evaluator contract and returns
 :class:`~harness.interfaces.EvalMetrics`. Parameters are typed keyword arguments: the four
@@ -84,10 +88,10 @@ class FrozenFeatureEvaluator(Evaluator):
                               seed=context.seed, device=context.device,
                               progress=context.progress)
 
-    def costs_for(self, context: EvalContext) -> tuple[float, ...]:
+    def costs_for(self, profile: str) -> tuple[float, ...]:
         """The SVM cost grid: as given, else the profile's (:data:`harness.svm.PROFILE_COSTS`)."""
         given = getattr(self, "costs", None)
-        return given if given else svm.PROFILE_COSTS[_profile(context.profile)]
+        return given if given else svm.PROFILE_COSTS[_profile(profile)]
 
     def headline_of(self, feats: FrozenFeatures) -> str:
         names = list(feats.layers)
@@ -99,15 +103,38 @@ class FrozenFeatureEvaluator(Evaluator):
         trunk = [n for n in names if feats.meta["params"]["layers"][n] == "trunk"]
         return trunk[0] if trunk else names[-1]
 
-    def protocol(self, model, feats: FrozenFeatures, context: EvalContext, **more) -> dict:
-        p = feats.meta["params"]
+    def settings(self, profile: str) -> dict[str, Any]:
+        """The evaluator's own protocol settings under ``profile`` (completed by each)."""
+        return {}
+
+    def protocol(self, profile: str) -> dict[str, Any]:
+        """Every setting that decides the result under ``profile``, and nothing about the
+        network evaluated (that goes to :meth:`feature_facts`), so that the protocol can be
+        frozen before a result exists and is the same for every row."""
+        config = asdict(self.features)
+        config.pop("batch_size")
         return {"evaluator": self.name, "features": {
-            "config": p["config"], "image_size": p["size"], "layers": p["layers"],
-            "view_seed": p["seed"], "views_digest": feats.meta["views_digest"],
-            "weights": p["weights"], "bn_recomputed_on": p["bn_recompute_on"],
-            "pooling": f"adaptive average pool to <= {p['config']['target_values']} values",
+            "config": config, "image_size": self.features.resolved_size(profile),
+            "pooling": f"adaptive average pool to <= {self.features.target_values} values",
+            "views": "view 0 the whole image, the others seeded crops; features are their mean",
+            "bn_statistics": ("recomputed on trainval for a randomly initialised network; "
+                              "the checkpoint's otherwise"),
             "mode": "eval (BatchNorm running statistics, dropout off)"},
-            "origin": model.origin, "checkpoint": str(model.checkpoint), **more}
+            "headline_layer": self.headline_layer or "the trunk's output (AlexNet pool5, ResNet pooled)",
+            **self.settings(profile)}
+
+    def planned_protocol(self, profile: str, seed: int = 0) -> dict[str, Any]:
+        """The protocol a run under ``profile`` records (nothing is read or run)."""
+        return self.protocol(profile)
+
+    @staticmethod
+    def feature_facts(model, feats: FrozenFeatures) -> dict[str, Any]:
+        """What the features of this network were: its weights, layers and views."""
+        p = feats.meta["params"]
+        return {"layers": p["layers"], "view_seed": p["seed"],
+                "views_digest": feats.meta["views_digest"], "weights": p["weights"],
+                "bn_recomputed_on": p["bn_recompute_on"], "origin": model.origin,
+                "checkpoint": str(model.checkpoint)}
 
 
 def _profile(profile: str) -> str:
@@ -159,6 +186,12 @@ class LinearProbe(FrozenFeatureEvaluator):
     def extra_params(self) -> dict[str, Any]:
         return {"weight_decays": list(self.weight_decays)}
 
+    def settings(self, profile: str) -> dict[str, Any]:
+        return {"train_split": "trainval", "test_split": "test", "tuned_on": "train -> val",
+                "weight_decays": list(self.weight_decays),
+                "solver": f"scipy.optimize.minimize L-BFGS-B, gtol 1e-6, maxiter {logreg.MAX_ITER}",
+                "standardise": "centred by column, divided by the training rows' RMS norm"}
+
     def score(self, model, data_root, context) -> EvalMetrics:
         train, val, trainval, test = (self.split(model, data_root, s, context)
                                       for s in ("train", "val", "trainval", "test"))
@@ -176,13 +209,9 @@ class LinearProbe(FrozenFeatureEvaluator):
         return EvalMetrics(
             headline=f"map_{head}", formula=_formula(f"test mAP of the {head} probe"),
             value=per_layer[head], breakdown=per_layer,
-            protocol=self.protocol(model, trainval, context, train_split="trainval",
-                                   test_split="test", tuned_on="train -> val",
-                                   weight_decays=list(self.weight_decays),
-                                   solver=f"scipy.optimize.minimize L-BFGS-B, gtol 1e-6, maxiter {logreg.MAX_ITER}",
-                                   standardise="centred by column, divided by the training rows' RMS norm",
-                                   headline_layer=head),
-            details={"headline_ap": ap[head][HEADLINE_FORMULA], "chosen_weight_decay": chosen,
+            protocol=self.protocol(context.profile),
+            details={"features": self.feature_facts(model, trainval), "headline_layer": head,
+                     "headline_ap": ap[head][HEADLINE_FORMULA], "chosen_weight_decay": chosen,
                      "val_map": val_scores, "ap": ap,
                      "n_train": len(trainval.image_ids), "n_test": len(test.image_ids)})
 
@@ -207,9 +236,19 @@ class VOC07SVM(FrozenFeatureEvaluator):
     def extra_params(self) -> dict[str, Any]:
         return {"costs": list(self.costs) if self.costs else None, "folds": self.folds}
 
+    def settings(self, profile: str) -> dict[str, Any]:
+        return {"train_split": "trainval", "test_split": "test",
+                "tuned_on": f"{self.folds}-fold stratified CV AP inside trainval",
+                "costs": list(self.costs_for(profile)), "normalisation": svm.NORMALISATION,
+                "svm": {k: (str(v) if isinstance(v, dict) else v)
+                        for k, v in svm.SVC_SETTINGS.items()},
+                "source": ("facebookresearch/fair_self_supervision_benchmark tools/svm/"
+                           "train_svm_kfold.py lines 72-92, svm_helper.py lines 42-53"),
+                "difficult": "left out of training and AP for that class"}
+
     def score(self, model, data_root, context) -> EvalMetrics:
         trainval, test = (self.split(model, data_root, s, context) for s in ("trainval", "test"))
-        costs = self.costs_for(context)
+        costs = self.costs_for(context.profile)
         per_layer, chosen, ap, timings = {}, {}, {}, {}
         for layer in trainval.layers:
             t = time.perf_counter()
@@ -225,16 +264,9 @@ class VOC07SVM(FrozenFeatureEvaluator):
         return EvalMetrics(
             headline=f"map_{head}", formula=_formula(f"test mAP of the {head} SVMs"),
             value=per_layer[head], breakdown=per_layer,
-            protocol=self.protocol(
-                model, trainval, context, train_split="trainval", test_split="test",
-                tuned_on=f"{self.folds}-fold stratified CV AP inside trainval",
-                costs=list(costs), normalisation=svm.NORMALISATION,
-                svm={k: (str(v) if isinstance(v, dict) else v) for k, v in svm.SVC_SETTINGS.items()},
-                source=("facebookresearch/fair_self_supervision_benchmark tools/svm/"
-                        "train_svm_kfold.py lines 72-92, svm_helper.py lines 42-53"),
-                difficult="left out of training and AP for that class",
-                headline_layer=head),
-            details={"headline_ap": ap[head][HEADLINE_FORMULA], "chosen_cost": chosen, "ap": ap,
+            protocol=self.protocol(context.profile),
+            details={"features": self.feature_facts(model, trainval), "headline_layer": head,
+                     "headline_ap": ap[head][HEADLINE_FORMULA], "chosen_cost": chosen, "ap": ap,
                      "timings": {"svm_s": timings},
                      "n_train": len(trainval.image_ids), "n_test": len(test.image_ids)})
 
@@ -262,11 +294,19 @@ class VOC07LowShot(FrozenFeatureEvaluator):
         return {"ks": list(self.ks), "samples": self.samples,
                 "costs": list(self.costs) if self.costs else None, "on_short": self.on_short}
 
+    def settings(self, profile: str) -> dict[str, Any]:
+        return {"layer": "the headline layer", "ks": list(self.ks), "samples": self.samples,
+                "costs": list(self.costs_for(profile)), "normalisation": svm.NORMALISATION,
+                "sampler": "per class k positives, (C-1)k negatives, without replacement "
+                           "(create_voc_low_shot_samples.py lines 30-56)",
+                "tuned_on": "train -> val (the suite picks the cost on test; not here)",
+                "train_split": "trainval", "test_split": "test", "on_short": self.on_short}
+
     def score(self, model, data_root, context) -> EvalMetrics:
         train, val, trainval, test = (self.split(model, data_root, s, context)
                                       for s in ("train", "val", "trainval", "test"))
         layer = self.headline_of(trainval)
-        costs = self.costs_for(context)
+        costs = self.costs_for(context.profile)
         tune, skipped_val = svm.lowshot_samples(train.targets, self.ks, self.samples,
                                                 context.seed, self.on_short)
         final, skipped = svm.lowshot_samples(trainval.targets, self.ks, self.samples,
@@ -302,14 +342,9 @@ class VOC07LowShot(FrozenFeatureEvaluator):
             formula=_formula(f"mean over k in {sorted(int(k[2:]) for k in curve)} of the "
                              f"{layer} SVMs' test mAP averaged over {self.samples} samples"),
             value=value, breakdown=curve,
-            protocol=self.protocol(
-                model, trainval, context, layer=layer, ks=list(self.ks), samples=self.samples,
-                costs=list(costs), normalisation=svm.NORMALISATION,
-                sampler="per class k positives, (C-1)k negatives, without replacement "
-                        "(create_voc_low_shot_samples.py lines 30-56)",
-                tuned_on="train -> val (the suite picks the cost on test; not here)",
-                train_split="trainval", test_split="test", on_short=self.on_short),
-            details={"std": std, "per_sample": per_sample,
+            protocol=self.protocol(context.profile),
+            details={"features": self.feature_facts(model, trainval), "layer": layer,
+                     "std": std, "per_sample": per_sample,
                      # per-class AP at the largest k, mean over samples
                      "headline_ap": class_ap[max(class_ap)],
                      "chosen_cost": {f"k={k}": c for k, c in chosen.items()},
@@ -335,6 +370,12 @@ class KNN(FrozenFeatureEvaluator):
     def extra_params(self) -> dict[str, Any]:
         return {"k": self.k, "temperature": self.temperature}
 
+    def settings(self, profile: str) -> dict[str, Any]:
+        return {"k": self.k, "temperature": self.temperature, "similarity": "cosine",
+                "bank": "trainval", "test_split": "test",
+                "votes": "class score = share of exp(sim / T) weight of the k neighbours with the class",
+                "source": "vturrisi/solo-learn solo/utils/knn.py lines 30-33, 153"}
+
     def score(self, model, data_root, context) -> EvalMetrics:
         trainval, test = (self.split(model, data_root, s, context) for s in ("trainval", "test"))
         per_layer, ap = {}, {}
@@ -347,11 +388,7 @@ class KNN(FrozenFeatureEvaluator):
         return EvalMetrics(
             headline=f"map_{head}", formula=_formula(f"test mAP of kNN on {head}"),
             value=per_layer[head], breakdown=per_layer,
-            protocol=self.protocol(
-                model, trainval, context, k=self.k, temperature=self.temperature,
-                similarity="cosine", bank="trainval", test_split="test",
-                votes="class score = share of exp(sim / T) weight of the k neighbours with the class",
-                source="vturrisi/solo-learn solo/utils/knn.py lines 30-33, 153",
-                headline_layer=head),
-            details={"headline_ap": ap[head][HEADLINE_FORMULA], "ap": ap,
+            protocol=self.protocol(context.profile),
+            details={"features": self.feature_facts(model, trainval), "headline_layer": head,
+                     "headline_ap": ap[head][HEADLINE_FORMULA], "ap": ap,
                      "n_bank": len(trainval.image_ids), "n_test": len(test.image_ids)})
