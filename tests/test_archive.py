@@ -77,15 +77,21 @@ def test_fingerprint_ignores_seeds_and_worlds_but_not_the_protocol(frozen):
     assert not frozen.is_current(other_profile)
 
 
-def test_the_committed_records_predate_the_frozen_protocol(frozen):
-    """The records made before the sealed test split are superseded by any freeze."""
+def test_the_archived_records_are_superseded_and_say_why(frozen):
+    """Every archived record differs from any freeze of today's protocol: those made
+    before the sealed test split say so; the later ones name what changed since."""
     from pathlib import Path
 
-    legacy = records.read_records(Path(__file__).parents[1] / "leaderboards" / "archive")
-    assert len(legacy) >= 16
-    for record in legacy:
+    from harness.protocol_lock import data_recipe
+
+    archived = records.read_records(Path(__file__).parents[1] / "leaderboards" / "archive")
+    unsealed = [r for r in archived if data_recipe(r["downstream"])["test_seed"] is None]
+    assert len(unsealed) >= 16
+    for record in archived:
         assert not frozen.is_current(record)
-        assert "no sealed test split" in frozen.why_superseded(record)
+        why = frozen.why_superseded(record)
+        assert why
+        assert ("no sealed test split" in why) == (record in unsealed)
 
 
 def test_protocol_file_round_trips_and_bad_files_are_one_line_errors(tmp_path, frozen):
