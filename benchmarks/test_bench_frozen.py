@@ -5,9 +5,10 @@
 
 - ``test_svm_stage_at_voc07_scale``: ``harness.svm.train_svms`` on synthetic features of
   VOC07's shape (5,011 trainval x 9,216 values, 20 classes of 2-14% prevalence, 4,952 test
-  images), 15 costs (the toy grid), 3 folds, 2 joblib workers. Target: <= 10 min on 2 cores.
-  ``test_row_space_speedup`` times one class's 3-fold CV at three costs on the raw 9,216
-  columns against the row-space basis (the baseline of the same run).
+  images), 15 costs (the toy grid), 3 folds, 2 threads. Target: <= 10 min on 2 cores.
+  ``test_svm_solver_against_liblinear`` times three classes' 3-fold CV over the toy grid
+  with scikit-learn's ``LinearSVC`` (the baseline, in the same run) and with
+  :mod:`harness.dualcd`, and reports how far their decision values differ.
 - ``test_toy_evaluators_from_a_checkpoint``: ``linear_probe``, ``voc07_svm``, ``knn`` on
   the toy VOC from ``random:alexnet`` (toy parameters): the feature extraction once, then
   each evaluator on the cached features. Target: each < 60 s on 2 cores.
@@ -59,23 +60,39 @@ def test_svm_stage_at_voc07_scale(benchmark):
     benchmark.extra_info["meets_time_target"] = bool(benchmark.stats.stats.min <= 600)
 
 
-def test_row_space_speedup():
-    from harness.rowspace import reduce
-    from harness.svm import _class_rows, _cv_ap, normalise_rows
+def test_svm_solver_against_liblinear(machine):
+    """Three classes' 3-fold CV over the toy cost grid on toy-sized features (1,000 x 9,216):
+    scikit-learn's ``LinearSVC``, one fit per (class, fold, cost) in the row-space basis (the
+    solver this harness used before), against :mod:`harness.dualcd`'s warm-started paths on
+    the Gram matrix (2 threads), timed in the same run on the same problems."""
+    from sklearn.model_selection import StratifiedKFold
 
-    x, t = voc07_shaped(N_TRAIN, 0)
-    rows, y = _class_rows(t, 0)
-    raw = np.hstack([normalise_rows(x[rows]), np.ones((len(rows), 1))])
+    from harness.rowspace import reduce
+    from harness.svm import TOY_COSTS, _class_rows, _fit_decision, gram, normalise_rows, solve_paths
+
+    x, t = voc07_shaped(1000, 0)
+    xn = normalise_rows(x)
+    problems = []
+    for c in range(3):
+        rows, y = _class_rows(t, c)
+        problems += [(rows[tr], y[tr]) for tr, _ in StratifiedKFold(3).split(rows, y)]
     start = time.perf_counter()
-    (z,) = reduce(normalise_rows(x[rows]), intercept=1.0)
-    reduce_s = time.perf_counter() - start
-    times = {}
-    for name, features in (("raw", raw), ("row space", z)):
-        start = time.perf_counter()
-        aps = [_cv_ap(features, y, c, 3, 0) for c in (1e-4, 1e-2, 1.0)]
-        times[name] = time.perf_counter() - start
-        print(f"{name}: {features.shape[1]} columns, {times[name]:.1f} s, AP {np.round(aps, 4)}")
-    print(f"reduction itself {reduce_s:.1f} s; speed-up {times['raw'] / times['row space']:.2f}x")
+    (z,) = reduce(xn, intercept=1.0)
+    reference = [[_fit_decision(z[r], y, z, cost, 0) for cost in sorted(TOY_COSTS)]
+                 for r, y in problems]
+    liblinear_s = time.perf_counter() - start
+    warm_up = [(np.arange(10), np.repeat([1, -1], 5))]      # numba's compilation, untimed
+    solve_paths(gram(xn[:10], xn[:10]), warm_up, TOY_COSTS, 0, 2)
+    start = time.perf_counter()
+    k = gram(xn, xn)
+    _, coefs, passes = solve_paths(k, problems, TOY_COSTS, 0, 2)
+    dualcd_s = time.perf_counter() - start
+    worst = max(np.max(np.abs(k[:, r] @ coef[:, j] - ref[j])) / max(1.0, np.max(np.abs(ref[j])))
+                for (r, _), coef, ref in zip(problems, coefs, reference) for j in range(len(ref)))
+    print(f"{len(problems)} problems x {len(TOY_COSTS)} costs: liblinear {liblinear_s:.1f} s, "
+          f"dualcd {dualcd_s:.1f} s ({liblinear_s / dualcd_s:.1f}x); passes per cost "
+          f"{passes.mean(0).round(0).astype(int).tolist()}; largest decision-value difference "
+          f"{worst:.1e} (relative to the largest value)")
 
 
 def test_toy_evaluators_from_a_checkpoint(tmp_path):

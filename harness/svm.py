@@ -26,23 +26,23 @@ chosen on train -> val (samples drawn from train, scored on val) and only then i
 trainval -> test scored, once. If a sample cannot be drawn (a class with fewer than k
 positives) the k is skipped and recorded, or an error is raised (``on_short``).
 
-Speed: the solver is scikit-learn's liblinear, run in the row-space basis of the training
-features (:mod:`harness.rowspace`: exact, N instead of 9,216 columns) and in parallel over
-classes and costs with joblib.
+Solver: liblinear's dual coordinate descent for this SVM (the algorithm ``LinearSVC``
+runs, with its shrinking, tolerance and ``max_iter``), compiled in :mod:`harness.dualcd` on
+the Gram matrix of the normalised features, which every class, cost and fold shares; each
+problem's costs are solved in increasing order, each warm-started from the previous
+cost's solution. Its decision values agree with ``LinearSVC``'s to the solver's tolerance
+(``tests/test_frozen_features.py``), at 10-20x less time per fit (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from harness.errors import BadInputError
-from harness.rowspace import reduce
 
 #: the suite's VOC07 grid (GETTING_STARTED.md line 136 + svm_helper.py lines 42-47)
 SUITE_COSTS: tuple[float, ...] = (
@@ -63,6 +63,9 @@ SVC_SETTINGS: dict[str, Any] = {"class_weight": {1: 2, -1: 1}, "intercept_scalin
                                 "penalty": "l2", "loss": "squared_hinge", "tol": 1e-4,
                                 "dual": True, "max_iter": 2000}
 NORMALISATION = "x / (||x||_2 + 1e-5) per image (svm_helper.py lines 50-53)"
+SOLVER = ("liblinear's dual coordinate descent (LinearSVC's algorithm, with shrinking) on the "
+          "Gram matrix, compiled with numba (harness.dualcd); each class's costs solved in "
+          "increasing order, warm-started from the previous cost")
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -72,6 +75,8 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _svc(cost: float, seed: int):
+    """scikit-learn's ``LinearSVC`` with the suite's settings (the reference the solver of
+    :func:`train_svms` is tested against)."""
     from sklearn.svm import LinearSVC
 
     return LinearSVC(C=cost, fit_intercept=False, random_state=seed, **{
@@ -80,49 +85,47 @@ def _svc(cost: float, seed: int):
 
 def _fit_decision(z_train: np.ndarray, y: np.ndarray, z_eval: np.ndarray, cost: float,
                   seed: int) -> np.ndarray:
-    """Decision values on ``z_eval`` of an SVM trained on (``z_train``, ``y`` in {-1, 1})."""
+    """Decision values on ``z_eval`` of scikit-learn's SVM trained on (``z_train``, ``y``)."""
     from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
 
     clf = _svc(cost, seed)
-    # single-threaded BLAS: small products, where threads only contend (see harness.logreg)
-    with warnings.catch_warnings(), threadpool_limits(limits=1):
-        # the suite's max_iter=2000 is part of the protocol; liblinear may stop there
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(z_train, y)
     return clf.decision_function(z_eval)
 
 
-def _shared(array: np.ndarray, folder: str, name: str) -> np.ndarray:
-    """``array`` as a read-only memory map in ``folder``: joblib's workers then open the one
-    file instead of each task receiving (and joblib spilling to /dev/shm) its own copy --
-    at VOC07's scale a copy is 200 MB and the grid has 300 tasks."""
-    path = Path(folder) / f"{name}.npy"
-    np.save(path, np.ascontiguousarray(array))
-    return np.load(path, mmap_mode="r")
+def gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 inner products of the rows of ``a`` and ``b`` plus the squared intercept
+    scaling: the kernel of the suite's model, whose constant feature liblinear appends and
+    regularises like any weight."""
+    return np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64).T \
+        + SVC_SETTINGS["intercept_scaling"] ** 2
 
 
-def _cv_ap_rows(z: np.ndarray, rows: np.ndarray, y: np.ndarray, cost: float, folds: int,
-                seed: int) -> float:
-    """:func:`_cv_ap` on the rows ``rows`` of ``z`` (indexed in the worker)."""
-    return _cv_ap(np.asarray(z[rows]), y, cost, folds, seed)
+def solve_paths(k_train: np.ndarray, problems: list[tuple[np.ndarray, np.ndarray]],
+                costs: Sequence[float], seed: int, n_jobs: int
+                ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The SVMs of ``problems`` (rows of ``k_train``, {-1, 1} targets) at every cost.
 
+    Returns the costs in increasing order, each problem's coefficients [n_rows, n_costs]
+    (decision values are ``k[:, rows] @ coef``) and the solver's passes [P, n_costs].
+    """
+    import numba
 
-def _fit_decision_rows(z: np.ndarray, rows: np.ndarray, y: np.ndarray, z_eval: np.ndarray,
-                       cost: float, seed: int) -> np.ndarray:
-    """:func:`_fit_decision` trained on the rows ``rows`` of ``z`` (indexed in the worker)."""
-    return _fit_decision(np.asarray(z[rows]), y, np.asarray(z_eval), cost, seed)
+    from harness.dualcd import solve
 
-
-def _cv_ap(z: np.ndarray, y: np.ndarray, cost: float, folds: int, seed: int) -> float:
-    """Mean AP over ``folds`` stratified folds (cross_val_score's unshuffled split)."""
-    from sklearn.metrics import average_precision_score
-    from sklearn.model_selection import StratifiedKFold
-
-    aps = []
-    for tr, te in StratifiedKFold(n_splits=folds).split(z, y):
-        aps.append(average_precision_score(y[te], _fit_decision(z[tr], y[tr], z[te], cost, seed)))
-    return float(np.mean(aps))
+    order = np.array(sorted(set(float(c) for c in costs)))
+    w = SVC_SETTINGS["class_weight"]
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n_jobs, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        coefs, passes = solve(k_train, problems, order, class_weight=(w[1], w[-1]),
+                              tol=SVC_SETTINGS["tol"], max_iter=SVC_SETTINGS["max_iter"],
+                              seed=seed)
+    finally:
+        numba.set_num_threads(previous)
+    return order, coefs, passes
 
 
 def _class_rows(targets: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +149,10 @@ def train_svms(x_train: np.ndarray, t_train: np.ndarray, x_test: np.ndarray, *,
     """One SVM per class with the cost chosen by ``folds``-fold CV AP; scores of ``x_test``.
 
     ``t_train`` is int8 [N, C] (1 / 0 / -1 difficult-only). Features are normalised here.
+    The folds are ``cross_val_score``'s: unshuffled stratified splits of each class's rows.
     """
-    from joblib import Parallel, delayed
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import StratifiedKFold
 
     if not costs:
         raise BadInputError("voc07_svm: the cost grid is empty")
@@ -157,25 +162,31 @@ def train_svms(x_train: np.ndarray, t_train: np.ndarray, x_test: np.ndarray, *,
         if positives < folds:
             raise BadInputError(f"voc07_svm: class {c} has {positives} positive training "
                                 f"image(s), fewer than the {folds} CV folds")
-    z_train, z_test = reduce(normalise_rows(x_train), normalise_rows(x_test),
-                             intercept=SVC_SETTINGS["intercept_scaling"])
+    x_train, x_test = normalise_rows(x_train), normalise_rows(x_test)
+    k_train = gram(x_train, x_train)
     rows = [_class_rows(t_train, c) for c in range(n_classes)]
-    jobs = [(c, cost) for c in range(n_classes) for cost in costs]
-    with tempfile.TemporaryDirectory(prefix="harness-svm-") as folder:
-        z_train, z_test = _shared(z_train, folder, "train"), _shared(z_test, folder, "test")
-        aps = Parallel(n_jobs=n_jobs)(
-            delayed(_cv_ap_rows)(z_train, rows[c][0], rows[c][1], cost, folds, seed)
-            for c, cost in jobs)
-        table: dict[int, dict[float, float]] = {c: {} for c in range(n_classes)}
-        for (c, cost), ap in zip(jobs, aps):
-            table[c][cost] = ap
-        chosen = [max(sorted(table[c]), key=lambda cost: table[c][cost])
-                  for c in range(n_classes)]
-        scores = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_decision_rows)(z_train, rows[c][0], rows[c][1], z_test, chosen[c], seed)
-            for c in range(n_classes))
-    return SVMResult(scores=np.stack(scores, axis=1), costs=chosen,
-                     cv_ap=[{repr(k): v for k, v in table[c].items()} for c in range(n_classes)])
+    cv, held_out = [], []
+    for c, (r, y) in enumerate(rows):
+        for tr, te in StratifiedKFold(n_splits=folds).split(r, y):
+            cv.append((r[tr], y[tr]))
+            held_out.append((c, r[te], y[te]))
+    # every class's folds and its final fit on all its rows, in one call
+    grid, coefs, _ = solve_paths(k_train, cv + rows, costs, seed, n_jobs)
+    table: dict[int, dict[float, list[float]]] = {c: {g: [] for g in grid}
+                                                  for c in range(n_classes)}
+    for (train_rows, _), coef, (c, te, y_te) in zip(cv, coefs, held_out):
+        decision = k_train[np.ix_(te, train_rows)] @ coef
+        for j, g in enumerate(grid):
+            table[c][g].append(float(average_precision_score(y_te, decision[:, j])))
+    mean_ap = {c: {g: float(np.mean(v)) for g, v in table[c].items()} for c in table}
+    chosen = [max(grid, key=lambda g: mean_ap[c][g]) for c in range(n_classes)]  # ties: smaller
+    k_test = gram(x_test, x_train)
+    finals = coefs[len(cv):]
+    scores = [k_test[:, rows[c][0]] @ finals[c][:, list(grid).index(chosen[c])]
+              for c in range(n_classes)]
+    return SVMResult(scores=np.stack(scores, axis=1), costs=[float(c) for c in chosen],
+                     cv_ap=[{repr(float(k)): v for k, v in mean_ap[c].items()}
+                            for c in range(n_classes)])
 
 
 # --------------------------------------------------------------------------- low-shot
@@ -201,16 +212,6 @@ def lowshot_sample(targets: np.ndarray, k: int, rng: np.random.Generator) -> np.
     return out
 
 
-def _sample_scores(x_train, sample, x_eval, cost, seed) -> np.ndarray:
-    """[N_eval, C] decision values of per-class SVMs trained on one low-shot sample."""
-    cols = []
-    for c in range(sample.shape[1]):
-        rows, y = _class_rows(sample, c)
-        z_tr, z_ev = reduce(x_train[rows], x_eval, intercept=SVC_SETTINGS["intercept_scaling"])
-        cols.append(_fit_decision(z_tr, y, z_ev, cost, seed))
-    return np.stack(cols, axis=1)
-
-
 def lowshot_samples(targets: np.ndarray, ks: Sequence[int], n_samples: int, seed: int,
                     on_short: str = "skip") -> tuple[dict[int, list[np.ndarray]], dict[int, str]]:
     """The samples of every k (seeded by (seed, k, sample)); and the skipped k's reasons."""
@@ -233,15 +234,16 @@ def lowshot_scores(x_train: np.ndarray, samples: Sequence[np.ndarray], x_eval: n
                    costs: Sequence[float], seed: int, n_jobs: int = 2
                    ) -> dict[float, list[np.ndarray]]:
     """cost -> per-sample [N_eval, C] decision values (features normalised here)."""
-    from joblib import Parallel, delayed
-
-    jobs = [(cost, s) for cost in costs for s in range(len(samples))]
-    with tempfile.TemporaryDirectory(prefix="harness-lowshot-") as folder:
-        xt = _shared(normalise_rows(x_train), folder, "train")
-        xe = _shared(normalise_rows(x_eval), folder, "eval")
-        out = Parallel(n_jobs=n_jobs)(delayed(_sample_scores)(xt, samples[s], xe, cost, seed)
-                                      for cost, s in jobs)
-    result: dict[float, list[np.ndarray]] = {cost: [] for cost in costs}
-    for (cost, _), scores in zip(jobs, out):
-        result[cost].append(scores)
+    x_train, x_eval = normalise_rows(x_train), normalise_rows(x_eval)
+    k_train, k_eval = gram(x_train, x_train), gram(x_eval, x_train)
+    problems = [_class_rows(sample, c) for sample in samples for c in range(sample.shape[1])]
+    grid, coefs, _ = solve_paths(k_train, problems, costs, seed, n_jobs)
+    result: dict[float, list[np.ndarray]] = {}
+    for j, cost in enumerate(grid):
+        per_sample, it = [], iter(zip(problems, coefs))
+        for sample in samples:
+            cols = [k_eval[:, r] @ coef[:, j]
+                    for (r, _), coef in (next(it) for _ in range(sample.shape[1]))]
+            per_sample.append(np.stack(cols, axis=1))
+        result[float(cost)] = per_sample
     return result

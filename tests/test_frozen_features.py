@@ -164,6 +164,36 @@ def test_row_space_reduction_gives_the_same_svm_scores():
     np.testing.assert_allclose(small, full, atol=1e-3)
 
 
+@pytest.mark.parametrize("n, d", [(60, 300), (90, 20)])
+def test_the_svm_solver_matches_liblinear_on_every_cost_and_row_subset(n, d):
+    """harness.dualcd runs LinearSVC's algorithm on a Gram matrix, warm-started along the
+    costs: its decision values agree with scikit-learn's to the solver's tolerance, for
+    problems on subsets of the rows (the CV folds), in many dimensions or few."""
+    rng = np.random.default_rng(n)
+    x = svm.normalise_rows(rng.random((n, d)) + np.outer(rng.random(n) < 0.3, rng.random(d)))
+    score = x[:, 0] + 0.3 * rng.random(n) * x[:, 0].std()
+    y = np.where(score > np.median(score), 1, -1)
+    k = svm.gram(x, x)
+    subset = np.sort(rng.choice(n, size=2 * n // 3, replace=False))
+    costs = (1e-4, 0.0625, 1.0, 100.0)
+    grid, coefs, passes = svm.solve_paths(k, [(np.arange(n), y), (subset, y[subset])],
+                                          costs, seed=0, n_jobs=2)
+    assert list(grid) == sorted(costs) and passes.shape == (2, 4) and passes.min() >= 1
+    xa = np.hstack([x, np.ones((n, 1))])
+    for rows, coef in zip((np.arange(n), subset), coefs):
+        for j, cost in enumerate(grid):
+            ref = svm._fit_decision(xa[rows], y[rows], xa, cost, 0)
+            mine = k[:, rows] @ coef[:, j]
+            assert np.max(np.abs(mine - ref)) < 2e-3 * max(1.0, np.max(np.abs(ref)))
+    again = svm.solve_paths(k, [(np.arange(n), y), (subset, y[subset])], costs, seed=0,
+                            n_jobs=1)[1]
+    for a, b in zip(coefs, again):      # one thread or two: the same numbers
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="increasing"):
+        from harness.dualcd import solve
+        solve(k, [(np.arange(n), y)], np.array([1.0, 0.5]))
+
+
 def test_svm_knn_and_probe_reach_ap_1_on_separable_features_and_chance_without_signal():
     x, t = separable(120, 0)
     xt, tt = separable(60, 1)

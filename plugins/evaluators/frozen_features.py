@@ -242,6 +242,7 @@ class VOC07SVM(FrozenFeatureEvaluator):
                 "costs": list(self.costs_for(profile)), "normalisation": svm.NORMALISATION,
                 "svm": {k: (str(v) if isinstance(v, dict) else v)
                         for k, v in svm.SVC_SETTINGS.items()},
+                "solver": svm.SOLVER,
                 "source": ("facebookresearch/fair_self_supervision_benchmark tools/svm/"
                            "train_svm_kfold.py lines 72-92, svm_helper.py lines 42-53"),
                 "difficult": "left out of training and AP for that class"}
@@ -297,6 +298,7 @@ class VOC07LowShot(FrozenFeatureEvaluator):
     def settings(self, profile: str) -> dict[str, Any]:
         return {"layer": "the headline layer", "ks": list(self.ks), "samples": self.samples,
                 "costs": list(self.costs_for(profile)), "normalisation": svm.NORMALISATION,
+                "solver": svm.SOLVER,
                 "sampler": "per class k positives, (C-1)k negatives, without replacement "
                            "(create_voc_low_shot_samples.py lines 30-56)",
                 "tuned_on": "train -> val (the suite picks the cost on test; not here)",
