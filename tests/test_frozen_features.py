@@ -313,6 +313,9 @@ def test_harness_eval_runs_a_frozen_feature_evaluator(voc_root, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["headline"] == "map_pool5" and set(saved["breakdown"]) == {"conv1", "pool5"}
     assert saved["details"]["features"]["bn_recomputed_on"] == "trainval"   # random network
+    table = [line.split() for line in result.output.splitlines()]
+    assert [row[0] for row in table if row and row[0] in ("conv1", "pool5")] == ["conv1", "pool5"]
+    assert "{" not in result.output      # one mAP per layer, not the per-class dictionaries
     bad = CliRunner().invoke(app, ["eval", "--evaluator", "knn", "--checkpoint", "random:alexnet",
                                    "-p", 'layers=["conv9"]', "--voc", str(voc_root),
                                    "--no-progress"])

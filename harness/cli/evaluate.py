@@ -186,13 +186,17 @@ def format_table(name: str, metrics: dict[str, Any]) -> str:
     """The breakdown table and the headline line, as printed by ``harness eval``.
 
     Columns: the headline figure's breakdown, then every ``details`` entry keyed exactly
-    like it (for VOC07: the per-class AP of the 11-point and VOC10 formulas).
+    like it with a number per key (for VOC07: the per-class AP of the 11-point and VOC10
+    formulas; for the frozen-feature evaluators, whose per-layer details are per-class
+    tables, none).
     """
     from tabulate import tabulate
 
     breakdown = metrics["breakdown"]
     extra = {k: v for k, v in sorted(metrics["details"].items())
-             if isinstance(v, dict) and v and set(v) == set(breakdown)}
+             if isinstance(v, dict) and v and set(v) == set(breakdown)
+             and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                     for x in v.values())}
     rows = [[key, value, *(e[key] for e in extra.values())] for key, value in breakdown.items()]
     table = tabulate(rows, headers=["", metrics["headline"], *extra], floatfmt=".1f")
     p = metrics["protocol"]
