@@ -10,6 +10,7 @@ missing GPU is the same one-line error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from enum import Enum
@@ -99,3 +100,17 @@ def resolve_precision(precision: str | Precision, device: str) -> bool:
     if torch.device(device).type == "cuda":
         return torch.cuda.is_bf16_supported()
     return cpu_has_native_bf16()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` inside the block (None: left alone)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
