@@ -81,7 +81,8 @@ FOOTNOTES = {
     "runs": "† the records hold no per-image test scores: the interval resamples runs only.",
     "test images": ("‡ a single run on each world: the interval resamples test images only "
                     "(it says nothing about another seed)."),
-    "": "Values without an interval are single runs without per-image test scores.",
+    "": ("Values without an interval have no per-image test scores and at most one run on "
+         "each world: nothing to resample."),
 }
 
 
@@ -354,8 +355,10 @@ class Group:
         if stat is None:
             return None
         images = row.has_scores(evaluator)
-        if stat.n == 1 and not images:
-            return bootstrap.Interval(stat.mean, None, None, 1, "")
+        if not images and not row.repeats_a_world(evaluator):
+            # runs are resampled within each world: with one run per world and no per-image
+            # scores there is nothing to resample, and a zero-width interval would mislead
+            return bootstrap.Interval(stat.mean, None, None, stat.n, "")
         lo, hi = bootstrap.interval(stat.mean, self._row_replicates(row, evaluator, images),
                                    images)
         return bootstrap.Interval(stat.mean, lo, hi, stat.n,

@@ -181,10 +181,20 @@ def test_single_runs_and_rows_without_scores_are_marked():
     assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[2])[3] == "‡"
     bare = table1_line(page, "sound: sound_texture k=15 alexnet")[2]
     assert "[" not in bare and bare == f"{float(bare):.1f}"
-    for note in ("resamples runs only", "test images only", "single runs without"):
+    for note in ("resamples runs only", "test images only", "nothing to resample"):
         assert note in page
     # random lacks scores: the gap falls back to runs only for both rows
     assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[7])[3] == "†"
+
+
+def test_runs_on_different_worlds_without_scores_get_no_interval():
+    """Runs are resampled within each world: one run per world and no per-image scores
+    leave nothing to resample, so no (zero-width) interval is drawn."""
+    pairs = [toy_record("random", seed=0, world=w, quality=0.3 + 0.1 * w, with_scores=False)
+             for w in range(2)]
+    page = page_of(board_of(pairs))
+    cell = table1_line(page, "random init alexnet")[2]
+    assert "[" not in cell and cell == f"{float(cell):.1f}"
 
 
 def test_one_run_per_world_is_marked_as_covering_test_images_only():
