@@ -12,8 +12,8 @@
 - ``test_toy_evaluators_from_a_checkpoint``: ``linear_probe``, ``voc07_svm``, ``knn`` on
   the toy VOC from ``random:alexnet`` (toy parameters): the feature extraction once, then
   each evaluator on the cached features. Target: each < 60 s on 2 cores.
-- ``test_monitor_overhead``: 10 toy pretext epochs with and without ``--monitor knn``
-  every 5 epochs; the ratio of wall times. Target: <= 1.10.
+- ``test_monitor_overhead``: 20 toy pretext epochs with and without ``--monitor knn`` at
+  its default cadence (every 10 epochs); the ratio of wall times. Target: <= 1.10.
 
 Figures: benchmarks/README.md (section "Frozen-feature evaluation").
 """
@@ -120,13 +120,18 @@ def test_toy_evaluators_from_a_checkpoint(tmp_path):
 
 
 def test_monitor_overhead(tmp_path, monkeypatch):
+    """20 toy epochs with and without ``--monitor knn`` at its default cadence (every 10
+    epochs: 2 evaluations here, 9 in the toy profile's 90; the one-off decoding of the
+    1,000 VOC images weighs more in 20 epochs than in 90, so the figure is an upper bound)."""
+    from harness.monitor import EVERY as every
     from harness.pipeline import RunConfig, run
 
     monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
     walls = {}
     for monitor in (None, "knn"):
-        cfg = RunConfig(evaluators=("knn",), epochs=10, monitor=monitor, monitor_every=5,
-                        seed=7, results=tmp_path / "results", progress=False)
+        cfg = RunConfig(evaluators=("knn",), epochs=2 * every, monitor=monitor,
+                        monitor_every=every, seed=7, results=tmp_path / "results",
+                        progress=False)
         record = run(cfg).record
         walls[monitor] = record["timings"]["pretrain"]
         print(f"monitor {monitor}: pretrain {walls[monitor]:.1f} s")

@@ -34,6 +34,9 @@ KINDS: tuple[str, ...] = ("knn", "linear_probe")
 #: the linear probe's weight decay when monitoring: the middle of the linear probe's grid,
 #: where its train -> val choice fell on the toy (harness.logreg.WEIGHT_DECAYS)
 MONITOR_WEIGHT_DECAY = 1e-5
+#: epochs between evaluations by default: 9 in the toy profile's 90 epochs, about 7% of
+#: the pretext stage on two cores (benchmarks/README.md, "Frozen-feature evaluation")
+EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class MonitorConfig:
 
     kind: str
     voc: Path
-    every: int = 10
+    every: int = EVERY
     #: layer to probe (None: the trunk's output)
     layer: str | None = None
     image_size: int = 64

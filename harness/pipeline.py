@@ -25,6 +25,7 @@ from harness.devices import resolve_device
 from harness.errors import BadInputError
 from harness.interfaces import Labels
 from harness.io import write_json
+from harness.monitor import EVERY as MONITOR_EVERY
 from harness.profiles import (PROFILES, Profile, get_profile,  # noqa: F401 - re-exported
                               pretrain_settings)
 
@@ -84,7 +85,7 @@ class RunConfig:
     #: watch the pretext run: "knn" or "linear_probe" on the downstream train -> val split
     monitor: str | None = None
     #: epochs between monitor evaluations (and after the last)
-    monitor_every: int = 10
+    monitor_every: int = MONITOR_EVERY
 
     def __post_init__(self) -> None:
         check_overrides(epochs=self.epochs, lr=self.lr, seed=self.seed, toy_clips=self.toy_clips,
