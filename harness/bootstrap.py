@@ -134,6 +134,8 @@ class Interval:
     #: "runs and test images", "test images", "runs", "" (no interval: one run without
     #: per-image scores) or "baseline" (a row against itself: no interval)
     covers: str
+    #: a difference of two rows taken on the worlds both ran, fewer than one of them ran
+    partial: bool = False
 
     @property
     def has_interval(self) -> bool:
@@ -162,23 +164,21 @@ def basic_interval(estimate: float, replicates: np.ndarray) -> tuple[float, floa
     return float(2 * estimate - q_hi), float(2 * estimate - q_lo)
 
 
-def row_replicates(row_key: str, runs_by_world: Mapping[str, Sequence[np.ndarray]],
-                   replicates: int = REPLICATES) -> np.ndarray:
-    """The bootstrap distribution [R] of a row's mean over its runs.
+def world_replicates(row_key: str, runs_by_world: Mapping[str, Sequence[np.ndarray]],
+                     replicates: int = REPLICATES) -> dict[str, np.ndarray]:
+    """The bootstrap distribution [R] of a row's mean over its runs on each world.
 
     ``runs_by_world`` maps each world to its runs' per-replicate values (one [R] array per
     run: its mAP under each image resample, or its recorded value repeated when the run
-    has no per-image scores). Runs are drawn with replacement within each world from the
-    row's own stream; the statistic is the mean over all drawn runs (worlds weighted by
-    their number of runs, as the plain mean over runs is).
+    has no per-image scores). Runs are drawn with replacement within each world, from the
+    row's own stream, worlds in sorted order.
     """
     rng = stream("runs", row_key)
-    total = np.zeros(replicates)
-    n = 0
+    out = {}
     for world in sorted(runs_by_world):
         values = np.stack(runs_by_world[world])            # [runs, R]
         k = values.shape[0]
         picks = rng.integers(0, k, size=(replicates, k))   # [R, runs]
-        total += values[picks, np.arange(replicates)[:, None]].sum(axis=1)
-        n += k
-    return total / n
+        out[world] = values[picks, np.arange(replicates)[:, None]].mean(axis=1)
+    return out
+

@@ -9,7 +9,8 @@ profile. Each group gets a page with
   runs with a 95% bootstrap interval over runs and test images (:mod:`harness.bootstrap`),
   the number of runs, the share of the random-to-supervised distance each row recovers,
   ``(row - random) / (supervised - random)``, and the paired difference to the random-init
-  row, against the random-init and supervised rows of the same backbone and evaluators;
+  row, against the random-init and supervised rows of the same backbone and evaluators
+  (both on the worlds the compared rows share);
 - a per-world table of Head and All when the runs come from several toy worlds;
 - Table-2 style per-class AP tables (Head and All);
 - plots when the records hold a sweep: mAP against k per backbone, and comparisons of
@@ -75,6 +76,10 @@ class Stat:
         return cls(statistics.fmean(vals), len(vals)) if vals else None
 
 
+#: the mark of a difference taken on fewer worlds than one of its rows ran
+PARTIAL_MARK = "§"
+PARTIAL_NOTE = ("§ on the worlds both rows ran, fewer than one of them ran (the per-world "
+                "tables show which): the rows' own means above are over all their runs.")
 #: footnote marks of intervals that resample less than runs and test images
 MARKS = {"runs": "†", "test images": "‡"}
 FOOTNOTES = {
@@ -83,12 +88,19 @@ FOOTNOTES = {
                     "(it says nothing about another seed)."),
     "": ("Values without an interval have no per-image test scores and at most one run on "
          "each world: nothing to resample."),
+    "partial": PARTIAL_NOTE,
 }
+
+
+def _world_weights(counts: Mapping[str, int], worlds: list[str]) -> dict[str, float]:
+    """Weights of ``worlds`` proportional to a row's runs on each (summing to 1)."""
+    total = sum(counts[w] for w in worlds)
+    return {w: counts[w] / total for w in worlds}
 
 
 def _covers(images: bool, repeats_a_world: bool) -> str:
     """What an interval resamples: runs only where some world has several, since runs are
-    drawn within each world (:func:`harness.bootstrap.row_replicates`)."""
+    drawn within each world (:func:`harness.bootstrap.world_replicates`)."""
     if images:
         return "runs and test images" if repeats_a_world else "test images"
     return "runs"
@@ -99,10 +111,11 @@ def _fmt_interval(iv: "bootstrap.Interval | None", signed: bool = False) -> str:
     if iv is None:
         return DASH
     f = "{:+.1f}" if signed else "{:.1f}"
+    mark = PARTIAL_MARK if iv.partial else ""
     if not iv.has_interval:
-        return f.format(iv.mean)
+        return f.format(iv.mean) + mark
     return (f"{f.format(iv.mean)} [{f.format(iv.lo)}, {f.format(iv.hi)}]"
-            f"{MARKS.get(iv.covers, '')}")
+            f"{MARKS.get(iv.covers, '')}{mark}")
 
 
 def _pct(share: float | None) -> str:
@@ -270,6 +283,18 @@ class Row:
         worlds = [r.world for r in self.runs_of(evaluator)]
         return len(worlds) > len(set(worlds))
 
+    def world_counts(self, evaluator: str) -> dict[str, int]:
+        """How many runs of ``evaluator`` the row has on each world."""
+        counts: dict[str, int] = defaultdict(int)
+        for r in self.runs_of(evaluator):
+            counts[r.world] += 1
+        return dict(counts)
+
+    def world_mean(self, evaluator: str, world: str) -> float:
+        """The row's mean of ``evaluator`` over its runs on ``world``."""
+        return statistics.fmean(r.map(evaluator) for r in self.runs_of(evaluator)
+                                if r.world == world)
+
     def class_means(self, evaluator: str) -> dict[str, float | None] | None:
         aps = [a for a in (r.ap(evaluator) for r in self.runs) if a is not None]
         if not aps:
@@ -340,13 +365,14 @@ class Group:
             self._run_reps[key] = bootstrap.weighted_map(scores, resamples.weights)
         return self._run_reps[key]
 
-    def _row_replicates(self, row: Row, evaluator: str, images: bool):
+    def _world_replicates(self, row: Row, evaluator: str, images: bool):
+        """The bootstrap distribution of the row's mean on each world it ran."""
         key = (row.first.row_key, evaluator, images)
         if key not in self._row_reps:
             by_world: dict[str, list] = defaultdict(list)
             for run in row.runs_of(evaluator):
                 by_world[run.world].append(self._run_replicates(run, evaluator, images))
-            self._row_reps[key] = bootstrap.row_replicates(row.first.row_key, by_world)
+            self._row_reps[key] = bootstrap.world_replicates(row.first.row_key, by_world)
         return self._row_reps[key]
 
     def interval(self, row: Row, evaluator: str) -> "bootstrap.Interval | None":
@@ -359,29 +385,39 @@ class Group:
             # runs are resampled within each world: with one run per world and no per-image
             # scores there is nothing to resample, and a zero-width interval would mislead
             return bootstrap.Interval(stat.mean, None, None, stat.n, "")
-        lo, hi = bootstrap.interval(stat.mean, self._row_replicates(row, evaluator, images),
-                                   images)
+        counts = row.world_counts(evaluator)
+        per_world = self._world_replicates(row, evaluator, images)
+        reps = sum(counts[w] * per_world[w] for w in counts) / sum(counts.values())
+        lo, hi = bootstrap.interval(stat.mean, reps, images)
         return bootstrap.Interval(stat.mean, lo, hi, stat.n,
                                   _covers(images, row.repeats_a_world(evaluator)))
 
     def difference(self, row: Row, base: Row, evaluator: str) -> "bootstrap.Interval | None":
-        """``row`` minus ``base`` (means over runs) with a paired 95% interval: each
-        replicate scores both rows on the same image resample of each world, their runs
-        drawn independently. Without per-image scores for both, runs only."""
-        a, b = row.stat(evaluator), base.stat(evaluator)
-        if a is None or b is None:
+        """``row`` minus ``base`` with a paired 95% interval, on the worlds both ran: the
+        difference of their means on each such world, weighted by ``row``'s runs there
+        (so it is the difference of the two means when both ran the same worlds equally
+        often). Each replicate scores both rows on the same image resample of each world,
+        their runs drawn independently. Without per-image scores for both, runs only."""
+        counts_a, counts_b = row.world_counts(evaluator), base.world_counts(evaluator)
+        shared = sorted(set(counts_a) & set(counts_b))
+        if not shared:
             return None
-        mean = a.mean - b.mean
+        weights = _world_weights(counts_a, shared)
+        mean = sum(weights[w] * (row.world_mean(evaluator, w) - base.world_mean(evaluator, w))
+                   for w in shared)
+        partial = set(counts_a) != set(counts_b)
+        n_a, n_b = (sum(c[w] for w in shared) for c in (counts_a, counts_b))
         if row is base:                     # the baseline's own row: +0.0 by definition
-            return bootstrap.Interval(mean, None, None, a.n, "baseline")
+            return bootstrap.Interval(mean, None, None, n_a, "baseline")
         images = row.has_scores(evaluator) and base.has_scores(evaluator)
-        if a.n == 1 and b.n == 1 and not images:
-            return bootstrap.Interval(mean, None, None, 1, "")
-        reps = (self._row_replicates(row, evaluator, images)
-                - self._row_replicates(base, evaluator, images))
+        if n_a == 1 and n_b == 1 and not images:
+            return bootstrap.Interval(mean, None, None, 1, "", partial)
+        reps_a = self._world_replicates(row, evaluator, images)
+        reps_b = self._world_replicates(base, evaluator, images)
+        reps = sum(weights[w] * (reps_a[w] - reps_b[w]) for w in shared)
         lo, hi = bootstrap.interval(mean, reps, images)
-        repeats = row.repeats_a_world(evaluator) or base.repeats_a_world(evaluator)
-        return bootstrap.Interval(mean, lo, hi, min(a.n, b.n), _covers(images, repeats))
+        repeats = any(counts_a[w] > 1 or counts_b[w] > 1 for w in shared)
+        return bootstrap.Interval(mean, lo, hi, min(n_a, n_b), _covers(images, repeats), partial)
 
     @property
     def n_runs(self) -> int:
@@ -404,13 +440,20 @@ class Group:
         return None if lo is None else self.difference(row, lo, evaluator)
 
     def recovered(self, row: Row, evaluator: str) -> float | None:
+        """``(row - random) / (supervised - random)`` on the worlds all three rows ran,
+        each world weighted by ``row``'s runs there."""
         lo, hi = self.baseline(row, "random"), self.baseline(row, "supervised")
         if lo is None or hi is None:
             return None
-        vals = [x.stat(evaluator) for x in (row, lo, hi)]
-        if any(v is None for v in vals):
+        counts = row.world_counts(evaluator)
+        shared = sorted(set(counts) & set(lo.world_counts(evaluator))
+                        & set(hi.world_counts(evaluator)))
+        if not shared:
             return None
-        return paper_tables.recovered_share(*(v.mean for v in vals))
+        weights = _world_weights(counts, shared)
+        value, random, supervised = (
+            sum(weights[w] * x.world_mean(evaluator, w) for w in shared) for x in (row, lo, hi))
+        return paper_tables.recovered_share(value, random, supervised)
 
 
 def group_records(records: Iterable[Mapping[str, Any]],
@@ -505,6 +548,8 @@ def group_table1(group: Group, covers: set[str] | None = None) -> str:
     def cell(iv, signed=False):
         if iv is not None and iv.covers in FOOTNOTES:
             covers.add(iv.covers)
+        if iv is not None and iv.partial:
+            covers.add("partial")
         return _fmt_interval(iv, signed)
 
     rows = []
@@ -539,7 +584,8 @@ def interval_text(group: Group) -> str:
             f"(with replacement, recomputing Table 1's AP formula on the resampled set). "
             f"Every row on a world uses the same image resamples, so the differences "
             f"\"Head − random\" and \"All − random\" are paired: both rows are scored on the "
-            f"same resampled images, their runs drawn independently. The interval covers "
+            f"same resampled images, their runs drawn independently, on the worlds both "
+            f"rows ran (each weighted by the row's runs there). The interval covers "
             f"run-to-run variation (pretext and evaluation seeds) and the sampling of the "
             f"test images; it does not cover the choice of worlds, which the per-world "
             f"table shows.")
@@ -824,7 +870,7 @@ def group_page(group: Group, plot_files: list[str]) -> str:
         out += ["Toy-world numbers: not comparable with VOC07 or with the paper's rows "
                 "(see [the reported tables](README.md#reported-by-the-paper)).", ""]
     out += ["## Table 1: Head and All mAP", "", table1, ""]
-    notes = [FOOTNOTES[c] for c in ("runs", "test images", "") if c in covers]
+    notes = [FOOTNOTES[c] for c in ("runs", "test images", "", "partial") if c in covers]
     if notes:
         out += [" ".join(notes), ""]
     if k.downstream == "voc07":            # reported rows sit in this table
@@ -927,7 +973,8 @@ def index_page(groups: list[Group], frozen=None, n_archived: int = 0,
                          _fmt_interval(g.gain(best, ALL), True) if best else DASH])
         out += [_table(["table", "dataset", "preset", "profile", "configurations", "runs",
                         "best sound row (Head)", "its Head − random", "its All − random"],
-                       rows, align="llllrrlrr"), ""]
+                       rows, align="llllrrlrr"), "",
+                "Intervals and their marks (†, ‡, §) are explained on each table's page.", ""]
     else:
         under = " under the frozen protocol" if frozen is not None else ""
         out += [f"No result records{under} yet: run `harness run ... --results "

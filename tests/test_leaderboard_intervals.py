@@ -255,3 +255,28 @@ def test_image_bootstrap_interval_is_centred_on_the_observed_map_despite_aps_res
     p_lo, p_hi = bootstrap.percentile_interval(reps)
     assert hi - lo == pytest.approx(p_hi - p_lo)          # same width, reflected about it
     assert (lo + hi) / 2 < observed < (p_lo + p_hi) / 2
+
+
+def test_differences_and_shares_are_taken_on_the_worlds_both_rows_ran():
+    """A row missing a world its baseline ran is compared on the shared worlds only (and
+    marked), so a baseline's extra world cannot shift "row − random"."""
+    pairs = [toy_record("random", seed=0, world=w, quality=q)
+             for w, q in ((0, 0.3), (1, 0.3), (2, 2.0))]          # world 2: an easy world
+    pairs += [toy_record("supervised", seed=0, world=w, quality=2.5) for w in (0, 1, 2)]
+    pairs += [toy_record("sound", seed=0, world=w, quality=1.5) for w in (0, 1)]
+    head = {(r["config"]["init"], r["config"]["world_seed"]): r["metrics"]["voc07_linear"]["value"]
+            for r, _ in pairs}
+    shared = np.mean([head["sound", w] - head["random", w] for w in (0, 1)])
+    pooled = np.mean([head["sound", w] for w in (0, 1)]) - np.mean(
+        [head["random", w] for w in (0, 1, 2)])
+    assert round(shared, 1) != round(pooled, 1)                   # the test can tell them apart
+    page = page_of(board_of(pairs))
+    sound = table1_line(page, "sound: mfcc k=15 alexnet")
+    mean, lo, hi, _ = _cell(sound[7].rstrip("§"))
+    assert sound[7].endswith("§") and mean == round(float(shared), 1) and lo < mean < hi
+    share = np.mean([head["sound", w] - head["random", w] for w in (0, 1)]) / np.mean(
+        [head["supervised", w] - head["random", w] for w in (0, 1)])
+    assert sound[5] == f"{100 * share:.0f}%"
+    assert "on the worlds both rows ran" in page
+    # the supervised row ran every world random ran: no mark
+    assert not table1_line(page, "supervised alexnet")[7].endswith("§")
