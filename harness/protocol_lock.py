@@ -107,9 +107,10 @@ class FrozenProtocol:
         return {name: e["fingerprint"] for name, e in sorted(self.evaluators.items())}
 
     def is_current(self, record: Mapping[str, Any]) -> bool:
-        """Whether every evaluator of ``record`` ran under the frozen protocol."""
-        frozen = self.fingerprints()
-        return all(frozen.get(name) == fp for name, fp in record_fingerprints(record).items())
+        """Whether ``record`` ran exactly the frozen evaluators, each under its frozen
+        protocol (a record missing one would leave a gap in that evaluator's table)."""
+        frozen, mine = self.fingerprints(), record_fingerprints(record)
+        return set(mine) == set(frozen) and all(frozen[name] == fp for name, fp in mine.items())
 
     def why_superseded(self, record: Mapping[str, Any]) -> str:
         """What differs between ``record`` and the frozen protocol, in a few words."""
@@ -131,7 +132,11 @@ class FrozenProtocol:
             reasons.append("data: " + ", ".join(changed) + " differ")
         elif "profile" in changed:
             reasons.append("profile differs")
-        for name, m in sorted(metrics_entries(record).items()):
+        entries = metrics_entries(record)
+        missing = sorted(set(self.evaluators) - set(entries))
+        if missing:
+            reasons.append("no " + ", ".join(missing))
+        for name, m in sorted(entries.items()):
             frozen = self.evaluators.get(name)
             if frozen is None:
                 reasons.append(f"{name} is not in the frozen protocol")
@@ -197,6 +202,14 @@ def current_protocol(profile_name: str, evaluators: Iterable[str] = DEFAULT_EVAL
                         "fingerprint": evaluator_fingerprint(name, protocol, profile.name,
                                                              data)}
     return FrozenProtocol(profile=profile.name, data=data, evaluators=frozen)
+
+
+def frozen_for_results(results: str | os.PathLike) -> tuple[Path, FrozenProtocol] | None:
+    """The frozen protocol that governs a results folder: ``PROTOCOL.json`` beside it (the
+    leaderboard's layout, ``leaderboards/results`` and ``leaderboards/PROTOCOL.json``)."""
+    path = Path(results).parent / PROTOCOL_FILE
+    frozen = read_frozen(path)
+    return None if frozen is None else (path, frozen)
 
 
 def read_frozen(path: str | os.PathLike) -> FrozenProtocol | None:

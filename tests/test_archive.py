@@ -77,6 +77,23 @@ def test_fingerprint_ignores_seeds_and_worlds_but_not_the_protocol(frozen):
     assert not frozen.is_current(other_profile)
 
 
+def test_a_record_missing_a_frozen_evaluator_is_not_current(tmp_path, frozen):
+    """A record with fewer evaluators than the frozen protocol would leave a hole in the
+    missing evaluator's table: it is superseded, and says which it lacks; a run writing
+    to the leaderboard's results folder gets the frozen evaluators by default."""
+    from harness.cli.run import default_evaluators
+
+    wider = copy.deepcopy(frozen)
+    wider.evaluators["knn"] = {"params": {}, "protocol": {"k": 20}, "fingerprint": "0" * 64}
+    record, _ = current_record(frozen)
+    assert frozen.is_current(record) and not wider.is_current(record)
+    assert "no knn" in wider.why_superseded(record)
+    write_frozen(tmp_path / PROTOCOL_FILE, wider)
+    assert default_evaluators(tmp_path / "results") == ("voc07_linear", "voc07_full", "knn")
+    assert default_evaluators(tmp_path / "elsewhere" / "results") == ("voc07_linear",
+                                                                      "voc07_full")
+
+
 def test_the_archived_records_are_superseded_and_say_why(frozen):
     """Every archived record differs from any freeze of today's protocol: those made
     before the sealed test split say so; the later ones name what changed since."""

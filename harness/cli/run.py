@@ -16,8 +16,9 @@ from harness.cli.params import parse_params
 from harness.profiles import ProfileName
 
 _RESULTS_HELP = "Folder for result records (the committed leaderboard's live in leaderboards/results)."
-_EVAL_HELP = ("Evaluator plugin (repeat the option); default: voc07_linear and voc07_full "
-              "(Table 1's Head and All).")
+_EVAL_HELP = ("Evaluator plugin (repeat the option); default: the evaluators of the "
+              "protocol frozen beside --results (its parent's PROTOCOL.json), else "
+              "voc07_linear and voc07_full (Table 1's Head and All).")
 _WORLD_HELP = ("Seed of the toy world's clips and toy VOC (another sample of the same world); "
                "ignored with --clips and --voc.")
 _EVAL_PARAM_HELP = "NAME=VALUE for every evaluator (repeatable), e.g. iterations=100, preset=deepcluster."
@@ -39,10 +40,27 @@ class Init(str, Enum):
 
 
 def _config(**kw):
-    from harness.pipeline import DEFAULT_EVALUATORS, RunConfig
+    from harness.pipeline import RunConfig
 
-    kw["evaluators"] = tuple(kw.get("evaluators") or DEFAULT_EVALUATORS)
+    kw["evaluators"] = tuple(kw.get("evaluators") or default_evaluators(kw["results"]))
     return RunConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+def default_evaluators(results: Path) -> tuple[str, ...]:
+    """The evaluators a run writing to ``results`` gets when ``--eval`` is not given: those
+    of the protocol frozen beside it, so that its records are current there (Head and All
+    first); otherwise Table 1's Head and All."""
+    from harness.pipeline import DEFAULT_EVALUATORS
+    from harness.protocol_lock import frozen_for_results
+
+    found = frozen_for_results(results)
+    if found is None:
+        return DEFAULT_EVALUATORS
+    path, frozen = found
+    names = [n for n in DEFAULT_EVALUATORS if n in frozen.evaluators]
+    names += [n for n in frozen.evaluators if n not in names]
+    typer.echo(f"evaluators of the protocol frozen in {path}: {', '.join(names)}")
+    return tuple(names)
 
 
 def run(
