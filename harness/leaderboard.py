@@ -392,13 +392,18 @@ class Group:
         return bootstrap.Interval(stat.mean, lo, hi, stat.n,
                                   _covers(images, row.repeats_a_world(evaluator)))
 
-    def difference(self, row: Row, base: Row, evaluator: str) -> "bootstrap.Interval | None":
-        """``row`` minus ``base`` with a paired 95% interval, on the worlds both ran: the
-        difference of their means on each such world, weighted by ``row``'s runs there
-        (so it is the difference of the two means when both ran the same worlds equally
-        often). Each replicate scores both rows on the same image resample of each world,
-        their runs drawn independently. Without per-image scores for both, runs only."""
+    def difference(self, row: Row, base: Row, evaluator: str,
+                   world: str | None = None) -> "bootstrap.Interval | None":
+        """``row`` minus ``base`` with a paired 95% interval, on the worlds both ran (or on
+        ``world`` alone): the difference of their means on each such world, weighted by
+        ``row``'s runs there (so it is the difference of the two means when both ran the
+        same worlds equally often). Each replicate scores both rows on the same image
+        resample of each world, their runs drawn independently. Without per-image scores
+        for both, runs only."""
         counts_a, counts_b = row.world_counts(evaluator), base.world_counts(evaluator)
+        if world is not None:
+            counts_a = {world: counts_a[world]} if world in counts_a else {}
+            counts_b = {world: counts_b[world]} if world in counts_b else {}
         shared = sorted(set(counts_a) & set(counts_b))
         if not shared:
             return None
@@ -621,7 +626,8 @@ def world_tables(group: Group) -> str | None:
                 elif there is None or base is row:
                     cells.append(f"{here.mean:.1f}")
                 else:
-                    cells.append(f"{here.mean:.1f} ({here.mean - there.mean:+.1f})")
+                    gap = group.difference(row, base, ev, world)
+                    cells.append(f"{here.mean:.1f} ({_fmt_interval(gap, True)})")
             counts = "/".join(str(sum(r.world == w for r in row.runs)) for w, _, _ in worlds)
             rows.append([row.label, *cells, counts])
         headers = ["method", *(f"world {ws if ws is not None else '?'}" for _, ws, _ in worlds),
@@ -881,9 +887,10 @@ def group_page(group: Group, plot_files: list[str]) -> str:
                 f"superseded by newer runs of the same configuration.", ""]
     worlds = world_tables(group)
     if worlds:
-        out += ["## Per world", "", "Mean over each row's runs on one world; in brackets "
-                "the difference to the random-init row on the same world (same test "
-                "images).", "", worlds, ""]
+        out += ["## Per world", "", "Mean over each row's runs on one world; in "
+                "parentheses the difference to the random-init row on the same world (same "
+                "test images) with its paired 95% interval, marked as in Table 1 (‡: one run "
+                "of each row there, so test images only).", "", worlds, ""]
     if k.downstream == "toy-voc":
         out += toy_framing()
     for panel, ev in PANELS.items():

@@ -146,6 +146,10 @@ def test_rows_pool_worlds_and_show_paired_intervals_over_runs_and_images():
     assert "world 0" in per_world and "world 1" in per_world
     line = next(l for l in per_world.splitlines() if l.startswith("| sound: mfcc"))
     assert line.count("(+") == 2 and "3/3" in line
+    # ... with the paired interval on that world, which excludes 0 here
+    for cell in line.split("|")[2:4]:
+        gap = _cell(cell.split("(", 1)[1].rstrip(") "))
+        assert 0 < gap[1] < gap[0] < gap[2]
 
 
 def test_identical_rows_differ_by_exactly_zero_because_they_share_image_resamples():
