@@ -424,7 +424,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         raise BadInputError("--eval: name at least one evaluator")
     evaluators = [registry.create("evaluator", name, **evaluator_params(config, name))
                   for name in config.evaluators]
-    timer = StageTimer()
+    timer = StageTimer(echo=echo)
 
     with timer.stage("data"):
         clips_root = dataset = None

@@ -45,7 +45,7 @@ import time
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from harness.errors import BadInputError, HarnessError
 
@@ -161,10 +161,16 @@ def dataset_identity(dataset: Any, kind: str, path: str | os.PathLike | None = N
 
 
 class StageTimer:
-    """Wall-clock seconds per named stage: ``with timer.stage("pretrain"): ...``."""
+    """Wall-clock seconds per named stage: ``with timer.stage("pretrain"): ...``.
 
-    def __init__(self) -> None:
+    With ``echo``, each stage that completes says so in one line with its time and the
+    clock (``pretrain: 270.4 s (at 21:56:02)``), so a run's log shows where it is even with
+    progress bars off or output going to a file.
+    """
+
+    def __init__(self, echo: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.echo = echo
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -172,7 +178,10 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            took = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + took
+        if self.echo is not None:
+            self.echo(f"{name}: {took:.1f} s (at {datetime.now():%H:%M:%S})")
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -279,6 +279,17 @@ def test_stage_timer_accumulates():
     assert set(timer.seconds) == {"a"} and timer.seconds["a"] >= 0
 
 
+def test_stage_timer_says_when_each_stage_completes():
+    lines = []
+    timer = records.StageTimer(echo=lines.append)
+    with timer.stage("pretrain"):
+        pass
+    with pytest.raises(RuntimeError):
+        with timer.stage("voc07_linear"):
+            raise RuntimeError("stage failed")
+    assert len(lines) == 1 and lines[0].startswith("pretrain: 0.0 s (at ")
+
+
 def test_dataset_identity_lists_every_clip(tmp_path):
     from harness.clips import ClipDataset, write_dataset
     from PIL import Image
