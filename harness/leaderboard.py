@@ -295,6 +295,11 @@ class Row:
         return statistics.fmean(r.map(evaluator) for r in self.runs_of(evaluator)
                                 if r.world == world)
 
+    def weighted_mean(self, evaluator: str, weights: Mapping[str, float]) -> float:
+        """The row's per-world means of ``evaluator`` weighted by ``weights`` (world ->
+        weight, summing to 1)."""
+        return sum(w * self.world_mean(evaluator, world) for world, w in weights.items())
+
     def class_means(self, evaluator: str) -> dict[str, float | None] | None:
         aps = [a for a in (r.ap(evaluator) for r in self.runs) if a is not None]
         if not aps:
@@ -386,8 +391,9 @@ class Group:
             # scores there is nothing to resample, and a zero-width interval would mislead
             return bootstrap.Interval(stat.mean, None, None, stat.n, "")
         counts = row.world_counts(evaluator)
+        weights = _world_weights(counts, list(counts))
         per_world = self._world_replicates(row, evaluator, images)
-        reps = sum(counts[w] * per_world[w] for w in counts) / sum(counts.values())
+        reps = sum(w * per_world[world] for world, w in weights.items())
         lo, hi = bootstrap.interval(stat.mean, reps, images)
         return bootstrap.Interval(stat.mean, lo, hi, stat.n,
                                   _covers(images, row.repeats_a_world(evaluator)))
@@ -408,8 +414,7 @@ class Group:
         if not shared:
             return None
         weights = _world_weights(counts_a, shared)
-        mean = sum(weights[w] * (row.world_mean(evaluator, w) - base.world_mean(evaluator, w))
-                   for w in shared)
+        mean = row.weighted_mean(evaluator, weights) - base.weighted_mean(evaluator, weights)
         partial = set(counts_a) != set(counts_b)
         n_a, n_b = (sum(c[w] for w in shared) for c in (counts_a, counts_b))
         if row is base:                     # the baseline's own row: +0.0 by definition
@@ -456,9 +461,8 @@ class Group:
         if not shared:
             return None
         weights = _world_weights(counts, shared)
-        value, random, supervised = (
-            sum(weights[w] * x.world_mean(evaluator, w) for w in shared) for x in (row, lo, hi))
-        return paper_tables.recovered_share(value, random, supervised)
+        return paper_tables.recovered_share(*(x.weighted_mean(evaluator, weights)
+                                              for x in (row, lo, hi)))
 
 
 def group_records(records: Iterable[Mapping[str, Any]],
