@@ -34,7 +34,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from tabulate import tabulate
 
@@ -380,23 +380,51 @@ class Group:
             self._row_reps[key] = bootstrap.world_replicates(row.first.row_key, by_world)
         return self._row_reps[key]
 
-    def interval(self, row: Row, evaluator: str) -> "bootstrap.Interval | None":
-        """The row's mean over runs with its 95% interval (see :mod:`harness.bootstrap`)."""
-        stat = row.stat(evaluator)
-        if stat is None:
+    def interval(self, row: Row, evaluator: str, worlds: Collection[str] | None = None
+                 ) -> "bootstrap.Interval | None":
+        """The row's mean over runs with its 95% interval (see :mod:`harness.bootstrap`),
+        over its runs on ``worlds`` only when given (None when it ran none of them)."""
+        counts = row.world_counts(evaluator)
+        if worlds is not None:
+            counts = {w: c for w, c in counts.items() if w in worlds}
+        if not counts:
             return None
+        weights = _world_weights(counts, list(counts))
+        n = sum(counts.values())
+        # every run: the plain mean over runs (equal to the weighted one, summed in one pass)
+        mean = (row.stat(evaluator).mean if worlds is None
+                else row.weighted_mean(evaluator, weights))
         images = row.has_scores(evaluator)
-        if not images and not row.repeats_a_world(evaluator):
+        repeats = any(c > 1 for c in counts.values())
+        if not images and not repeats:
             # runs are resampled within each world: with one run per world and no per-image
             # scores there is nothing to resample, and a zero-width interval would mislead
-            return bootstrap.Interval(stat.mean, None, None, stat.n, "")
-        counts = row.world_counts(evaluator)
-        weights = _world_weights(counts, list(counts))
+            return bootstrap.Interval(mean, None, None, n, "")
         per_world = self._world_replicates(row, evaluator, images)
         reps = sum(w * per_world[world] for world, w in weights.items())
-        lo, hi = bootstrap.interval(stat.mean, reps, images)
-        return bootstrap.Interval(stat.mean, lo, hi, stat.n,
-                                  _covers(images, row.repeats_a_world(evaluator)))
+        lo, hi = bootstrap.interval(mean, reps, images)
+        return bootstrap.Interval(mean, lo, hi, n, _covers(images, repeats))
+
+    def shared_worlds(self, rows: Iterable[Row]) -> set[str] | None:
+        """The worlds on which every one of ``rows`` has runs of both VOC07 evaluators, so
+        that figures compared side by side in a plot come from the same worlds (None when
+        there is no such world: each row is then drawn on its own worlds)."""
+        sets = [set(row.world_counts(ev)) for row in rows for ev in PANELS.values()
+                if row.runs_of(ev)]
+        common = set.intersection(*sets) if sets else set()
+        return common or None
+
+    def world_names(self, worlds: Collection[str] | None) -> str:
+        """``"worlds 0, 1, 2"`` / ``"world 0"``: the toy worlds among ``worlds`` by seed,
+        "different worlds" for None (no world shared), "" when the group has one world."""
+        known = self.worlds
+        if len(known) < 2:
+            return ""
+        if worlds is None:
+            return "different worlds"
+        seeds = [str(seed if seed is not None else key[:8]) for key, seed, _ in known
+                 if key in worlds]
+        return f"world{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
 
     def difference(self, row: Row, base: Row, evaluator: str,
                    world: str | None = None) -> "bootstrap.Interval | None":
@@ -689,10 +717,11 @@ def _num_int(value: int | None) -> str:
 
 
 # --------------------------------------------------------------------------- plots (data)
-def _point(group: Group, row: Row, evaluator: str) -> dict[str, Any] | None:
-    """A plotted value: the mean, and its 95% interval when the row has two runs or more
-    (a single run is drawn as a bare marker)."""
-    iv = group.interval(row, evaluator)
+def _point(group: Group, row: Row, evaluator: str,
+           worlds: Collection[str] | None = None) -> dict[str, Any] | None:
+    """A plotted value: the mean on ``worlds`` (default: all the row's), and its 95%
+    interval when there are two runs or more (a single run is drawn as a bare marker)."""
+    iv = group.interval(row, evaluator, worlds)
     if iv is None:
         return None
     bars = iv.has_interval and iv.n > 1
@@ -700,12 +729,13 @@ def _point(group: Group, row: Row, evaluator: str) -> dict[str, Any] | None:
             "hi": round(iv.hi, 6) if bars else None, "n": iv.n}
 
 
-def _series_points(group: Group, rows: list[Row]) -> dict[str, list[dict[str, Any]]]:
+def _series_points(group: Group, rows: list[Row],
+                   worlds: Collection[str] | None) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for panel, ev in PANELS.items():
         pts = []
         for row in sorted(rows, key=lambda r: r.first.k):
-            point = _point(group, row, ev)
+            point = _point(group, row, ev, worlds)
             if point is not None:
                 pts.append({"k": row.first.k, **point})
         out[panel] = pts
@@ -713,6 +743,14 @@ def _series_points(group: Group, rows: list[Row]) -> dict[str, list[dict[str, An
 
 
 _PLOT_NOTE = "95% bootstrap intervals over runs and test images; single runs: bare markers"
+
+
+def _on_worlds(group: Group, worlds: Collection[str] | None) -> str:
+    """The title's note of which worlds a plot's figures come from."""
+    names = group.world_names(worlds)
+    if not names:
+        return ""
+    return "; rows on different worlds" if worlds is None else f"; on {names}, which every row ran"
 
 
 def k_sweep_plot(group: Group) -> dict[str, Any] | None:
@@ -727,22 +765,29 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
              if len({r.first.k for r in rows}) >= 2 and len({r.first.k for r in rows}) == len(rows)}
     if not swept:
         return None
-    data_series, backbones = [], {}
+    backbones = {}
+    for key in sorted(swept, key=lambda k: tuple(str(x) for x in k)):
+        backbones[swept[key][0].first.backbone_name] = swept[key][0]
+    lines = [(init, b) for name in sorted(backbones) for init in ("random", "supervised")
+             if (b := group.baseline(backbones[name], init)) is not None]
+    # every point and line on the worlds all of them ran: a k run on one world beside a
+    # k run on three would otherwise differ by the worlds as much as by k
+    worlds = group.shared_worlds([*(r for rows in swept.values() for r in rows),
+                                  *(b for _, b in lines)])
+    data_series = []
     for key in sorted(swept, key=lambda k: tuple(str(x) for x in k)):
         rows = swept[key]
         label = base_label(rows[0].first).replace(f" k={rows[0].first.k}", "")
-        data_series.append({"label": label, "points": _series_points(group, rows)})
-        backbones[rows[0].first.backbone_name] = rows[0]
+        data_series.append({"label": label, "points": _series_points(group, rows, worlds)})
     baselines = []
-    for name in sorted(backbones):
-        for init in ("random", "supervised"):
-            b = group.baseline(backbones[name], init)
-            if b is not None:
-                baselines.append({"label": b.label, "init": init,
-                                  "values": {p: (None if b.stat(ev) is None
-                                                 else round(b.stat(ev).mean, 6))
-                                             for p, ev in PANELS.items()}})
-    return {"title": f"{group.key.title}: mAP vs number of clusters ({_PLOT_NOTE})",
+    for init, b in lines:
+        values = {}
+        for panel, ev in PANELS.items():
+            iv = group.interval(b, ev, worlds)
+            values[panel] = None if iv is None else round(iv.mean, 6)
+        baselines.append({"label": b.label, "init": init, "values": values})
+    return {"title": (f"{group.key.title}: mAP vs number of clusters ({_PLOT_NOTE}"
+                      f"{_on_worlds(group, worlds)})"),
             "panels": list(PANELS),
             "series": data_series, "baselines": baselines}
 
@@ -778,17 +823,23 @@ def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
     setting_labels = [s[0] for s in settings]
     if len(set(setting_labels)) != len(setting_labels):  # same label, different config
         setting_labels = [f"{s[0]} [{digest(s)[:4]}]" for s in settings]
+    # the bars of one setting on the worlds all of them ran, named under the setting
+    worlds = {s: group.shared_worlds(keep[s].values()) for s in settings}
+    names = [group.world_names(worlds[s]) for s in settings]
+    setting_labels = [f"{label}\n({name})" if name else label
+                      for label, name in zip(setting_labels, names)]
     variants = sorted({v for s in settings for v in keep[s]})
     values = {}
     for panel, ev in PANELS.items():
         values[panel] = {}
         for s, s_label in zip(settings, setting_labels):
             for v, row in keep[s].items():
-                point = _point(group, row, ev)
+                point = _point(group, row, ev, worlds[s])
                 if point is not None:
                     values[panel][f"{s_label}|{v}"] = point
     what = "sound representation" if varying == "repr" else "backbone"
-    return {"title": f"{group.key.title}: {what} comparison ({_PLOT_NOTE})",
+    note = "; each setting on the worlds all its bars ran" if len(group.worlds) > 1 else ""
+    return {"title": f"{group.key.title}: {what} comparison ({_PLOT_NOTE}{note})",
             "panels": list(PANELS),
             "varying": what, "settings": setting_labels, "variants": variants,
             "values": values}
@@ -908,8 +959,10 @@ def group_page(group: Group, plot_files: list[str]) -> str:
         out += ["## Other AP formulas", "", "VOC2007 11-point and VOC2010 (envelope) mAP, "
                 "mean over runs.", "", other, ""]
     if plot_files:
-        out += ["## Plots", "", f"Error bars: the 95% intervals of Table 1 (runs and test "
-                f"images); a configuration with a single run is a bare marker.", ""]
+        out += ["## Plots", "", "Error bars: 95% intervals as in Table 1 (runs and test "
+                "images); a configuration with a single run is a bare marker. Figures drawn "
+                "side by side come from the worlds all of them ran (named in the plot), so a "
+                "point or bar can differ from its row's mean over all worlds in Table 1.", ""]
         out += [f"![{name}]({name})" for name in plot_files]
         out += [""]
     out += ["## Runs", "", group_runs_table(group), ""]

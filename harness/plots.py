@@ -62,6 +62,13 @@ def render(kind: str, data: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def _suptitle(fig, title: str) -> None:
+    """The figure's title, wrapped to its width (a plot's title names what it averages)."""
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 150), fontsize=9)
+
+
 def _panels(fig, data):
     axes = fig.subplots(1, len(data["panels"]), squeeze=False)[0]
     return list(zip(axes, data["panels"]))
@@ -106,7 +113,7 @@ def _draw_k_sweep(fig, data: dict[str, Any]) -> None:
         ax.set_ylabel(f"{panel} mAP (%)")
         ax.set_title(f"{panel}: mAP vs k")
         ax.legend(fontsize=7)
-    fig.suptitle(data["title"], fontsize=9)
+    _suptitle(fig, data["title"])
 
 
 def _draw_compare(fig, data: dict[str, Any]) -> None:
@@ -138,7 +145,7 @@ def _draw_compare(fig, data: dict[str, Any]) -> None:
         ax.set_ylabel(f"{panel} mAP (%)")
         ax.set_title(f"{panel}: {data['varying']}")
         ax.legend(fontsize=7)
-    fig.suptitle(data["title"], fontsize=9)
+    _suptitle(fig, data["title"])
 
 
 def _draw_lowshot(fig, data: dict[str, Any]) -> None:
@@ -152,7 +159,7 @@ def _draw_lowshot(fig, data: dict[str, Any]) -> None:
     ax.set_xlabel("positives per class (k)")
     ax.set_ylabel("test mAP (%)")
     ax.legend(fontsize=7)
-    fig.suptitle(data["title"], fontsize=9)
+    _suptitle(fig, data["title"])
 
 
 def _draw_monitor(fig, data: dict[str, Any]) -> None:
@@ -164,7 +171,7 @@ def _draw_monitor(fig, data: dict[str, Any]) -> None:
     ax.set_xlabel("pretext epoch")
     ax.set_ylabel("VOC val mAP (%)")
     ax.legend(fontsize=7)
-    fig.suptitle(data["title"], fontsize=9)
+    _suptitle(fig, data["title"])
 
 
 def matplotlib_colors() -> list[str]:

@@ -46,12 +46,14 @@ def entry(scores: SplitScores) -> dict:
 
 
 def toy_record(init: str, *, seed: int, world: int, quality: float, n: int = 60,
-               with_scores: bool = True, rep: str = "mfcc", k: int = 15, tag: int = 0):
+               with_scores: bool = True, rep: str = "mfcc", k: int = 15, tag: int = 0,
+               backbone: str = "alexnet"):
     """A record of a run on toy world ``world`` (and its per-image scores)."""
-    key = ({"random": 1, "supervised": 2, "sound": 3}[init], seed, tag, k, len(rep))
+    key = ({"random": 1, "supervised": 2, "sound": 3}[init], seed, tag, k, len(rep),
+           len(backbone))
     scores = {"voc07_linear": run_scores(world, (*key, 0), quality, n),
               "voc07_full": run_scores(world, (*key, 1), quality + 0.5, n)}
-    cfg = {**config(init, seed=seed, k=k, repr_name=rep), "world_seed": world}
+    cfg = {**config(init, seed=seed, k=k, repr_name=rep, backbone=backbone), "world_seed": world}
     record = records.build_record(
         config=cfg,
         downstream={"kind": "toy-voc", "fingerprint": f"{world + 1:x}" * 64, "path": None,
@@ -227,6 +229,51 @@ def test_plots_draw_intervals_and_bare_single_runs():
     from harness import plots
 
     assert plots.render("k_sweep", data)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_compare_rows_on_the_worlds_they_all_ran():
+    """k = 15 and the baselines ran worlds 0 and 1, k = 5 and ResNet-18 world 0 only: each
+    plot draws every figure on world 0, where world 1 (an easy one here) cannot tilt it."""
+    pairs = []
+    for w, easy in ((0, 0.0), (1, 2.0)):
+        for s in (0, 1):
+            pairs.append(toy_record("random", seed=s, world=w, quality=0.3 + easy))
+            pairs.append(toy_record("supervised", seed=s, world=w, quality=2.5 + easy))
+            pairs.append(toy_record("sound", seed=s, world=w, quality=1.5 + easy))
+    pairs += [toy_record("sound", seed=s, world=0, quality=1.0, k=5) for s in (0, 1)]
+    pairs += [toy_record("sound", seed=s, world=0, quality=1.2, backbone="resnet18")
+              for s in (0, 1)]
+    head = {}
+    for r, _ in pairs:
+        cfg = r["config"]
+        key = (cfg["init"], cfg["labeler"]["params"]["k"] if cfg["labeler"] else None,
+               cfg["backbone"]["name"], cfg["world_seed"])
+        head.setdefault(key, []).append(r["metrics"]["voc07_linear"]["value"])
+    board = board_of(pairs)
+
+    _, sweep = next(v for n, v in board.plots.items() if n.endswith("k-sweep.png"))
+    (series,) = [s for s in sweep["series"] if "alexnet" in s["label"]]
+    points = {p["k"]: p for p in series["points"]["Head"]}
+    assert points[15]["mean"] == pytest.approx(np.mean(head["sound", 15, "alexnet", 0]))
+    assert points[15]["n"] == 2 and points[15]["lo"] < points[15]["mean"] < points[15]["hi"]
+    random_line = next(b for b in sweep["baselines"] if b["init"] == "random")
+    assert random_line["values"]["Head"] == pytest.approx(
+        np.mean(head["random", None, "alexnet", 0]))
+    assert "on world 0, which every row ran" in sweep["title"]
+
+    _, compare = next(v for n, v in board.plots.items() if n.endswith("backbone.png"))
+    (setting,) = compare["settings"]
+    assert setting.endswith("(world 0)")
+    bars = compare["values"]["Head"]
+    assert bars[f"{setting}|alexnet"]["mean"] == pytest.approx(
+        np.mean(head["sound", 15, "alexnet", 0]))
+    assert bars[f"{setting}|resnet18"]["mean"] == pytest.approx(
+        np.mean(head["sound", 15, "resnet18", 0]))
+    # the table still shows each row over all its runs
+    page = page_of(board)
+    sound = table1_line(page, "sound: mfcc k=15 alexnet")
+    assert _cell(sound[2])[0] == round(float(np.mean(
+        head["sound", 15, "alexnet", 0] + head["sound", 15, "alexnet", 1])), 1)
 
 
 def test_intervals_are_reproducible_bytes():
