@@ -793,25 +793,34 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
 
 
 def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
-    """Data of a grouped-bar comparison of sound rows that differ only in ``varying``.
+    """Data of a grouped-bar comparison of rows that differ only in ``varying``.
 
-    ``varying`` is "repr" (Figure 4: texture statistics vs MFCC) or "backbone" (Figure 3
-    left: AlexNet vs ResNet-18 at equal k). None unless two variants share a setting.
+    ``varying`` is "repr" (Figure 4: texture statistics vs MFCC, sound rows) or "backbone"
+    (Figure 3 left: AlexNet vs ResNet-18, for the random-init and supervised rows and each
+    sound row at equal k). None unless two variants share a setting.
     """
     cells: dict[tuple, dict[str, Row]] = defaultdict(dict)
     for row in group.rows:
         f = row.first
-        if f.init != "sound":
+        if f.init == "sound":
+            setting_label = (f"{f.backbone_name} k={f.k}" if varying == "repr"
+                             else f"{f.repr_name} k={f.k}")
+            if f.labeler_name and f.labeler_name != "kmeans":
+                setting_label += f" {f.labeler_name}"
+        elif varying == "backbone":
+            setting_label = base_label(f).replace(f" {f.backbone_name}", "")
+        else:
             continue
         variant = f.repr_name if varying == "repr" else f.backbone_name
-        setting_label = (f"{f.backbone_name} k={f.k}" if varying == "repr"
-                         else f"{f.repr_name} k={f.k}")
-        if f.labeler_name and f.labeler_name != "kmeans":
-            setting_label += f" {f.labeler_name}"
-        other = f.backbone_key if varying == "repr" else f.repr_name
-        setting = (setting_label, f.backbone_name if varying == "repr" else f.repr_name or "",
+        other = f.backbone_key if varying == "repr" else f.repr_name or ""
+        # the pretext recipe names its backbone, so backbones never share it: a backbone
+        # comparison pairs the rows of each backbone's own recipe (two recipes of one
+        # backbone in a setting make it ambiguous, and it is skipped below)
+        recipe = f.pretrain_key if varying == "repr" else ""
+        setting = (setting_label, _INIT_ORDER[f.init],
+                   f.backbone_name if varying == "repr" else f.repr_name or "",
                    f.labeler_name or "", f.k if f.k is not None else -1, other,
-                   f.evaluators_key, f.pretrain_key)
+                   f.evaluators_key, recipe)
         if variant in cells[setting]:  # two rows in one cell: ambiguous, skip the setting
             cells[setting][variant] = None
         else:

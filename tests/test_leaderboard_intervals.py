@@ -54,6 +54,8 @@ def toy_record(init: str, *, seed: int, world: int, quality: float, n: int = 60,
     scores = {"voc07_linear": run_scores(world, (*key, 0), quality, n),
               "voc07_full": run_scores(world, (*key, 1), quality + 0.5, n)}
     cfg = {**config(init, seed=seed, k=k, repr_name=rep, backbone=backbone), "world_seed": world}
+    if cfg["pretrain"]:                       # as in real records: the recipe names its net
+        cfg["pretrain"] = {**cfg["pretrain"], "backbone": backbone}
     record = records.build_record(
         config=cfg,
         downstream={"kind": "toy-voc", "fingerprint": f"{world + 1:x}" * 64, "path": None,
@@ -241,8 +243,9 @@ def test_plots_compare_rows_on_the_worlds_they_all_ran():
             pairs.append(toy_record("supervised", seed=s, world=w, quality=2.5 + easy))
             pairs.append(toy_record("sound", seed=s, world=w, quality=1.5 + easy))
     pairs += [toy_record("sound", seed=s, world=0, quality=1.0, k=5) for s in (0, 1)]
-    pairs += [toy_record("sound", seed=s, world=0, quality=1.2, backbone="resnet18")
-              for s in (0, 1)]
+    pairs += [toy_record(init, seed=s, world=0, quality=q, backbone="resnet18")
+              for s in (0, 1) for init, q in (("random", 0.2), ("supervised", 2.0),
+                                              ("sound", 1.2))]
     head = {}
     for r, _ in pairs:
         cfg = r["config"]
@@ -262,13 +265,14 @@ def test_plots_compare_rows_on_the_worlds_they_all_ran():
     assert "on world 0, which every row ran" in sweep["title"]
 
     _, compare = next(v for n, v in board.plots.items() if n.endswith("backbone.png"))
-    (setting,) = compare["settings"]
-    assert setting.endswith("(world 0)")
+    assert compare["settings"] == [f"{name}\n(world 0)"
+                                   for name in ("supervised", "random init", "mfcc k=15")]
     bars = compare["values"]["Head"]
-    assert bars[f"{setting}|alexnet"]["mean"] == pytest.approx(
-        np.mean(head["sound", 15, "alexnet", 0]))
-    assert bars[f"{setting}|resnet18"]["mean"] == pytest.approx(
-        np.mean(head["sound", 15, "resnet18", 0]))
+    for setting, key in zip(compare["settings"], (("supervised", None), ("random", None),
+                                                  ("sound", 15))):
+        for backbone in ("alexnet", "resnet18"):
+            assert bars[f"{setting}|{backbone}"]["mean"] == pytest.approx(
+                np.mean(head[(*key, backbone, 0)]))
     # the table still shows each row over all its runs
     page = page_of(board)
     sound = table1_line(page, "sound: mfcc k=15 alexnet")
