@@ -803,8 +803,9 @@ def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
     for row in group.rows:
         f = row.first
         if f.init == "sound":
-            setting_label = (f"{f.backbone_name} k={f.k}" if varying == "repr"
-                             else f"{f.repr_name} k={f.k}")
+            size = f"{f.size_name}={f.k}"                    # k=15, or bits=15 (pca_binary)
+            setting_label = (f"{f.backbone_name} {size}" if varying == "repr"
+                             else f"{f.repr_name} {size}")
             if f.labeler_name and f.labeler_name != "kmeans":
                 setting_label += f" {f.labeler_name}"
         elif varying == "backbone":

@@ -301,6 +301,12 @@ def test_a_binary_labeler_row_names_its_bits():
     rec["config"]["labeler"] = {"name": "pca_binary", "params": {"bits": 15, "seed": 0}}
     page = next(t for n, t in lb.build_leaderboard([rec]).markdown.items() if n != lb.INDEX)
     assert "sound: mfcc pca_binary bits=15 alexnet" in page and "k=15" not in page
+    # ... and so does the representation plot's setting, MFCC beside texture statistics
+    other = make("sound", repr_name="sound_texture", head=35.0)
+    other["config"]["labeler"] = rec["config"]["labeler"]
+    _, data = next(v for n, v in lb.build_leaderboard([rec, other]).plots.items()
+                   if n.endswith("repr.png"))
+    assert data["settings"] == ["alexnet bits=15 pca_binary"]
 
 
 def test_another_evaluator_gets_a_generic_table_and_voc07_pages_are_unchanged():
