@@ -209,16 +209,21 @@ def utc_now() -> str:
 def new_run_id(config: Mapping[str, Any], created: str) -> str:
     """A readable, unique run id: time, what was run, seed, and a hash of it all.
 
-    e.g. ``20250101T120000-sound-mfcc-k15-alexnet-s0-1a2b3c4d``. The hash covers the
-    configuration, the creation time and 8 random bytes, so two runs never share an id.
+    e.g. ``20250101T120000-sound-mfcc-k15-alexnet-s0-1a2b3c4d``, or
+    ``...-sound-mfcc-pca_binary-bits15-alexnet-s0-...`` for a labeler other than k-means.
+    The hash covers the configuration, the creation time and 8 random bytes, so two runs
+    never share an id.
     """
     stamp = datetime.fromisoformat(created.replace("Z", "+00:00")).strftime("%Y%m%dT%H%M%S")
     parts = [stamp, str(config.get("init", "run"))]
     if config.get("repr"):
         parts.append(str(config["repr"]["name"]))
-    k = labeler_k(config.get("labeler"))
-    if k is not None:
-        parts.append(f"k{k}")
+    labeler = config.get("labeler")
+    if labeler and labeler.get("name", "kmeans") != "kmeans":
+        parts.append(str(labeler["name"]))
+    size = labeler_size(labeler)
+    if size is not None:
+        parts.append(f"{'bits' if 'bits' in size[0] else 'k'}{size[1]}")
     if config.get("backbone"):
         parts.append(str(config["backbone"]["name"]))
     parts.append(f"s{config.get('seed', 0)}")
@@ -239,18 +244,6 @@ def labeler_size(labeler: Mapping[str, Any] | None) -> tuple[str, int] | None:
         value = params.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return key, value
-    return None
-
-
-def labeler_k(labeler: Mapping[str, Any] | None) -> int | None:
-    """The number of clusters (or bits) a labeler entry asks for, if it says so."""
-    if not labeler:
-        return None
-    params = labeler.get("params") or {}
-    for key in ("k", "n_clusters", "num_clusters", "clusters", "bits", "n_bits", "num_bits"):
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
     return None
 
 

@@ -78,6 +78,9 @@ def test_valid_record_builds_and_round_trips(tmp_path):
     record = make()
     assert record["schema"] == records.SCHEMA_ID
     assert record["run_id"].startswith("20250101T000000-sound-mfcc-k15-alexnet-s0-")
+    binary = {**record["config"], "labeler": {"name": "pca_binary", "params": {"bits": 15}}}
+    assert records.new_run_id(binary, record["created"]).startswith(
+        "20250101T000000-sound-mfcc-pca_binary-bits15-alexnet-s0-")
     path = records.write_record(record, tmp_path)
     assert path.parent == tmp_path and path.name == f"{record['run_id']}.json"
     assert records.read_record(path) == record
