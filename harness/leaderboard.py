@@ -391,7 +391,7 @@ class Group:
             return None
         weights = _world_weights(counts, list(counts))
         n = sum(counts.values())
-        # every run: the plain mean over runs (equal to the weighted one, summed in one pass)
+        # all worlds: the plain mean over runs, which the weighted one equals up to rounding
         mean = (row.stat(evaluator).mean if worlds is None
                 else row.weighted_mean(evaluator, weights))
         images = row.has_scores(evaluator)
