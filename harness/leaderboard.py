@@ -300,6 +300,15 @@ class Row:
         weight, summing to 1)."""
         return sum(w * self.world_mean(evaluator, world) for world, w in weights.items())
 
+    def mean_on(self, evaluator: str, worlds: Collection[str] | None) -> float | None:
+        """The row's mean of ``evaluator`` over its runs on ``worlds`` (all its runs when
+        None; None when it ran none there)."""
+        if worlds is None:
+            stat = self.stat(evaluator)
+            return None if stat is None else stat.mean
+        counts = {w: c for w, c in self.world_counts(evaluator).items() if w in worlds}
+        return self.weighted_mean(evaluator, _world_weights(counts, list(counts))) if counts else None
+
     def class_means(self, evaluator: str) -> dict[str, float | None] | None:
         aps = [a for a in (r.ap(evaluator) for r in self.runs) if a is not None]
         if not aps:
@@ -389,11 +398,8 @@ class Group:
             counts = {w: c for w, c in counts.items() if w in worlds}
         if not counts:
             return None
-        weights = _world_weights(counts, list(counts))
         n = sum(counts.values())
-        # all worlds: the plain mean over runs, which the weighted one equals up to rounding
-        mean = (row.stat(evaluator).mean if worlds is None
-                else row.weighted_mean(evaluator, weights))
+        mean = row.mean_on(evaluator, worlds)
         images = row.has_scores(evaluator)
         repeats = any(c > 1 for c in counts.values())
         if not images and not repeats:
@@ -401,7 +407,7 @@ class Group:
             # scores there is nothing to resample, and a zero-width interval would mislead
             return bootstrap.Interval(mean, None, None, n, "")
         per_world = self._world_replicates(row, evaluator, images)
-        reps = sum(w * per_world[world] for world, w in weights.items())
+        reps = sum(w * per_world[world] for world, w in _world_weights(counts, list(counts)).items())
         lo, hi = bootstrap.interval(mean, reps, images)
         return bootstrap.Interval(mean, lo, hi, n, _covers(images, repeats))
 
@@ -765,9 +771,8 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
              if len({r.first.k for r in rows}) >= 2 and len({r.first.k for r in rows}) == len(rows)}
     if not swept:
         return None
-    backbones = {}
-    for key in sorted(swept, key=lambda k: tuple(str(x) for x in k)):
-        backbones[swept[key][0].first.backbone_name] = swept[key][0]
+    order = sorted(swept, key=lambda k: tuple(str(x) for x in k))
+    backbones = {swept[key][0].first.backbone_name: swept[key][0] for key in order}
     lines = [(init, b) for name in sorted(backbones) for init in ("random", "supervised")
              if (b := group.baseline(backbones[name], init)) is not None]
     # every point and line on the worlds all of them ran: a k run on one world beside a
@@ -775,17 +780,15 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
     worlds = group.shared_worlds([*(r for rows in swept.values() for r in rows),
                                   *(b for _, b in lines)])
     data_series = []
-    for key in sorted(swept, key=lambda k: tuple(str(x) for x in k)):
+    for key in order:
         rows = swept[key]
         label = base_label(rows[0].first).replace(f" k={rows[0].first.k}", "")
         data_series.append({"label": label, "points": _series_points(group, rows, worlds)})
     baselines = []
     for init, b in lines:
-        values = {}
-        for panel, ev in PANELS.items():
-            iv = group.interval(b, ev, worlds)
-            values[panel] = None if iv is None else round(iv.mean, 6)
-        baselines.append({"label": b.label, "init": init, "values": values})
+        means = {panel: b.mean_on(ev, worlds) for panel, ev in PANELS.items()}
+        baselines.append({"label": b.label, "init": init,
+                          "values": {p: None if m is None else round(m, 6) for p, m in means.items()}})
     return {"title": (f"{group.key.title}: mAP vs number of clusters ({_PLOT_NOTE}"
                       f"{_on_worlds(group, worlds)})"),
             "panels": list(PANELS),
