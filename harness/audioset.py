@@ -72,7 +72,8 @@ def parse_segments(path: str | Path) -> list[Segment]:
     if not path.is_file():
         raise BadInputError(f"{path}: no such segment CSV")
     segments, seen = [], set()
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first field
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         for n, row in enumerate(csv.reader(f, skipinitialspace=True), 1):
             if not row or row[0].lstrip().startswith("#"):
                 continue

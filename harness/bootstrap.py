@@ -28,7 +28,11 @@ plain percentile interval: AP on a resampled test set is biased upwards (an imag
 twice adds its precision twice, and the resample holds fewer distinct positives). On the
 first sealed-test run (random AlexNet, 1,000 images) the replicates' mean was 1.0 mAP
 above the observed mAP, so a percentile interval sat almost entirely above the figure it
-was attached to. The basic interval reflects that shift back. (Runs-only replicates, for
+was attached to. The basic interval reflects that shift back. Where the bias outgrows the
+spread (a test set so small that a class has a single positive image), more than 97.5% of
+the replicates lie above the figure and the basic interval lies wholly below it: the
+leaderboard then marks the interval as not containing its point and says why
+(:data:`harness.leaderboard.EXCLUDES_NOTE`). (Runs-only replicates, for
 records without per-image scores, take the plain percentile interval: a mean over runs
 has no such bias.) It covers run-to-run
 variation and test-image sampling on the worlds the runs used; it does not cover the
@@ -145,9 +149,16 @@ class Interval:
 def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
     """The central :data:`LEVEL` percentile interval of bootstrap replicates (for
     replicates that resample runs only: a mean over runs has no resampling bias)."""
-    tail = 100 * (1 - LEVEL) / 2
-    lo, hi = np.percentile(replicates, [tail, 100 - tail])
+    lo, hi = _percentiles(replicates)
     return float(lo), float(hi)
+
+
+def _percentiles(replicates: np.ndarray) -> tuple[float, float]:
+    """The replicates' 2.5th and 97.5th percentiles (at :data:`LEVEL` 0.95), leaving out
+    replicates that are NaN: an image resample of a tiny test set that draws no positive
+    of any class has no mAP (with every replicate finite, this is ``np.percentile``)."""
+    tail = 100 * (1 - LEVEL) / 2
+    return tuple(np.nanpercentile(replicates, [tail, 100 - tail]))
 
 
 def interval(estimate: float, replicates: np.ndarray, images: bool) -> tuple[float, float]:
@@ -159,8 +170,7 @@ def interval(estimate: float, replicates: np.ndarray, images: bool) -> tuple[flo
 def basic_interval(estimate: float, replicates: np.ndarray) -> tuple[float, float]:
     """The :data:`LEVEL` basic bootstrap interval of ``estimate``: its bootstrap
     percentiles reflected about it (see the module docstring for why)."""
-    tail = 100 * (1 - LEVEL) / 2
-    q_lo, q_hi = np.percentile(replicates, [tail, 100 - tail])
+    q_lo, q_hi = _percentiles(replicates)
     return float(2 * estimate - q_hi), float(2 * estimate - q_lo)
 
 

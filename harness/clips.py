@@ -7,6 +7,8 @@ On disk a clip dataset is a folder holding
   columns (the toy world writes its ground truth as ``scene`` and ``objects``, the latter
   ``;``-joined VOC class names);
 * ``dataset.json`` -- metadata: how the dataset was made and a report of what was skipped;
+  ``"source_column"`` names the column that holds each clip's source video (``video``
+  for ingested datasets; see :meth:`ClipDataset.source_groups`);
 * the frames (PNG/JPEG) and audio windows (WAV, mono, PCM16 or float32) that the
   manifest names, by paths relative to the folder.
 
@@ -23,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable, Mapping
@@ -40,6 +41,9 @@ MANIFEST_NAME = "manifest.csv"
 METADATA_NAME = "dataset.json"
 #: the columns every manifest has, in this order (extra columns follow)
 COLUMNS = ("clip_id", "video", "timestamp", "frame", "audio", "sample_rate")
+#: ``dataset.json``'s ``generator`` for datasets cut from videos by :mod:`harness.ingest`,
+#: whose ``video`` column is always the source video
+INGEST_GENERATOR = "harness.ingest"
 
 
 @dataclass
@@ -73,8 +77,12 @@ def confined_path(root: Path, relative: str, where: str) -> Path:
                             "(paths are relative to the dataset folder)")
     if ".." in pure.parts:
         raise BadInputError(f"{where}: path {relative!r} leaves the dataset folder ('..')")
-    root = root.resolve()
-    full = (root / pure).resolve()
+    try:
+        root = root.resolve()
+        full = (root / pure).resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise BadInputError(f"{where}: path {relative!r} cannot be resolved (a symlink "
+                            f"loop?): {exc}") from None
     if not full.is_relative_to(root):
         raise BadInputError(f"{where}: path {relative!r} resolves outside the dataset folder")
     return full
@@ -107,15 +115,11 @@ class ClipDataset(torch.utils.data.Dataset):
         return {"image": self.load_frame(i), "waveform": self.load_audio(i), "clip": self.clips[i]}
 
     def load_frame(self, i: int):
-        """The frame of clip ``i`` as an RGB PIL image."""
-        from PIL import Image, UnidentifiedImageError
+        """The frame of clip ``i`` as an 8-bit RGB PIL image (high-depth frames are
+        scaled, see :func:`harness.images.load_rgb`)."""
+        from harness.images import load_rgb
 
-        path = self.clips[i].frame
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise BadInputError(f"{path}: cannot read frame image ({exc})") from None
+        return load_rgb(self.clips[i].frame, "frame image")
 
     def load_audio(self, i: int) -> np.ndarray:
         """The audio window of clip ``i``: float32 mono samples at the clip's sample rate."""
@@ -137,6 +141,26 @@ class ClipDataset(torch.utils.data.Dataset):
             raise BadInputError(f"{self.manifest_path}: no column {name!r} "
                                 f"(extra columns: {', '.join(self.extra_columns) or 'none'})")
         return [c.extra[name] for c in self.clips]
+
+    def source_groups(self) -> np.ndarray:
+        """int64 [N]: clips cut from one source video share a number (numbered in order of
+        first appearance). Pretext training splits train/val by these groups.
+
+        The ``video`` column names a clip's source video where the dataset says so:
+        ``dataset.json`` has ``"source_column": "video"`` (what ``harness data ingest``
+        writes; its datasets from before the key existed count too). Elsewhere ``video``
+        may be a generator's name shared by unrelated clips, so every clip is its own
+        group (the toy world, hand-made datasets), as is a clip with an empty ``video``.
+        """
+        column = self.metadata.get("source_column")
+        if column is None and self.metadata.get("generator") == INGEST_GENERATOR:
+            column = "video"
+        numbers: dict[str, int] = {}
+        out = np.empty(len(self.clips), dtype=np.int64)
+        for i, clip in enumerate(self.clips):
+            source = clip.video if column == "video" else clip.extra.get(column or "", "")
+            out[i] = numbers.setdefault(source if source else f"\0{i}", len(numbers))
+        return out
 
     def fingerprint(self) -> str:
         """A content hash of the dataset for cache keys: sha256 of manifest + dataset.json.
@@ -160,19 +184,19 @@ class ClipDataset(torch.utils.data.Dataset):
         :meth:`fingerprint` plus the size and modification time (ns) of every frame and
         audio file the manifest names: a cheap proxy for their content (no file is read),
         so replacing a WAV or a JPEG behind an unchanged manifest computes anew instead of
-        reusing results of the old file. The record keeps :meth:`fingerprint`, which does
-        not depend on when the files were written.
+        reusing results of the old file. With ``HARNESS_VERIFY_CACHE=1`` the sha256 of
+        each file's bytes takes the place of size and time (:func:`harness.cache.file_stamp`),
+        which also catches a file replaced with its modification time restored. The record
+        keeps :meth:`fingerprint`, which does not depend on when the files were written.
         """
+        from harness.cache import file_stamp
+
         if self._cache_key is None:
             h = hashlib.sha256(self.fingerprint().encode())
             for clip in self.clips:
                 for path in (clip.frame, clip.audio):
-                    try:
-                        st = os.stat(path)
-                    except OSError:
-                        h.update(f"\0{path}:missing".encode())
-                        continue
-                    h.update(f"\0{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+                    stamp = ":".join(map(str, file_stamp(path)))
+                    h.update(f"\0{path}:{stamp}".encode())
             self._cache_key = h.hexdigest()
         return self._cache_key
 
@@ -192,7 +216,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 
 def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         return next(csv.reader(f), [])
 
 
@@ -204,7 +228,7 @@ def _read_manifest(root: Path, path: Path, check_files: bool) -> list[Clip]:
     if not path.is_file():
         raise BadInputError(f"{path}: missing (not a clip dataset, or an unfinished one)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not a column name
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{path}: not UTF-8 text ({exc})") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))

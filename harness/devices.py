@@ -102,6 +102,46 @@ def resolve_precision(precision: str | Precision, device: str) -> bool:
     return cpu_has_native_bf16()
 
 
+#: environment variable that overrides :func:`usable_cpus` (a positive integer)
+CPUS_ENV = "HARNESS_CPUS"
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may use: ``$HARNESS_CPUS`` if set, else the CPUs of its
+    affinity mask (what a container or ``taskset`` grants, which ``os.cpu_count`` ignores).
+
+    Every CPU-side worker count (SVM threads, k-means threads, audio-loading and
+    frame-streaming processes, image-decoding threads) is sized from this one figure, so a
+    64-core GPU box is used as one and a 2-core container is not oversubscribed.
+    Raises BadInputError for a ``$HARNESS_CPUS`` that is not a positive integer.
+    """
+    value = os.environ.get(CPUS_ENV, "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise BadInputError(f"${CPUS_ENV}={value!r}: expected a positive integer "
+                                "(the number of CPUs the harness may use)")
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):    # no affinity masks (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def free_device_bytes(device: str | object) -> int | None:
+    """Free memory on a CUDA device in bytes (what ``cudaMemGetInfo`` says); None on a CPU."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(dev)
+    return int(free)
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None):
     """torch's intra-op thread count set to ``n`` inside the block (None: left alone)."""

@@ -20,6 +20,7 @@ matrix holds the good clips in order and :attr:`FeatureMatrix.indices` says whic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,8 @@ import numpy as np
 
 from harness.audio import LOADER_VERSION, WINDOW_POSITIONS, audio_rate, fit_window, load_audio
 from harness.cache import cache_root, hash_file, hash_params, stage_key
-from harness.devices import resolve_device
+from harness.cache_lock import entry_lock
+from harness.devices import resolve_device, usable_cpus
 from harness.errors import BadClipError, BadInputError, HarnessError
 from harness.interfaces import SoundRepresentation
 from harness.io import check_pair, write_array_pair
@@ -49,7 +51,7 @@ class FeatureOptions:
     window: str = "center"
     skip_bad: bool = False
     batch_size: int = 64
-    #: DataLoader worker processes; None: one per spare CPU core (at most 4), 0: load inline
+    #: DataLoader worker processes; None: one per spare usable CPU (at most 16), 0: inline
     workers: int | None = None
     #: "auto" (cuda when available), "cpu", "cuda", "cuda:N"
     device: str = "auto"
@@ -227,37 +229,38 @@ def compute_features(rep: SoundRepresentation, source: AudioSource,
     key = stage_key("features", source.fingerprint(), rep.name, params, options.dtype,
                     options.window, LOADER_VERSION)
     folder = cache_root() / "features" / key
-    store = _ShardStore(folder, options.shard_size) if options.cache else None
-    if store is not None and store.final_ready():
-        return _finish(store.load_final(), options)
-
-    rank, world = _distributed()
-    if world > 1 and store is None:
-        raise HarnessError("distributed feature extraction needs the cache: ranks share shards through it")
-    device = resolve_device(options.device)
-    shards = [range(s, min(s + options.shard_size, total)) for s in range(0, total, options.shard_size)]
-    results: dict[int, _Shard] = {}
-    mine = [k for k in range(len(shards)) if k % world == rank]
-    _compute_shards(rep, source, shards, mine, store, results, device, options)
-    if world > 1:
-        _barrier()                          # every rank has written its shards
-        if rank != 0:
-            _barrier()                      # rank 0 has assembled the matrix
+    with entry_lock(folder) if options.cache else contextlib.nullcontext():
+        store = _ShardStore(folder, options.shard_size) if options.cache else None
+        if store is not None and store.final_ready():
             return _finish(store.load_final(), options)
-    # whatever is still missing (a rank that died, or a single process): compute it here
-    rest = [k for k in range(len(shards)) if k not in results]
-    _compute_shards(rep, source, shards, rest, store, results, device, options)
-    parts = [results[k] if k in results else store.load(k) for k in range(len(shards))]
-    matrix = FeatureMatrix(
-        features=_stack([p.features for p in parts], rep.dim, DTYPES[options.dtype]),
-        indices=np.concatenate([p.indices for p in parts]).astype(np.int64),
-        bad=[b for p in parts for b in p.bad], num_inputs=total, repr_name=rep.name,
-        params=params, dtype=options.dtype, key=key, source=source.describe())
-    if store is not None:
-        store.save_final(matrix)
-    if world > 1:
-        _barrier()
-    return _finish(matrix, options)
+
+        rank, world = _distributed()
+        if world > 1 and store is None:
+            raise HarnessError("distributed feature extraction needs the cache: ranks share shards through it")
+        device = resolve_device(options.device)
+        shards = [range(s, min(s + options.shard_size, total)) for s in range(0, total, options.shard_size)]
+        results: dict[int, _Shard] = {}
+        mine = [k for k in range(len(shards)) if k % world == rank]
+        _compute_shards(rep, source, shards, mine, store, results, device, options)
+        if world > 1:
+            _barrier()                          # every rank has written its shards
+            if rank != 0:
+                _barrier()                      # rank 0 has assembled the matrix
+                return _finish(store.load_final(), options)
+        # whatever is still missing (a rank that died, or a single process): compute it here
+        rest = [k for k in range(len(shards)) if k not in results]
+        _compute_shards(rep, source, shards, rest, store, results, device, options)
+        parts = [results[k] if k in results else store.load(k) for k in range(len(shards))]
+        matrix = FeatureMatrix(
+            features=_stack([p.features for p in parts], rep.dim, DTYPES[options.dtype]),
+            indices=np.concatenate([p.indices for p in parts]).astype(np.int64),
+            bad=[b for p in parts for b in p.bad], num_inputs=total, repr_name=rep.name,
+            params=params, dtype=options.dtype, key=key, source=source.describe())
+        if store is not None:
+            store.save_final(matrix)
+        if world > 1:
+            _barrier()
+        return _finish(matrix, options)
 
 
 def _finish(matrix: FeatureMatrix, options: FeatureOptions) -> FeatureMatrix:
@@ -410,12 +413,16 @@ def _load_batches(rep: SoundRepresentation, source: AudioSource, batches: list[t
         yield shard_id, items
 
 
+#: audio-loading processes at most (each holds a decoder and a copy of torch's imports)
+AUDIO_WORKERS_MAX = 16
+
+
 def _workers(requested: int | None, n_batches: int) -> int:
     if requested is not None:
         return max(0, requested)
     if n_batches <= 1:
         return 0
-    return min(4, max(1, (os.cpu_count() or 1) - 1))
+    return min(AUDIO_WORKERS_MAX, max(1, usable_cpus() - 1))
 
 
 # ----------------------------------------------------------------------------- cache
@@ -433,10 +440,11 @@ class _ShardStore:
         return self._shard_path(k).is_file()
 
     def save(self, k: int, shard: _Shard) -> None:
-        from harness.io import atomic_path
+        from harness.io import atomic_path, nbytes_of
 
         bad = json.dumps([asdict(b) for b in shard.bad])
-        with atomic_path(self._shard_path(k), suffix=".npz") as tmp:
+        needed = nbytes_of([shard.features, shard.indices, bad])
+        with atomic_path(self._shard_path(k), suffix=".npz", needed=needed) as tmp:
             np.savez(tmp, features=shard.features, indices=shard.indices, bad=np.array(bad))
 
     def load(self, k: int) -> _Shard:

@@ -10,7 +10,6 @@ its page cache), and all augmentation happens later, batched, on the training de
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 
 from harness.cache import cache_root, stage_key
 from harness.clips import ClipDataset
+from harness.devices import usable_cpus
 from harness.errors import BadInputError
 from harness.io import atomic_path
 from harness.progress import track
@@ -111,7 +111,7 @@ def build_store(dataset: ClipDataset, size: int, path: Path, *, progress: bool =
     """Decode every frame of ``dataset`` into a new store at ``path`` (written atomically)."""
     if len(dataset) == 0:
         raise BadInputError(f"{dataset.root}: the clip dataset has no clips")
-    threads = threads or min(8, os.cpu_count() or 1)
+    threads = threads or min(16, usable_cpus())
     with atomic_path(path, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                         shape=(len(dataset), size, size, 3))
@@ -130,7 +130,10 @@ def build_store(dataset: ClipDataset, size: int, path: Path, *, progress: bool =
 
 def frame_store(dataset: ClipDataset, size: int, *, progress: bool = True) -> FrameStore:
     """The cached store of ``dataset`` at ``size`` pixels, built on first use."""
+    from harness.cache_lock import entry_lock
+
     path = store_path(dataset, size)
-    if path.is_file():
-        return open_store(path, len(dataset), size)
-    return build_store(dataset, size, path, progress=progress)
+    with entry_lock(path):
+        if path.is_file():
+            return open_store(path, len(dataset), size)
+        return build_store(dataset, size, path, progress=progress)

@@ -21,9 +21,16 @@ What the per-layer probes, the VOC07 SVMs and kNN read (:mod:`harness.logreg`,
   monitor can extract features in the middle of pretext training. A never-trained
   (``random``) network first gets BatchNorm statistics recomputed on the training split
   (on a copy), as the VOC07 "Head" evaluator does, and the record says so.
+- **checks**: every layer's values must be finite, and, when stored as float16, within
+  float16's range (|x| <= 65504), or the extraction stops with one error naming the
+  checkpoint, the split and the layer (:class:`FeatureValuesError`): a value float16
+  cannot hold would be read back as inf, and the classifiers would then score NaN.
 - **cache**: one folder per (weights digest, split content, views, layers, pooling, image
-  size, normalisation) under ``<cache>/frozen/``, written beside its final name and
-  renamed when complete; float16 on disk (features are read back as float32).
+  size, normalisation, storage dtype) under ``<cache>/frozen/``, written beside its final
+  name and renamed when complete. The storage dtype (``FrozenConfig.storage``) is the
+  profile's (:attr:`harness.profiles.EvalScaling.frozen_storage`: float16 for the toy
+  profile, whose committed results were made with it, float32 for the paper's); features
+  are read back as float32 either way.
 """
 
 from __future__ import annotations
@@ -53,6 +60,14 @@ TARGET_VALUES = 9216
 #: the benchmark suite resizes VOC images to 224 (its extract_features configs)
 PROFILE_IMAGE_SIZE: dict[str, int] = {"toy": 64, "paper": 224}
 FORMAT = "harness-frozen/1"
+#: the dtypes features may be cached in
+STORAGE_DTYPES = ("float16", "float32")
+#: the largest finite float16
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class FeatureValuesError(BadInputError):
+    """A layer's features are not finite, or do not fit the storage dtype (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +84,14 @@ class FrozenConfig:
     layers: tuple[str, ...] | None = None
     #: images per forward pass (does not change the features)
     batch_size: int = 64
+    #: dtype of the cached features, "float16" or "float32" (None: the profile's,
+    #: :attr:`harness.profiles.EvalScaling.frozen_storage`)
+    storage: str | None = None
 
     def __post_init__(self) -> None:
+        if self.storage is not None and self.storage not in STORAGE_DTYPES:
+            raise BadInputError(f"frozen features: storage must be one of "
+                                f"{', '.join(STORAGE_DTYPES)}, got {self.storage!r}")
         if self.views < 1:
             raise BadInputError(f"frozen features: views must be >= 1, got {self.views}")
         if self.target_values < 1:
@@ -85,6 +106,14 @@ class FrozenConfig:
             raise BadInputError(f"unknown profile {profile!r}; choose from "
                                 f"{', '.join(PROFILE_IMAGE_SIZE)}")
         return PROFILE_IMAGE_SIZE[profile]
+
+    def resolved_storage(self, profile: str) -> str:
+        """The storage dtype: as given, else the profile's."""
+        if self.storage is not None:
+            return self.storage
+        from harness.profiles import get_profile
+
+        return get_profile(profile).evaluation.frozen_storage
 
 
 @dataclass
@@ -139,24 +168,18 @@ def view_boxes(sizes: np.ndarray, views: int, seed: int) -> tuple[np.ndarray, np
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
+    from harness.images import image_size as header_size
 
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except (OSError, UnidentifiedImageError) as exc:
-        raise BadInputError(f"{path}: cannot read image ({exc})") from None
+    return header_size(path)
 
 
 def _render(path: Path, boxes: np.ndarray, flips: np.ndarray, size: int) -> np.ndarray:
     """uint8 [V, size, size, 3]: each view's box of the image, resized (antialiased)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise BadInputError(f"{path}: cannot read image ({exc})") from None
+    from harness.images import load_rgb
+
+    rgb = load_rgb(path)
     out = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     for v, (box, flip) in enumerate(zip(boxes, flips)):
         view = rgb.resize((size, size), Image.Resampling.BILINEAR, box=tuple(float(b) for b in box))
@@ -301,6 +324,28 @@ def extract(net: nn.Module, paths: Sequence[Path], *, size: int, mean, std, view
     return {k: (a / views).astype(np.float32) for k, a in total.items()}, info
 
 
+def check_values(layers: dict[str, np.ndarray], storage: str, where: str) -> None:
+    """Refuse features a classifier cannot use, naming ``where`` (the checkpoint and split)
+    and the first bad layer: a non-finite value, or (for float16 storage) a value beyond
+    float16's range, which the cast would turn into inf."""
+    for name, values in layers.items():
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = int(values.size - np.count_nonzero(finite))
+            raise FeatureValuesError(
+                f"{where}: layer {name} has {bad} non-finite values (NaN or inf) out of "
+                f"{values.size}; the network's activations overflow or its weights are "
+                f"corrupt (a diverged checkpoint?), so no classifier can use this layer")
+        if storage == "float16":
+            big = int(np.count_nonzero(np.abs(values) > FLOAT16_MAX))
+            if big:
+                raise FeatureValuesError(
+                    f"{where}: layer {name} has {big} values beyond float16's range (max "
+                    f"{FLOAT16_MAX:.0f}; largest {float(np.abs(values).max()):.4g}); store "
+                    f"the features as float32 (--eval-param storage=float32, the paper "
+                    f"profile's default)")
+
+
 def split_digest(images: Sequence[VOCImage]) -> str:
     """A digest of a split's content: ids, targets and the bytes of every image."""
     return hash_params([[im.image_id, hash_file(im.path), im.targets.tolist()] for im in images])
@@ -341,13 +386,15 @@ def split_features(model, data_root: Path, split: str, config: FrozenConfig, *, 
     net = model.net
     layers = resolve_layers(net, config.layers)
     size = config.resolved_size(profile)
+    storage = config.resolved_storage(profile)
     bn_split = "trainval" if model.origin == "random" else None
     from harness.nets import weights_digest
 
     params = {"format": FORMAT, "weights": weights_digest(net), "split": split,
               "content": split_digest(images), "config": asdict(config), "size": size,
               "layers": layers, "seed": seed, "mean": list(model.backbone.mean),
-              "std": list(model.backbone.std), "bn_recompute_on": bn_split}
+              "std": list(model.backbone.std), "bn_recompute_on": bn_split,
+              "storage": storage}
     if bn_split is not None:
         params["bn_content"] = split_digest(read_voc(voc, bn_split))
     key = stage_key("frozen", params)
@@ -363,22 +410,24 @@ def split_features(model, data_root: Path, split: str, config: FrozenConfig, *, 
             target_values=config.target_values, batch_size=config.batch_size, device=device,
             bn_images=[im.path for im in read_voc(voc, bn_split)] if bn_split else None,
             progress=advance)
+    check_values(layers_out, storage, f"{model.checkpoint}: split {split!r}")
     meta = {"format": FORMAT, "split": split, "key": key, "params": params, **info,
             "image_ids": [im.image_id for im in images],
             "dims": {k: int(v.shape[1]) for k, v in layers_out.items()},
             "layer_order": list(layers_out)}
-    _store(folder, layers_out, targets_matrix(images), meta)
+    _store(folder, layers_out, targets_matrix(images), meta, storage)
     return _load(folder)
 
 
 def _store(folder: Path, layers: dict[str, np.ndarray], targets: np.ndarray,
-           meta: dict[str, Any]) -> None:
-    """Write the folder beside its final name, then rename it (never half a cache entry)."""
+           meta: dict[str, Any], storage: str) -> None:
+    """Write the folder beside its final name, then rename it (never half a cache entry);
+    the layers in the ``storage`` dtype (:func:`check_values` has passed them)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         for i, (name, array) in enumerate(layers.items()):
-            np.save(tmp / f"layer{i}.npy", array.astype(np.float16))
+            np.save(tmp / f"layer{i}.npy", array.astype(storage))
         np.save(tmp / "targets.npy", targets)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
         try:

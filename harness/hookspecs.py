@@ -1,4 +1,4 @@
-"""The four plugin kinds, declared once as pluggy hook specifications.
+"""The five plugin kinds, declared once as pluggy hook specifications.
 
 A plugin is a module (or object) with one or more functions decorated with
 :data:`hookimpl`, named after the hooks below. Each hook receives a ``register`` callback
@@ -66,10 +66,19 @@ def harness_register_evaluators(register: Callable[[type], None]) -> None:
     """
 
 
+@hookspec
+def harness_register_loggers(register: Callable[[type], None]) -> None:
+    """Provide loggers that write a run's figures where people watch them (kind ``logger``).
+
+    Call ``register(cls)`` for each class satisfying :class:`harness.interfaces.Logger`.
+    """
+
+
 #: Plugin kind -> the hook that provides it. The single place the kinds are listed.
 KIND_HOOKS: dict[str, str] = {
     "repr": "harness_register_reprs",
     "labeler": "harness_register_labelers",
     "backbone": "harness_register_backbones",
     "evaluator": "harness_register_evaluators",
+    "logger": "harness_register_loggers",
 }

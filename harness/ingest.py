@@ -14,6 +14,12 @@ written last, atomically, from the records, so a killed run never leaves a manif
 naming missing files. A video's files live under a key derived from its path, size and
 mtime, so files a manifest names are never rewritten (what makes the dataset's cheap
 fingerprint safe).
+
+A video whose path is not valid UTF-8 cannot be named in the (UTF-8) manifest: it is
+skipped as ``bad_name``, listed with its bytes escaped (``\\xff``). An ingest refused
+because no video gave a clip (or for any other bad input once it started) removes the
+state and clip folders it made when no dataset was published there, so the folder can
+be used again, with other options too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import io
 import json
 import os
 import re
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -40,8 +47,12 @@ from harness.progress import make_progress
 GENERATOR = "harness.ingest"
 STATE_DIR = ".ingest"
 Anchor = Literal["center", "start"]
-#: why a video gave no clips
+#: why a video gave no clips (each counted in the report, 0 included)
 SKIP_REASONS = ("undecodable", "no_video", "no_audio", "too_short")
+#: a video skipped for its path, not valid UTF-8 (counted in the report when it occurs)
+BAD_NAME = "bad_name"
+#: consecutive audio windows sharing more than this share of their length are warned about
+OVERLAP_WARN = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,22 @@ class IngestConfig:
     def window_start(self, t: float) -> float:
         """Start time of the audio window of the frame at ``t``."""
         return t - self.window / 2 if self.anchor == "center" else t
+
+    def overlap(self) -> float:
+        """The share of an audio window that the next clip's window repeats (0 when
+        ``every >= window``)."""
+        return max(0.0, (self.window - self.every) / self.window)
+
+    def overlap_warning(self) -> str | None:
+        """A warning when consecutive windows overlap by more than :data:`OVERLAP_WARN`."""
+        share = self.overlap()
+        if share <= OVERLAP_WARN:
+            return None
+        return (f"windows overlap by {share:.0%}: near-duplicate clips (each {self.window:g} s "
+                f"audio window repeats {share:.0%} of the previous one, frames {self.every:g} s "
+                f"apart); pretext training keeps the clips of one video on one side of its "
+                f"train/val split, but such clips add little: --every {self.window:g} or more "
+                f"gives windows that do not overlap")
 
 
 # --------------------------------------------------------------------------- one video
@@ -336,12 +363,29 @@ def ingest(videos: str | Path, out: str | Path, config: IngestConfig | None = No
     if out.resolve().is_relative_to(videos.resolve()):
         raise BadInputError(f"{out}: the dataset folder must not be inside the videos folder")
     _check_out(out, videos, cfg)
+    if cfg.overlap_warning():       # said before the decoding starts; kept in the report too
+        print(f"warning: {cfg.overlap_warning()}", file=sys.stderr)
+    created_out = not out.exists()
+    try:
+        return _ingest_into(out, videos, files, cfg, jobs, progress, extra_metadata,
+                            write_dataset)
+    except BadInputError:
+        _remove_unpublished(out, created_out)
+        raise
+
+
+def _ingest_into(out: Path, videos: Path, files: list[Path], cfg: IngestConfig, jobs: int,
+                 progress: bool, extra_metadata: dict[str, Any] | None, write_dataset):
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     _save_config(out, videos, cfg)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for path in files:
         rel = path.relative_to(videos).as_posix()
+        if not _is_utf8(rel):
+            records[rel] = {"video": shown_name(rel), "status": "skipped", "reason": BAD_NAME,
+                            "detail": "the file name is not valid UTF-8; rename the file"}
+            continue
         st = path.stat()
         signature = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
         key = video_key(rel, st.st_size, st.st_mtime_ns)
@@ -352,6 +396,39 @@ def ingest(videos: str | Path, out: str | Path, config: IngestConfig | None = No
             todo.append((path, rel, key, signature, out, cfg))
     _run(todo, records, jobs, progress)
     return _publish(out, videos, cfg, files, records, extra_metadata, write_dataset)
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether ``name`` (a path as Python decodes it from the file system) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(name: str) -> str:
+    """``name`` printable: bytes that are not UTF-8 shown escaped (``\\xff``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _remove_unpublished(out: Path, created_out: bool) -> None:
+    """After a refused ingest: remove the state and clip folders when ``out`` holds no
+    published dataset (they are this ingest's, or an unfinished one's; a manifest there
+    means a dataset that stays whole), and ``out`` itself if this ingest created it."""
+    import shutil
+
+    from harness.clips import MANIFEST_NAME
+
+    if (out / MANIFEST_NAME).exists():
+        return
+    for name in (STATE_DIR, "clips"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    if created_out:
+        try:
+            out.rmdir()
+        except OSError:  # something else was put there meanwhile: leave it
+            pass
 
 
 def _run(todo: list, records: dict[str, dict[str, Any]], jobs: int, progress: bool) -> None:
@@ -406,16 +483,21 @@ def _publish(out: Path, videos: Path, cfg: IngestConfig, files: Iterable[Path],
             rows.extend(rec["rows"])
         else:
             counts[rec.get("reason", "undecodable")] = counts.get(rec.get("reason"), 0) + 1
-            skipped.append({"video": rel, "reason": rec.get("reason"), "detail": rec.get("detail")})
+            skipped.append({"video": shown_name(rel), "reason": rec.get("reason"),
+                            "detail": rec.get("detail")})
     done = sum(1 for rel in rels if records[rel].get("status") == "done")
     if not rows:
         first = skipped[0] if skipped else {"video": "?", "reason": "?", "detail": ""}
         raise BadInputError(f"{videos}: none of {len(rels)} video(s) gave a clip (first: "
                             f"{first['video']}: {first['reason']}, {first['detail']}); "
                             f"no dataset written")
-    meta = {"generator": GENERATOR, "config": asdict(cfg), **(extra or {}),
+    # every clip's `video` is the video it was cut from: pretext training keeps the clips
+    # of one video on one side of its train/val split (ClipDataset.source_groups)
+    meta = {"generator": GENERATOR, "config": asdict(cfg), "source_column": "video",
+            **(extra or {}),
             "report": {"videos": len(rels), "ingested": done, "clips": len(rows),
-                       "skipped": counts, "skipped_videos": skipped}}
+                       "skipped": counts, "skipped_videos": skipped,
+                       "warnings": [w for w in [cfg.overlap_warning()] if w]}}
     return write_dataset(out, rows, meta)
 
 

@@ -245,10 +245,46 @@ class Evaluator(Plugin):
         return None
 
 
+# --------------------------------------------------------------------------- logger
+class Logger(Plugin):
+    """Writes a run's figures where people watch them (kind ``logger``): TensorBoard event
+    files, a CSV file, an experiment tracker.
+
+    The core makes one per run, on rank 0 only, and calls :meth:`start` once, then
+    :meth:`log_config` and :meth:`log_metrics` in any order and number, then :meth:`close`
+    once. ``log_metrics`` receives finite numbers only, named without the prefix; a logger
+    shows each as ``<prefix>/<name>`` (e.g. ``pretext/train_loss`` at step = epoch). A
+    logger writes only under the folder :meth:`start` gives it, and :meth:`files` names
+    what it wrote there (the run's record lists them). Logging never changes a run's
+    results.
+    """
+
+    @abstractmethod
+    def start(self, folder: Path, run_name: str) -> None:
+        """Begin writing under ``folder`` (it exists) for the run called ``run_name``."""
+
+    @abstractmethod
+    def log_metrics(self, step: int, metrics: dict[str, float], prefix: str = "") -> None:
+        """Record ``metrics`` (name -> finite number) at ``step``."""
+
+    @abstractmethod
+    def log_config(self, config: dict[str, Any]) -> None:
+        """Record the run's resolved configuration (JSON-serialisable)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release everything; the files are complete afterwards."""
+
+    def files(self) -> list[Path]:
+        """The files this logger wrote under its folder."""
+        return []
+
+
 KIND_CLASSES: dict[str, type[Plugin]] = {
     "repr": SoundRepresentation,
     "labeler": Labeler,
     "backbone": Backbone,
     "evaluator": Evaluator,
+    "logger": Logger,
 }
 

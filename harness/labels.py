@@ -11,6 +11,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness.cache import cache_root, hash_array, stage_key
+from harness.cache_lock import entry_lock
 from harness.errors import BadInputError
 from harness.interfaces import Labeler, Labels
 from harness.io import check_pair, write_array_pair
@@ -151,20 +153,21 @@ def make_labels(features: np.ndarray, labeler: Labeler, *, features_key: str | N
     features_key = features_key or hash_array(features)
     key = labels_key(features_key, labeler)
     path = cache_root() / "labels" / key / "labels.npy"
-    if cache and sidecar_path(path).is_file():
-        try:
-            labels, meta = read_labels(path)
-        except BadInputError:   # a pair broken by a crash: compute it again
-            pass
-        else:
-            info = {k: v for k, v in meta.items() if k not in _VALUE_FIELDS}
-            return LabelsResult(labels, info, path, cached=True)
-    labels = labeler.fit_predict(features)
-    info = {"labeler": labeler.name, "params": labeler.params(), "key": key,
-            "features": {"key": features_key, **(features_info or {})}}
-    if cache:
-        write_labels(path, labels, info)
-    return LabelsResult(labels, info, path if cache else None, cached=False)
+    with entry_lock(path.parent) if cache else contextlib.nullcontext():
+        if cache and sidecar_path(path).is_file():
+            try:
+                labels, meta = read_labels(path)
+            except BadInputError:   # a pair broken by a crash: compute it again
+                pass
+            else:
+                info = {k: v for k, v in meta.items() if k not in _VALUE_FIELDS}
+                return LabelsResult(labels, info, path, cached=True)
+        labels = labeler.fit_predict(features)
+        info = {"labeler": labeler.name, "params": labeler.params(), "key": key,
+                "features": {"key": features_key, **(features_info or {})}}
+        if cache:
+            write_labels(path, labels, info)
+        return LabelsResult(labels, info, path if cache else None, cached=False)
 
 
 #: sidecar fields that describe the values rather than how they were made

@@ -1,16 +1,22 @@
 """``leaderboards/`` regenerated from result records: tables (markdown) and plots (PNG).
 
-Records are grouped by what makes numbers comparable: the downstream dataset (its kind,
-``toy-voc`` or ``voc07``, and its fingerprint; for the toy VOC its recipe, so that the
-toy worlds of one recipe share a table), the evaluation protocol's preset and the run
-profile. Each group gets a page with
+Records are grouped by what makes numbers comparable: the downstream dataset (its name,
+``toy-voc``, ``voc07`` for a folder with PASCAL VOC2007's splits or ``voc-<fingerprint>``
+for any other, and its fingerprint; for the toy VOC its recipe, so that the toy worlds of
+one recipe share a table), the evaluation protocol's preset and the run profile. Within
+a table, runs on different pretext clip datasets are different rows (the toy world's clips
+excepted: each world has its own, told apart by its VOC); see :mod:`harness.board_identity`.
+Each page names its datasets (short fingerprints) and every setting its runs overrode.
+Each group gets a page with
 
 - a Table-1 style table: Head (``voc07_linear``) and All (``voc07_full``) mAP, the mean over
   runs with a 95% bootstrap interval over runs and test images (:mod:`harness.bootstrap`),
   the number of runs, the share of the random-to-supervised distance each row recovers,
   ``(row - random) / (supervised - random)``, and the paired difference to the random-init
   row, against the random-init and supervised rows of the same backbone and evaluators
-  (both on the worlds the compared rows share);
+  (both on the worlds the compared rows share); over several toy worlds, one such table
+  per world set, with intervals that also resample worlds
+  (:mod:`harness.board_presentation`, which also declares the index page's headline);
 - a per-world table of Head and All when the runs come from several toy worlds;
 - Table-2 style per-class AP tables (Head and All);
 - plots when the records hold a sweep: mAP against k per backbone, and comparisons of
@@ -22,8 +28,10 @@ the same world and seed, the newer one counts. With a frozen protocol
 (:mod:`harness.protocol_lock`) only the records made under it are shown; the archive's
 records (:mod:`harness.archive`) get a page of their own. The paper's published rows are shown as "reported" in their own
 tables (and beside measured rows only for real VOC07, where the dataset is the same); toy
-and VOC07 numbers are never in one table. Everything here is a pure function of the
-records, so the output is byte-for-byte reproducible and ``--check`` can detect staleness.
+and VOC07 numbers are never in one table. An interval that does not contain its own point
+(AP's resampling bias on a small test set) carries a mark its page explains. Everything
+here is a pure function of the records, so the output is byte-for-byte reproducible and
+``--check`` can detect staleness.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from typing import Any, Collection, Iterable, Mapping
 
 from tabulate import tabulate
 
-from harness import bootstrap, frozen_board, paper_tables, plots
+from harness import (board_identity, board_notes, board_presentation, bootstrap, frozen_board,
+                     paper_tables, plots)
 from harness.errors import HarnessError
 from harness.records import labeler_size, legacy_headline_ap, metrics_entries
 from harness.protocol_lock import digest, strip_seeds
@@ -58,7 +67,7 @@ SHORT = dict(zip(paper_tables.VOC_CLASSES, (
     "mbk", "prs", "pot", "shp", "sfa", "trn", "tv")))
 
 _SEED_KEYS = {"seed", "random_state", "world_seed"}
-_INIT_ORDER = {"supervised": 0, "random": 1, "sound": 2}
+_INIT_ORDER = {"supervised": 0, "random": 1, "sound": 2, "imported": 3}
 DASH = "—"
 
 
@@ -80,6 +89,16 @@ class Stat:
 PARTIAL_MARK = "§"
 PARTIAL_NOTE = ("§ on the worlds both rows ran, fewer than one of them ran (the per-world "
                 "tables show which): the rows' own means above are over all their runs.")
+#: the mark of an interval that does not contain its own point
+EXCLUDES_MARK = "∉"
+EXCLUDES_NOTE = (
+    "∉ the interval does not contain its point: more than 97.5% of the bootstrap "
+    "replicates fall on one side of the figure as measured. Where test images are "
+    "resampled this is AP's upward resampling bias (an image drawn twice adds its precision "
+    "twice), which on a small test set, e.g. one with a single positive image of a class, "
+    "outgrows the spread; the basic interval reflects the shift back past the point (and "
+    "can reach below 0). The figure is the mean as measured; such an interval says that "
+    "the test set is too small for this bootstrap to bound it, not where it lies.")
 #: footnote marks of intervals that resample less than runs and test images
 MARKS = {"runs": "†", "test images": "‡"}
 FOOTNOTES = {
@@ -89,7 +108,19 @@ FOOTNOTES = {
     "": ("Values without an interval have no per-image test scores and at most one run on "
          "each world: nothing to resample."),
     "partial": PARTIAL_NOTE,
+    "excludes": EXCLUDES_NOTE,
 }
+#: the same for real data, which has one test set and no worlds
+REAL_FOOTNOTES = {**FOOTNOTES,
+                  "test images": ("‡ a single run: the interval resamples test images only "
+                                  "(it says nothing about another seed)."),
+                  "": ("Values without an interval have no per-image test scores and a "
+                       "single run: nothing to resample.")}
+
+
+def footnotes(toy: bool) -> dict[str, str]:
+    """The footnotes of the interval marks for a toy-world page or a real-data page."""
+    return FOOTNOTES if toy else REAL_FOOTNOTES
 
 
 def _world_weights(counts: Mapping[str, int], worlds: list[str]) -> dict[str, float]:
@@ -114,8 +145,9 @@ def _fmt_interval(iv: "bootstrap.Interval | None", signed: bool = False) -> str:
     mark = PARTIAL_MARK if iv.partial else ""
     if not iv.has_interval:
         return f.format(iv.mean) + mark
+    outside = "" if iv.lo <= iv.mean <= iv.hi else EXCLUDES_MARK
     return (f"{f.format(iv.mean)} [{f.format(iv.lo)}, {f.format(iv.hi)}]"
-            f"{MARKS.get(iv.covers, '')}{mark}")
+            f"{MARKS.get(iv.covers, '')}{outside}{mark}")
 
 
 def _pct(share: float | None) -> str:
@@ -167,6 +199,14 @@ def _strip_seeds(obj: Any) -> Any:
     return strip_seeds(obj, _SEED_KEYS)
 
 
+def _pretext_section(dataset: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The record's pretext clip dataset without its clip list (kind, fingerprint, number
+    of clips, path)."""
+    if not dataset:
+        return None
+    return {k: dataset.get(k) for k in ("kind", "fingerprint", "n_clips", "path")}
+
+
 #: kept for callers of the older name: per-class AP of a harness-record/1 metrics entry
 headline_ap = legacy_headline_ap
 
@@ -202,6 +242,20 @@ class Run:
     world: str = ""
     #: evaluator name -> per-image test scores (the record's sidecar), if it has them
     scores: dict[str, Any] | None = None
+    #: what the row's identity takes from the pretext clips (:func:`board_identity.pretext_key`)
+    pretext_key: str = ""
+    #: the pretext clip dataset (kind, fingerprint, n_clips, path), None for a random init
+    pretext: dict[str, Any] | None = None
+    #: the downstream VOC folder's path and its (trainval, test) image counts
+    downstream_path: str | None = None
+    splits: tuple[int | None, int | None] = (None, None)
+    #: settings the run changed, ``name=value`` (:func:`board_identity.overrides`)
+    overrides: tuple[str, ...] = ()
+    #: the pseudo-labels scored against the clips' ground truth (column -> {"nmi",
+    #: "purity", ...}), where the record has it
+    truth: dict[str, Any] | None = None
+    #: an imported network's origin: source, architecture, file, sha256 (harness.foreign)
+    imported: dict[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], evaluator: str | None = None) -> "Run":
@@ -212,14 +266,18 @@ class Run:
         except HarnessError as exc:
             raise HarnessError(f"run {record['run_id']}: {exc}") from None
         down = record["downstream"]
+        tabled_as = board_identity.downstream_name(record)
         if evaluator is None:
             presets = sorted({str(m["protocol"].get("preset")) for name, m in metrics.items()
                               if name in PANELS.values()})
-            group = GroupKey(down["kind"], "+".join(presets), config["profile"],
-                             data_key(down))
+            group = GroupKey(tabled_as, "+".join(presets), config["profile"], data_key(down))
         else:
-            group = GroupKey(down["kind"], "", config["profile"], data_key(down), evaluator)
+            group = GroupKey(tabled_as, "", config["profile"], data_key(down), evaluator)
         identity = _strip_seeds({k: v for k, v in config.items() if k != "device"})
+        clips = board_identity.pretext_key(record)
+        if clips:       # the toy world's clips (or none) leave the identity as it was
+            identity = {"config": identity, "pretext_data": clips}
+        toy = down["kind"] == board_identity.TOY_DOWNSTREAM
         labeler = config.get("labeler")
         size = labeler_size(labeler)
         return cls(
@@ -233,8 +291,14 @@ class Run:
             pretrain_key=digest(_strip_seeds(config.get("pretrain"))),
             metrics=metrics, size_name="bits" if size and "bits" in size[0] else "k",
             monitor=((record.get("pretext") or {}).get("monitor") or {}).get("curve"),
-            world_seed=down.get("world_seed", config.get("world_seed")),
-            test_seed=down.get("test_seed"), world=down["fingerprint"])
+            world_seed=down.get("world_seed", config.get("world_seed")) if toy else None,
+            test_seed=down.get("test_seed"), world=down["fingerprint"],
+            pretext_key=clips, pretext=_pretext_section(record.get("dataset")),
+            downstream_path=down.get("path"),
+            splits=board_identity.voc_split_sizes(record),
+            overrides=board_identity.overrides(record),
+            imported=config.get("imported"),
+            truth=((record.get("labels") or {}).get("diagnostics") or {}).get("truth"))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
@@ -332,6 +396,10 @@ def base_label(run: Run) -> str:
         return f"random init {run.backbone_name}"
     if run.init == "supervised":
         return f"supervised {run.backbone_name}"
+    if run.init == "imported":
+        i = run.imported or {}
+        return (f"imported {i.get('source')}:{i.get('architecture')} {run.backbone_name} "
+                f"({i.get('file')}, sha256 {str(i.get('sha256'))[:12]})")
     parts = ["sound:", run.repr_name or "?"]
     if run.labeler_name and run.labeler_name != "kmeans":
         parts.append(run.labeler_name)
@@ -476,6 +544,8 @@ class Group:
         if len(cands) > 1:
             same = [b for b in cands if b.first.pretrain_key == f.pretrain_key]
             cands = same
+        if len(cands) > 1:      # e.g. supervised rows trained on different clip datasets
+            cands = [b for b in cands if b.first.pretext_key == f.pretext_key]
         return cands[0] if len(cands) == 1 else None
 
     def gain(self, row: Row, evaluator: str) -> "bootstrap.Interval | None":
@@ -534,13 +604,23 @@ def group_records(records: Iterable[Mapping[str, Any]],
 
 
 def _label_rows(rows: list[Row]) -> None:
-    """Readable labels; rows that would share one get their configuration hash appended."""
+    """Readable labels; rows that would share one get their pretext clips' fingerprint
+    appended where those differ, and their configuration hash where that is not enough."""
     by_label: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        by_label[base_label(row.first)].append(row)
+        label = base_label(row.first)
+        by_label[label].append(row)
+        row.label = label
     for label, same in by_label.items():
+        if len({row.first.pretext_key for row in same}) > 1:
+            for row in same:
+                row.label = f"{label} [clips {row.first.pretext_key[:8] or DASH}]"
+        counts = defaultdict(int)
         for row in same:
-            row.label = label if len(same) == 1 else f"{label} [cfg {row.first.row_key[:6]}]"
+            counts[row.label] += 1
+        for row in same:
+            if counts[row.label] > 1:
+                row.label = f"{row.label} [cfg {row.first.row_key[:6]}]"
 
 
 # --------------------------------------------------------------------------- markdown
@@ -593,17 +673,21 @@ def group_table1(group: Group, covers: set[str] | None = None) -> str:
             covers.add(iv.covers)
         if iv is not None and iv.partial:
             covers.add("partial")
-        return _fmt_interval(iv, signed)
+        text = _fmt_interval(iv, signed)
+        if EXCLUDES_MARK in text:
+            covers.add("excludes")
+        return text
 
     rows = []
     for row in group.rows:
-        baseline = row.first.init != "sound"
-        rows.append([row.label, "measured", cell(group.interval(row, HEAD)),
+        baseline = row.first.init in ("random", "supervised")
+        source = "imported" if row.first.init == "imported" else "measured"
+        rows.append([row.label, source, cell(group.interval(row, HEAD)),
                      cell(group.interval(row, ALL)), str(len(row.runs)),
                      "(baseline)" if baseline else _pct(group.recovered(row, HEAD)),
                      "(baseline)" if baseline else _pct(group.recovered(row, ALL)),
                      cell(group.gain(row, HEAD), True), cell(group.gain(row, ALL), True)])
-    if group.key.downstream == "voc07":
+    if group.key.downstream == board_identity.VOC07:    # only VOC2007's own splits
         random_row = paper_tables.table1_row(paper_tables.RANDOM_METHOD)
         for r in paper_tables.table1():
             head, all_ = paper_tables.reported_recovered_share(r)
@@ -618,6 +702,18 @@ def group_table1(group: Group, covers: set[str] | None = None) -> str:
 
 def interval_text(group: Group) -> str:
     """What the Table-1 intervals cover, in words (the page's definition of them)."""
+    if not board_identity.is_toy(group.key.downstream):
+        return (f"Each Head and All figure is the mean over a row's runs (run seeds), with a "
+                f"95% bootstrap interval (basic, i.e. reverse-percentile, where test images are "
+                f"resampled: AP on a resampled test set is biased upwards; percentile where "
+                f"runs alone are) ({bootstrap.REPLICATES:,} replicates, seed {bootstrap.SEED}) "
+                f"that resamples the row's runs with replacement and the test images (with "
+                f"replacement, recomputing Table 1's AP formula on the resampled set). Every "
+                f"row uses the same image resamples, so the differences \"Head − random\" and "
+                f"\"All − random\" are paired: both rows are scored on the same resampled "
+                f"images, their runs drawn independently. The interval covers run-to-run "
+                f"variation (pretext and evaluation seeds) and the sampling of the test "
+                f"images; it does not cover the choice of data.")
     n_worlds = len(group.worlds)
     return (f"Each Head and All figure is the mean over a row's runs (run seeds on "
             f"{n_worlds} world(s)), with a 95% bootstrap interval (basic, i.e. reverse-percentile, "
@@ -708,6 +804,12 @@ def group_other_formulas(group: Group) -> str | None:
 
 
 def group_runs_table(group: Group) -> str:
+    """Every run of the group; toy-world tables name each run's world and test seed."""
+    if not board_identity.is_toy(group.key.downstream):
+        rows = [[row.label, str(run.seed), run.run_id, _num(run.map(HEAD)), _num(run.map(ALL)),
+                 "yes" if run.scores else "no"] for row in group.rows for run in row.runs]
+        return _table(["method", "seed", "run id", "Head mAP", "All mAP", "per-image scores"],
+                      rows, align="lrlrrl")
     rows = []
     for row in group.rows:
         for run in row.runs:
@@ -898,6 +1000,94 @@ def seeds_line(group: Group) -> str:
     return "Data: " + "; ".join(parts) + "."
 
 
+def _fp(fingerprint: str | None) -> str:
+    return f"`{(fingerprint or '?')[:8]}`"
+
+
+def _count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def _each(values: set) -> str:
+    """``1,000`` when every dataset has that count, else the counts joined."""
+    return " / ".join(_count(v) for v in sorted(values, key=lambda v: (v is None, v or 0)))
+
+
+def datasets_line(group: Group) -> str:
+    """The data the group's runs used, each dataset with a short fingerprint: the pretext
+    clips and the downstream VOC folder (for the toy world, one of each per world)."""
+    runs = [run for row in group.rows for run in row.runs]
+    toy = board_identity.is_toy(group.key.downstream)
+    per_world = sorted({(r.world_seed, r.world) for r in runs},
+                       key=lambda w: (w[0] is None, w[0] or 0, w[1]))
+    clips: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r.pretext is not None:
+            clips.setdefault(str(r.pretext.get("fingerprint")), {**r.pretext, "worlds": set()})[
+                "worlds"].add(r.world_seed)
+    random = any(r.init == "random" for r in runs)
+    if not clips:
+        pretext = "Pretext clips: none (random-init rows train on nothing)."
+    elif toy and all(c.get("kind") == "toy" for c in clips.values()):
+        def worlds_of(c: dict[str, Any]) -> list:
+            return sorted(c["worlds"], key=lambda w: (w is None, w or 0))
+
+        names = ", ".join(
+            f"world{'s' if len(c['worlds']) > 1 else ''} "
+            f"{', '.join(_num_int(w) for w in worlds_of(c))} {_fp(fp)}"
+            for fp, c in sorted(clips.items(), key=lambda i: (
+                [(w is None, w or 0) for w in worlds_of(i[1])], i[0])))
+        one = all(len(c["worlds"]) == 1 for c in clips.values())
+        pretext = (f"Pretext clips: the toy world's, "
+                   f"{'one dataset per world' if one else 'by world'} ({names}; "
+                   f"{_each({c.get('n_clips') for c in clips.values()})} clips each)")
+        pretext += "; random-init rows train on none." if random else "."
+    else:
+        sets = [f"`{c.get('kind')}` dataset {_fp(fp)} ({_count(c.get('n_clips'))} clips"
+                + (f", folder `{Path(c['path']).name}`" if c.get("path") else "") + ")"
+                for fp, c in sorted(clips.items())]
+        pretext = "Pretext clips: " + "; ".join(sets)
+        if len(sets) > 1:
+            pretext += " (the runs of each dataset are rows of their own)"
+        pretext += "; random-init rows train on none." if random else "."
+    first = {w: next(r for r in runs if r.world == w) for _, w in per_world}
+    sizes = {first[w].splits for _, w in per_world}
+    splits = (f"{_each({s[0] for s in sizes})} trainval and {_each({s[1] for s in sizes})} "
+              f"test images")
+    if toy:
+        names = ", ".join(f"world {_num_int(seed)} {_fp(w)}" for seed, w in per_world)
+        down = f"Downstream: the toy VOC of each world ({names}; {splits} each)."
+    else:
+        folders = ", ".join(
+            f"{_fp(w)}" + (f", folder `{Path(first[w].downstream_path).name}`"
+                           if first[w].downstream_path else "") for _, w in per_world)
+        if group.key.downstream == board_identity.VOC07:
+            down = f"Downstream: PASCAL VOC2007 ({folders}; {splits})."
+        else:
+            tv, test = board_identity.VOC2007_SPLITS
+            down = (f"Downstream: a VOC-format folder ({folders}; {splits}), tabled as "
+                    f"`{group.key.downstream}`: its splits are not PASCAL VOC2007's "
+                    f"({tv:,} trainval, {test:,} test images), so its numbers are not "
+                    f"comparable with VOC07's or the paper's, and no reported row is shown "
+                    f"beside them.")
+    return f"{pretext} {down}"
+
+
+def overrides_lines(group: Group) -> list[str]:
+    """Every setting the group's runs changed (:func:`board_identity.overrides`): the
+    profile values their options replaced and evaluator parameters off their defaults."""
+    by_row = [(row.label, row.first.overrides) for row in group.rows]
+    what = "the profile's values or the evaluators' default parameters"
+    if not any(o for _, o in by_row):
+        return [f"Settings: every run used {what} (no override).", ""]
+    if len({o for _, o in by_row}) == 1:
+        items = ", ".join(f"`{x}`" for x in by_row[0][1])
+        return [f"Overrides: every run changed {what}: {items}.", ""]
+    lines = [f"Overrides of {what}, by row:", ""]
+    lines += [f"- {label}: {', '.join(f'`{x}`' for x in o) or 'none'}" for label, o in by_row]
+    return lines + [""]
+
+
 def toy_framing() -> list[str]:
     """What the toy world is built to make true, with the generator's own numbers."""
     from harness.toy import ToyConfig
@@ -921,8 +1111,9 @@ def toy_framing() -> list[str]:
         f"such a signal into visual features, not how much ambient sound in real video "
         f"(AudioSet, Flickr) would give.", "",
         f"The supervised row is in-domain training on the same 20 toy labels (the toy "
-        f"clips' true objects), not ImageNet pretraining: it is an upper bound for this "
-        f"world, not the paper's ImageNet row. The recovered shares are therefore not "
+        f"clips' true objects), not ImageNet pretraining: an in-domain reference for this "
+        f"world (nothing shows that it bounds what sound could give), not the paper's "
+        f"ImageNet row. The recovered shares are therefore not "
         f"comparable with the paper's {_pct(owens[0])} (Head) and {_pct(owens[1])} (All) "
         f"for Owens et al.'s sound row; compare rows with each other on this page only.", ""]
 
@@ -930,8 +1121,15 @@ def toy_framing() -> list[str]:
 def group_page(group: Group, plot_files: list[str]) -> str:
     k = group.key
     covers: set[str] = set()
-    table1 = group_table1(group, covers)
-    out = [MARKER, "", f"# {k.title}", "", seeds_line(group), "",
+    toy = board_identity.is_toy(k.downstream)
+    # over several toy worlds: one table per world set, intervals that resample worlds
+    by_worlds = toy and len(group.worlds) >= 2
+    if by_worlds:
+        table1_lines, marks = board_presentation.table1_section(group)
+    else:
+        table1_lines, marks = [group_table1(group, covers), ""], set()
+    out = [MARKER, "", f"# {k.title}", "", *([seeds_line(group), ""] if toy else []),
+           datasets_line(group), "", *overrides_lines(group),
            f"Downstream dataset `{k.downstream}` (data key `{k.fingerprint[:16]}`), "
            f"protocol preset `{k.preset}`, profile `{k.profile}`: {len(group.rows)} "
            f"configurations, {group.n_runs} runs. mAP and AP in percent, headline formula "
@@ -939,43 +1137,58 @@ def group_page(group: Group, plot_files: list[str]) -> str:
            f"(everything fine-tuned). Recovered = (row − random) / (supervised − random), "
            f"of the means, against the random-init and supervised rows with the same "
            f"backbone and evaluators; Head − random and All − random are the same "
-           f"difference in mAP points.", "", interval_text(group), ""]
-    if k.downstream != "voc07":
+           f"difference in mAP points.", "",
+           *([] if by_worlds else [interval_text(group), ""])]
+    if toy:
         out += ["Toy-world numbers: not comparable with VOC07 or with the paper's rows "
                 "(see [the reported tables](README.md#reported-by-the-paper)).", ""]
-    out += ["## Table 1: Head and All mAP", "", table1, ""]
-    notes = [FOOTNOTES[c] for c in ("runs", "test images", "", "partial") if c in covers]
+    out += ["## Table 1: Head and All mAP", "", *table1_lines]
+    notes = [footnotes(toy)[c] for c in ("runs", "test images", "", "partial", "excludes")
+             if c in covers] + board_presentation.mark_notes(marks)
     if notes:
         out += [" ".join(notes), ""]
-    if k.downstream == "voc07":            # reported rows sit in this table
-        out += [ap_formula_note(), ""]
+    if k.downstream == board_identity.VOC07:    # reported rows sit in this table
+        out += [ap_formula_note(SOME_REPORTED), ""]
     superseded = sum(r.superseded for r in group.rows)
     if superseded:
-        out += [f"{superseded} older run(s) with a world and seed already shown were "
-                f"superseded by newer runs of the same configuration.", ""]
+        same = "a world and seed" if toy else "a seed"
+        out += [f"{superseded} older run(s) with {same} already shown were superseded by "
+                f"newer runs of the same configuration on the same data.", ""]
     worlds = world_tables(group)
     if worlds:
         out += ["## Per world", "", "Mean over each row's runs on one world; in "
                 "parentheses the difference to the random-init row on the same world (same "
-                "test images) with its paired 95% interval, marked as in Table 1 (‡: one run "
-                "of each row there, so test images only).", "", worlds, ""]
+                "test images) with its paired 95% interval over that world's runs and test "
+                "images (‡: one run of each row there, so test images only; †: no per-image "
+                "scores, so runs only).", "", worlds, ""]
+        if EXCLUDES_MARK in worlds and "excludes" not in covers and EXCLUDES_MARK not in marks:
+            out += [EXCLUDES_NOTE, ""]
     if k.downstream == "toy-voc":
         out += toy_framing()
+    out += board_notes.networks_lines(group)
+    if toy:
+        out += board_notes.truth_lines(group)
+    parts = board_presentation.views(group) if by_worlds else [(None, group)]
     for panel, ev in PANELS.items():
-        table = group_table2(group, ev)
-        if table:
-            out += [f"## Table 2: per-class AP, {panel} (`{ev}`)", "",
-                    "Per-class AP averaged over runs; `mean` is the mean over classes.", "",
-                    table, ""]
-    other = group_other_formulas(group)
-    if other:
-        out += ["## Other AP formulas", "", "VOC2007 11-point and VOC2010 (envelope) mAP, "
-                "mean over runs.", "", other, ""]
+        for worlds_shown, part in parts:
+            table = group_table2(part, ev)
+            on = f" on {group.world_names(worlds_shown)} only" if worlds_shown else ""
+            if table:
+                out += [f"## Table 2: per-class AP, {panel} (`{ev}`){on}", "",
+                        "Per-class AP averaged over runs; `mean` is the mean over classes.",
+                        "", table, ""]
+    for worlds_shown, part in parts:
+        other = group_other_formulas(part)
+        on = f" on {group.world_names(worlds_shown)} only" if worlds_shown else ""
+        if other:
+            out += [f"## Other AP formulas{on}", "", "VOC2007 11-point and VOC2010 "
+                    "(envelope) mAP, mean over runs.", "", other, ""]
     if plot_files:
+        where = (" Figures drawn side by side come from the worlds all of them ran (named in "
+                 "the plot), so a point or bar can differ from its row's mean over all worlds "
+                 "in Table 1." if toy else "")
         out += ["## Plots", "", "Error bars: 95% intervals as in Table 1 (runs and test "
-                "images); a configuration with a single run is a bare marker. Figures drawn "
-                "side by side come from the worlds all of them ran (named in the plot), so a "
-                "point or bar can differ from its row's mean over all worlds in Table 1.", ""]
+                "images); a configuration with a single run is a bare marker." + where, ""]
         out += [f"![{name}]({name})" for name in plot_files]
         out += [""]
     out += ["## Runs", "", group_runs_table(group), ""]
@@ -986,25 +1199,70 @@ def generic_page(group: Group, plot_files: list[str] = ()) -> str:
     """The page of one evaluator other than the VOC07 pair: its headline figure per row."""
     k, ev = group.key, group.key.evaluator
     first = next(r.first.metrics[ev] for r in group.rows)
-    out = [MARKER, "", f"# {k.title}", "",
+    # each backbone's headline names its own layer (AlexNet pool5, ResNet-18 pooled)
+    named = sorted({(r.first.backbone_name, r.first.metrics[ev]["headline"],
+                     r.first.metrics[ev]["formula"]) for r in group.rows})
+    heads = "; ".join(f"{b} `{h}`, {f if i == 0 else f.split(':')[0]}"
+                      for i, (b, h, f) in enumerate(named))
+    out = [MARKER, "", f"# {k.title}", "", datasets_line(group), "", *overrides_lines(group),
            f"Downstream dataset `{k.downstream}` (data key `{k.fingerprint[:16]}`), "
            f"evaluator `{ev}`, profile `{k.profile}`: {len(group.rows)} configurations, "
-           f"{group.n_runs} runs. Headline `{first['headline']}`: {first['formula']}; mean "
-           f"over runs with a 95% bootstrap interval over runs ({bootstrap.REPLICATES:,} "
-           f"replicates, seed {bootstrap.SEED}; a single run has none).", ""]
-    rows = [[row.label, _fmt_interval(group.interval(row, ev)), str(len(row.runs))]
-            for row in group.rows]
-    out += ["## Headline", "", _table(["method", f"{first['headline']} [95% CI]", "runs"],
-                                      rows), ""]
-    breakdown = group_table2(group, ev)
-    if breakdown:
-        out += ["## Breakdown", "", "Each value averaged over runs; `mean` is the mean over "
-                "its columns.", "", breakdown, ""]
+           f"{group.n_runs} runs. Headline, per backbone (each row's `headline` column names "
+           f"its layer): {heads}. Each figure is the mean over runs with a 95% "
+           f"bootstrap interval ({bootstrap.REPLICATES:,} replicates, seed {bootstrap.SEED}) "
+           f"over what the page's tables say.", ""]
+    toy = board_identity.is_toy(k.downstream)
+    by_worlds = toy and len(group.worlds) >= 2
+    parts = board_presentation.views(group, (ev,)) if by_worlds else [(None, group)]
+    covers: set[str] = set()
+    marks: set[str] = set()
+    out += ["## Headline", ""]
+    for i, (worlds_shown, part) in enumerate(parts):
+        ws = sorted({r.world for row in part.rows for r in row.runs})
+        names = group.world_names(ws)
+        if i:
+            out += [f"### On {names} only", "", f"Rows run on {names} only, beside the "
+                    f"{names} runs of the rows run on more worlds (labelled \"its {names} "
+                    f"runs\"), never pooled with other worlds. "
+                    + board_presentation.interval_sentence(len(ws)), ""]
+        elif by_worlds:
+            out += [f"Rows run on {names}. " + board_presentation.interval_sentence(len(ws)),
+                    ""]
+        rows = []
+        for row in part.rows:
+            if by_worlds:
+                text = board_presentation.cell(board_presentation.value(part, row, ev, ws),
+                                               marks)
+            else:
+                iv = part.interval(row, ev)
+                text = _fmt_interval(iv)
+                if iv is not None and iv.covers in ("runs", "test images", ""):
+                    covers.add(iv.covers)
+                if EXCLUDES_MARK in text:
+                    covers.add("excludes")
+            rows.append([row.label, f"`{row.first.metrics[ev]['headline']}`", text,
+                         str(len(row.runs))])
+        out += [_table(["method", "headline", "mAP [95% CI]", "runs"], rows), ""]
+    notes = [footnotes(toy)[c] for c in ("runs", "test images", "excludes") if c in covers]
+    notes += board_presentation.mark_notes(marks)
+    if any(not row.has_scores(ev) for row in group.rows):
+        runs = [r for row in group.rows for r in row.runs_of(ev)]
+        notes.append(board_presentation.missing_scores_note(
+            ev, sum(not (r.scores and ev in r.scores) for r in runs), len(runs)))
+    if notes:
+        out += [" ".join(notes), ""]
+    for worlds_shown, part in parts:
+        breakdown = group_table2(part, ev)
+        on = f" on {group.world_names(worlds_shown)} only" if worlds_shown else ""
+        if breakdown:
+            out += [f"## Breakdown{on}", "", "Each value averaged over runs; `mean` is the "
+                    "mean over its columns; a column a backbone lacks is `—`.", "",
+                    breakdown, ""]
     if plot_files:
         out += ["## Plots", ""] + [f"![{name}]({name})" for name in plot_files] + [""]
     runs = [[row.label, str(run.seed), run.run_id, _num(run.map(ev))]
             for row in group.rows for run in row.runs]
-    out += ["## Runs", "", _table(["method", "seed", "run id", first["headline"]], runs,
+    out += ["## Runs", "", _table(["method", "seed", "run id", "headline mAP"], runs,
                                    align="lrlr"), ""]
     return "\n".join(out)
 
@@ -1021,7 +1279,19 @@ def protocol_lines(frozen) -> list[str]:
             f"test seed {frozen.test_seed if frozen.test_seed is not None else DASH} (world "
             f"*w* draws its test split from this seed + *w*), evaluator fingerprints {fps}. "
             f"Only records made under it are in the tables; records made under an earlier "
-            f"protocol are listed in the [archive](archive/README.md), never deleted.", ""]
+            f"protocol are listed in the [archive](archive/README.md), never deleted.", "",
+            *protocol_history(frozen)]
+
+
+def protocol_history(frozen) -> list[str]:
+    """The frozen protocol's ``notes`` (each freeze and why, and what was seen on the test
+    split before or since), as a list under the protocol's section; nothing without notes.
+    The notes are not part of any fingerprint."""
+    if not frozen.notes:
+        return []
+    return ["### History of the protocol", "",
+            "From `PROTOCOL.json`'s `notes` (not part of any fingerprint):", "",
+            *(f"- {note}" for note in frozen.notes), ""]
 
 
 def index_page(groups: list[Group], frozen=None, n_archived: int = 0,
@@ -1033,25 +1303,18 @@ def index_page(groups: list[Group], frozen=None, n_archived: int = 0,
            "(one JSON file per run, with its per-image test scores beside it; `harness "
            "leaderboard --check` fails when this folder is stale). Measured rows are this "
            "project's runs; reported rows are the paper's published numbers, shown as data "
-           "and never averaged with measured ones. Numbers from the toy world and from "
-           "PASCAL VOC07 are never in one table.", "",
+           "and never averaged with measured ones. Numbers from the toy world, from "
+           "PASCAL VOC07 and from any other VOC-format folder (`voc-<fingerprint>`) are "
+           "never in one table; reported rows stand beside measured ones only on VOC07's "
+           "own splits.", "",
            "Recovered share = (row − random) / (supervised − random). " + _target_sentence(),
            "", *protocol_lines(frozen), "## Measured", ""]
     if groups:
-        rows = []
-        for g in groups:
-            sound = [r for r in g.rows if r.first.init == "sound"]
-            best = max(sound, key=lambda r: (r.stat(HEAD).mean if r.stat(HEAD) else -1),
-                       default=None)
-            rows.append([f"[{g.key.title}]({g.key.slug}.md)", g.key.downstream, g.key.preset,
-                         g.key.profile, str(len(g.rows)), str(g.n_runs),
-                         best.label if best else DASH,
-                         _fmt_interval(g.gain(best, HEAD), True) if best else DASH,
-                         _fmt_interval(g.gain(best, ALL), True) if best else DASH])
-        out += [_table(["table", "dataset", "preset", "profile", "configurations", "runs",
-                        "best sound row (Head)", "its Head − random", "its All − random"],
-                       rows, align="llllrrlrr"), "",
-                "Intervals and their marks (†, ‡, §) are explained on each table's page.", ""]
+        rows = [[f"[{g.key.title}]({g.key.slug}.md)", g.key.downstream, g.key.preset,
+                 g.key.profile, str(len(g.rows)), str(g.n_runs)] for g in groups]
+        out += [_table(["table", "dataset", "preset", "profile", "configurations", "runs"],
+                       rows, align="llllrr"), ""]
+        out += headline_lines(groups)
     else:
         under = " under the frozen protocol" if frozen is not None else ""
         out += [f"No result records{under} yet: run `harness run ... --results "
@@ -1082,11 +1345,55 @@ def index_page(groups: list[Group], frozen=None, n_archived: int = 0,
     return "\n".join(out)
 
 
-def ap_formula_note() -> str:
-    """How the reported rows' AP may differ from the one measured here (harness/ap.py)."""
+def headline_lines(groups: list[Group]) -> list[str]:
+    """The index page's headline: the comparison declared before the results
+    (:data:`harness.board_presentation.HEADLINE`) in every table that has its rows, with
+    intervals that resample worlds, runs and test images; never the best row."""
+    spec = board_presentation.HEADLINE
+    marks: set[str] = set()
+    rows = []
+    for g in groups:
+        for row, worlds, head, all_, rec in board_presentation.headline(g):
+            names = g.world_names(worlds) or "its one world"
+            base = g.baseline(row, spec.baseline)
+            per_world = DASH if base is None else " / ".join(
+                f"{row.world_mean(HEAD, w) - base.world_mean(HEAD, w):+.1f}"
+                for w, _, _ in g.worlds if w in worlds and w in base.world_counts(HEAD)
+                and w in row.world_counts(HEAD))
+            rows.append([f"[{g.key.title}]({g.key.slug}.md)", row.label, names, per_world,
+                         board_presentation.cell(head, marks, signed=True),
+                         board_presentation.cell(all_, marks, signed=True),
+                         board_presentation.cell(rec, marks, unit="%")])
+    out = ["## Headline", "",
+           f"Fixed by the paper's own comparison, which predates every result here, not "
+           f"picked from the rows: {spec.sentence()} (`harness/board_presentation.py` "
+           f"`HEADLINE`). It is not the best row of any table; every other row is on the "
+           f"table's page.", ""]
+    if not rows:
+        return out + ["No table has the headline's rows yet.", ""]
+    out += [_table(["table", "row", "worlds", "Head − random, each world",
+                    "Head − random [95% CI]", "All − random [95% CI]",
+                    "Head recovered [95% CI]"], rows, align="llllrrr"), "",
+            "Over several worlds each interval resamples the worlds, then each row's runs "
+            "within a world, then that world's test images (95%, basic bootstrap; the "
+            "table's page says more); on one world, runs and test images.",
+            *board_presentation.mark_notes(marks), ""]
+    return out
+
+
+#: what :func:`ap_formula_note` says first under a table of reported rows only, and under a
+#: table where they stand beside measured ones
+ONLY_REPORTED = "All rows above are reported, not measured here."
+SOME_REPORTED = ("The rows whose source is `reported` are the paper's published numbers, not "
+                 "measured here; the `measured` rows are this project's runs.")
+
+
+def ap_formula_note(lead: str = ONLY_REPORTED) -> str:
+    """How the reported rows' AP may differ from the one measured here (harness/ap.py),
+    after ``lead``, which says which rows of the table above are reported."""
     from harness import ap
 
-    return ("All rows above are reported, not measured here. Their AP comes from "
+    return (f"{lead} The reported rows' AP comes from "
             "Krähenbühl et al.'s `train_cls.py` (and ports of it), which calls scikit-learn's "
             "`average_precision_score`; scikit-learn releases before 0.19 computed that by "
             "the trapezoidal rule on the precision-recall curve, later ones as the "
@@ -1182,12 +1489,14 @@ def _rel(path: Path, out_dir: Path) -> str:
     return path.relative_to(out_dir).as_posix()
 
 
-def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[Path]:
+def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike, *,
+                      may_empty: bool = False) -> list[Path]:
     """Write every file (atomically) and delete generated files that are no longer produced.
 
     Refuses (BadInputError, nothing written) to replace a file it did not generate, and to
-    empty a leaderboard: with no record at all (none live, none archived) it deletes
-    nothing that exists.
+    empty a leaderboard: with no live record (archived ones make only the index and the
+    archive's page) it deletes no table that exists, unless ``may_empty`` (the records
+    were just archived on purpose, ``harness leaderboard --archive-superseded``).
     """
     from harness.errors import BadInputError
     from harness.io import write_bytes, write_text
@@ -1199,10 +1508,13 @@ def write_leaderboard(board: Leaderboard, out_dir: str | os.PathLike) -> list[Pa
     if foreign:
         raise BadInputError(f"{foreign[0]}: exists and was not written by `harness leaderboard`; "
                             f"refusing to overwrite it (choose another --out)")
-    if set(board.markdown) == {INDEX} and generated - {INDEX}:
-        raise BadInputError(f"no result records, but {out_dir} holds a leaderboard of "
-                            f"{len(generated - {INDEX})} generated file(s); refusing to delete "
-                            f"them (give --results the folder of its records)")
+    # archived records alone make the index and the archive's page, not a leaderboard
+    pages = generated - {INDEX, ARCHIVE_PAGE}
+    if not may_empty and not set(board.markdown) - {INDEX, ARCHIVE_PAGE} and pages:
+        raise BadInputError(f"no live result records, but {out_dir} holds a leaderboard of "
+                            f"{len(pages)} generated file(s) besides its index and archive; "
+                            f"refusing to delete them (give --results the folder of its "
+                            f"records)")
     written = []
     for name, text in sorted(board.markdown.items()):
         (out_dir / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """The paper's published Tables 1 and 2, kept as data (package files ``harness/data/``).
 
-These are *reported* numbers: the leaderboard prints them beside this project's measured
-rows, marked as such, and never averages them with measured rows. The paper's Table 2
+These are *reported* numbers: the leaderboard prints them in tables of their own, and
+beside this project's measured rows only on a VOC folder with PASCAL VOC2007's splits
+(:data:`harness.board_identity.VOC2007_SPLITS`), marked as such, never averaged with
+measured rows. The paper's Table 2
 rows other than its own come from a frozen-feature comparison and are not comparable with
 its Table 1 (see ``harness/data/PAPER_TABLES.md``).
 """

@@ -21,6 +21,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 
 from harness.cache import cache_root, hash_file, hash_params, stage_key
+from harness.cache_lock import entry_lock
 from harness.devices import resolve_device
 from harness.errors import BadInputError
 from harness.interfaces import Labels
@@ -29,11 +30,13 @@ from harness.monitor import EVERY as MONITOR_EVERY
 from harness.profiles import (PROFILES, Profile, get_profile,  # noqa: F401 - re-exported
                               pretrain_settings)
 
-Init = Literal["sound", "random", "supervised"]
+Init = Literal["sound", "random", "supervised", "imported"]
 #: the pretext stage checkpoints at most once a minute (an interrupted run redoes at most
 #: a minute of training; a checkpoint after every 2-second toy epoch cost ~5% of the stage)
 PRETEXT_CHECKPOINT_SECONDS = 60.0
-INITS: tuple[str, ...] = ("sound", "random", "supervised")
+INITS: tuple[str, ...] = ("sound", "random", "supervised", "imported")
+#: the inits that train a network on clips (the others read none)
+TRAINED_INITS: tuple[str, ...] = ("sound", "supervised")
 #: the evaluators a run uses unless told otherwise (Table 1's Head and All)
 DEFAULT_EVALUATORS: tuple[str, ...] = ("voc07_linear", "voc07_full")
 
@@ -72,6 +75,10 @@ class RunConfig:
     lr: float | None = None
     #: overrides the profile's pretext batch size
     batch_size: int | None = None
+    #: overrides the profile's side of the stored frames pretext crops are cut from
+    store_size: int | None = None
+    #: torch.compile the pretext network (same weights, faster on a GPU)
+    compile: bool = False
     #: overrides the profile's number of toy clips
     toy_clips: int | None = None
     #: overrides the profile's toy VOC size (trainval, test images)
@@ -86,6 +93,12 @@ class RunConfig:
     monitor: str | None = None
     #: epochs between monitor evaluations (and after the last)
     monitor_every: int = MONITOR_EVERY
+    #: with ``init="imported"``: another framework's weights, ``torchvision:alexnet=PATH``
+    #: (:mod:`harness.foreign`)
+    imported: str | None = None
+    #: logger plugins that watch the run (``csv``, ``tensorboard``); their files go in
+    #: ``<results>/<run_id>.logs/`` and the record names them
+    loggers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_overrides(epochs=self.epochs, lr=self.lr, seed=self.seed, toy_clips=self.toy_clips,
@@ -94,7 +107,8 @@ class RunConfig:
     def overrides(self) -> dict[str, Any]:
         """The profile values this configuration overrides, by profile field name."""
         given = {"pretext_epochs": self.epochs, "pretext_lr": self.lr,
-                 "pretext_batch_size": self.batch_size, "toy_clips": self.toy_clips,
+                 "pretext_batch_size": self.batch_size, "pretext_store_size": self.store_size,
+                 "toy_clips": self.toy_clips,
                  "toy_voc_images": self.toy_voc_images}
         return {k: v for k, v in given.items() if v is not None}
 
@@ -139,9 +153,10 @@ def toy_clips(profile: Profile, world_seed: int, progress: bool) -> Path:
     cfg = ToyConfig()
     out = cache_root() / "toy" / stage_key("toy-clips", WORLD_VERSION, profile.toy_clips,
                                            world_seed, cfg.to_dict())
-    if not (out / "manifest.csv").is_file():
-        shutil.rmtree(out, ignore_errors=True)   # the cache's own leftovers (older code)
-        generate_clips(out, profile.toy_clips, world_seed, config=cfg, progress=progress)
+    with entry_lock(out):
+        if not (out / "manifest.csv").is_file():
+            shutil.rmtree(out, ignore_errors=True)   # the cache's own leftovers (older code)
+            generate_clips(out, profile.toy_clips, world_seed, config=cfg, progress=progress)
     return out
 
 
@@ -159,9 +174,10 @@ def toy_voc(world_seed: int, images: tuple[int, int], progress: bool,
     sealed = [] if test_seed is None else [test_seed]
     out = cache_root() / "toy" / stage_key("toy-voc", WORLD_VERSION, voc_seed, list(images),
                                            cfg.to_dict(), *sealed)
-    if not (out / "VOC2007").is_dir():
-        generate_voc(out, voc_seed, config=cfg, n_trainval=images[0], n_test=images[1],
-                     progress=progress, test_seed=test_seed)
+    with entry_lock(out):
+        if not (out / "VOC2007").is_dir():
+            generate_voc(out, voc_seed, config=cfg, n_trainval=images[0], n_test=images[1],
+                         progress=progress, test_seed=test_seed)
     return out
 
 
@@ -186,7 +202,8 @@ def downstream_identity(kind: str, root: Path, fingerprint: str,
                         world_seed: int | None) -> dict[str, Any]:
     """The record's ``downstream`` section: the folder's kind, fingerprint and path, and
     for a toy VOC what drew it (from the generator's marker file): world and test seeds,
-    world version, split sizes and a digest of the world's configuration."""
+    world version, split sizes and a digest of the world's configuration; for a real
+    folder its split sizes (``n_trainval``, ``n_test``)."""
 
     from harness.toy.generate import VOC_MARKER
     from harness.voc import voc2007_dir
@@ -194,6 +211,12 @@ def downstream_identity(kind: str, root: Path, fingerprint: str,
     out: dict[str, Any] = {"kind": kind, "fingerprint": fingerprint, "path": str(root)}
     marker = voc2007_dir(root) / VOC_MARKER
     if not marker.is_file():
+        # a real folder: its split sizes, by which the leaderboard tells VOC2007 from others
+        from harness.voc import read_split_ids
+
+        main = voc2007_dir(root) / "ImageSets" / "Main"
+        out.update({f"n_{split}": len(read_split_ids(voc2007_dir(root), split))
+                    for split in ("trainval", "test") if (main / f"{split}.txt").is_file()})
         return out
     try:
         meta = json.loads(marker.read_text(encoding="utf-8"))
@@ -218,11 +241,13 @@ def voc_fingerprint(root: Path) -> str:
 
 def voc_cache_key(root: Path) -> str:
     """What the evaluation cache is keyed on: :func:`voc_fingerprint` plus the size and
-    modification time of every image, so a JPEG replaced in place is evaluated anew."""
+    modification time of every image (their sha256 with ``HARNESS_VERIFY_CACHE=1``, see
+    :func:`harness.cache.file_stamp`), so a JPEG replaced in place is evaluated anew."""
+    from harness.cache import file_stamp
     from harness.voc import voc2007_dir
 
     images = sorted((voc2007_dir(root) / "JPEGImages").glob("*"))
-    stats = [[p.name, st.st_size, st.st_mtime_ns] for p in images for st in [p.stat()]]
+    stats = [[p.name, *file_stamp(p)] for p in images]
     return hash_params([voc_fingerprint(root), stats])
 
 
@@ -230,7 +255,7 @@ def voc_cache_key(root: Path) -> str:
 def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[str, Any], Any, Any]:
     """Features of every clip, then pseudo-labels; returns (labels path, info, repr, labeler)."""
     from harness.features import DatasetSource, FeatureOptions, compute_features
-    from harness.labels import make_labels, size_param
+    from harness.labels import make_labels
     from harness.plugins import default_registry
 
     registry = default_registry()
@@ -240,21 +265,54 @@ def sound_labels(config: RunConfig, dataset, device: str) -> tuple[Path, dict[st
     if len(matrix.indices) < 2:
         raise BadInputError(f"{dataset.root}: {len(matrix.bad)} of {len(dataset)} clips have "
                             f"unusable audio (first: {matrix.bad[0].line()}); nothing to cluster")
-    params = dict(config.labeler_params)
-    labeler_cls = registry.get("labeler", config.labeler).cls
-    if config.k is not None:
-        params[size_param(labeler_cls, config.labeler)] = config.k
-    if "seed" in inspect.signature(labeler_cls.__init__).parameters:
-        params.setdefault("seed", config.seed)
-    labeler = registry.create("labeler", config.labeler, **params)
+    labeler = make_labeler(config, registry)
     result = make_labels(matrix.features, labeler, features_key=matrix.key,
                          features_info={"repr": rep.name, "params": rep.params()})
     diagnostics = dict(result.labels.diagnostics)
+    truth = clip_truth(dataset, matrix.indices)
+    if truth:       # the record's copy only: the cached labels are left as they were
+        from harness.label_diagnostics import score_against_truth
+
+        diagnostics["truth"] = score_against_truth(result.labels.values, result.labels.kind,
+                                                   truth)
     info = {**result.info, "diagnostics": diagnostics}
     if not matrix.bad:
         return result.path, info, rep, labeler
     path, info = _with_excluded_clips(result, matrix, len(dataset), info)
     return path, info, rep, labeler
+
+
+#: the clips' ground-truth columns the labels are scored against, where a dataset has them
+#: (the toy world's clips do: what each clip shows and what it sounds like)
+TRUTH_COLUMNS = ("objects", "sounding", "scene")
+
+
+def clip_truth(dataset, rows) -> dict[str, list[str]]:
+    """The ground-truth columns (:data:`TRUTH_COLUMNS`) of the clips behind the feature
+    ``rows``; empty when the dataset's clips carry none (real clips)."""
+    clips = getattr(dataset, "clips", None) or []
+    present = [c for c in TRUTH_COLUMNS if clips and c in (clips[0].extra or {})]
+    return {c: [str(clips[int(i)].extra.get(c, "")) for i in rows] for c in present}
+
+
+def make_labeler(config: RunConfig, registry):
+    """The labeler of a sound run: its ``--labeler-param``s, ``--k`` as its size parameter,
+    the run's seed unless given. A refusal of the size (its Bounds) names ``--k``."""
+    from harness.labels import size_param
+
+    params = dict(config.labeler_params)
+    labeler_cls = registry.get("labeler", config.labeler).cls
+    size = size_param(labeler_cls, config.labeler) if config.k is not None else None
+    if size is not None:
+        params[size] = config.k
+    if "seed" in inspect.signature(labeler_cls.__init__).parameters:
+        params.setdefault("seed", config.seed)
+    try:
+        return registry.create("labeler", config.labeler, **params)
+    except BadInputError as exc:
+        if size is None or f"parameter {size} " not in str(exc):
+            raise
+        raise BadInputError(f"--k {config.k}: {exc}") from None
 
 
 def _with_excluded_clips(result, matrix, n_clips: int,
@@ -282,7 +340,8 @@ def _with_excluded_clips(result, matrix, n_clips: int,
 
 
 def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
-    """The toy world's true objects as 20 bits per clip: the supervised upper bound."""
+    """The toy world's true objects as 20 bits per clip: the supervised row's labels
+    (an in-domain reference, not a bound)."""
     from harness.labels import labels_ready, write_labels
     from harness.voc import CLASS_INDEX, CLASSES
 
@@ -303,8 +362,10 @@ def true_object_labels(dataset) -> tuple[Path, dict[str, Any]]:
 
 
 def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, device: str,
-            origin: str, voc_root: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Train the backbone on the labels (resumable); returns last.pt and its summary."""
+            origin: str, voc_root: Path | None = None,
+            loggers=None) -> tuple[Path, dict[str, Any]]:
+    """Train the backbone on the labels (resumable); returns last.pt and its summary.
+    ``loggers`` (:class:`harness.run_logs.RunLogs`) receive every epoch's figures."""
 
     from harness.pretrain import CONFIG_NAME, METRICS_NAME, PretrainConfig, pretrain
 
@@ -313,7 +374,10 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
     base = PretrainConfig(backbone=config.backbone, labels=labels_path, data=dataset.root,
                           out=Path("."), seed=config.seed, device=device, origin=origin,
                           checkpoint_seconds=PRETEXT_CHECKPOINT_SECONDS,
-                          progress=config.progress, **settings)
+                          compile=config.compile, progress=config.progress,
+                          profile=profile.name, overrides={
+                              k: v for k, v in config.overrides().items()
+                              if k.startswith("pretext_")}, **settings)
     # how often a checkpoint is written does not change the weights: not part of the key
     settings = {k: v for k, v in base.to_json().items()
                 if k not in ("out", "progress", "data", "labels", "checkpoint_seconds",
@@ -324,12 +388,14 @@ def pretext(config: RunConfig, profile: Profile, labels_path: Path, dataset, dev
     key = stage_key("pretrain", hash_file(labels_path), dataset.cache_key(), settings,
                     _initial_weights(config, labels_path))
     out = cache_root() / "pretrain" / key
-    ckpt = pretrain(replace(base, out=out), monitor=monitor)
+    with entry_lock(out):
+        ckpt = pretrain(replace(base, out=out), monitor=monitor, loggers=loggers)
     history = [json.loads(line) for line in (out / METRICS_NAME).read_text().splitlines() if line]
     meta = json.loads((out / CONFIG_NAME).read_text())
     # what `precision="auto"` resolved to on this machine (bf16 on CPUs with native bf16)
     runtime = {k: meta.get(k) for k in ("device", "world_size", "precision", "channels_last")}
     summary = {"checkpoint": str(ckpt), "epochs": profile.pretext_epochs, "settings": settings,
+               "profile": base.profile, "overrides": base.overrides,
                "runtime": runtime, "final": history[-1] if history else {}}
     if monitor is not None:
         summary["monitor"] = {"protocol": monitor.protocol(), "curve": [
@@ -365,12 +431,13 @@ def _initial_weights(config: RunConfig, labels_path: Path) -> str:
 
 
 def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str,
-             profile: Profile, seed: int, device: str, progress: bool
-             ) -> tuple[dict[str, Any], Any]:
+             profile: Profile, seed: int, device: str, progress: bool,
+             echo: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Any]:
     """One evaluator's metrics (the record's form) and its per-image test scores (a
     :class:`harness.ap.SplitScores`, or None if it returns none), cached under the model,
     the downstream folder, the evaluator's parameters and the profile and seed it runs
-    under."""
+    under. A cache entry that cannot be read back (a truncated ``metrics.json``, a
+    damaged scores file) is recomputed, and ``echo`` (default: stderr) says so."""
 
     from harness.evaluation import metrics_dict, run_evaluator
     from harness.io import write_bytes
@@ -383,38 +450,70 @@ def evaluate(evaluator, model, voc_root: Path, voc_key: str, model_key: str,
                     asdict(profile.evaluation), seed, voc_key, model_key)
     folder = cache_root() / "eval" / key
     done, scores_file = folder / "metrics.json", folder / "test-scores.npz"
-    if done.is_file():
-        scores = (parse_npz(scores_file.read_bytes(), scores_file)[evaluator.name]
-                  if scores_file.is_file() else None)
-        return json.loads(done.read_text()), scores
-    result = run_evaluator(evaluator, model, voc_root, profile=profile.name, seed=seed,
-                           device=device, work_dir=folder / "work", progress=progress)
-    if result.test_scores is not None:      # before metrics.json, which marks the entry done
-        write_bytes(scores_file, npz_bytes({evaluator.name: result.test_scores}))
-    metrics = metrics_dict(result)
-    write_json(done, metrics)
-    return metrics, result.test_scores
+    with entry_lock(folder):
+        if done.is_file():
+            try:
+                metrics = json.loads(done.read_text(encoding="utf-8"))
+                if not isinstance(metrics, dict) or "value" not in metrics:
+                    raise ValueError("not an evaluator's metrics")
+                scores = (parse_npz(scores_file.read_bytes(), scores_file)[evaluator.name]
+                          if scores_file.is_file() else None)
+                return metrics, scores
+            except (ValueError, KeyError, BadInputError) as exc:   # JSONDecodeError is a ValueError
+                (echo or _say)(f"{evaluator.name}: damaged evaluation cache entry {done} "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                               f"recomputing it")
+                done.unlink(missing_ok=True)
+                scores_file.unlink(missing_ok=True)
+        result = run_evaluator(evaluator, model, voc_root, profile=profile.name, seed=seed,
+                               device=device, work_dir=folder / "work", progress=progress)
+        if result.test_scores is not None:      # before metrics.json, which marks the entry done
+            write_bytes(scores_file, npz_bytes({evaluator.name: result.test_scores}))
+        metrics = metrics_dict(result)
+        write_json(done, metrics)
+        return metrics, result.test_scores
+
+
+def _say(line: str) -> None:
+    """A line for the user on stderr (where stdout may be a table someone parses)."""
+    import sys
+
+    print(line, file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- the run
-def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
-    """Run every stage (reusing cached ones), write the result record, return it."""
-    from harness.checkpoint import load_pretrained
-    from harness.clips import ClipDataset
+def check_run(config: RunConfig, clip_counts: dict[Path, int] | None = None):
+    """Everything a run can be refused for that is known before its first stage, checked
+    now: the init, the plugins and their parameters (the labeler's Bounds included), the
+    labeler's size against the clips it labels, the pretext sizes against disk and memory
+    (:mod:`harness.bounds`), and that the results and cache folders take a file. Returns
+    (profile, device, backbone parameters, backbone, evaluators) for :func:`run`.
+
+    ``clip_counts`` remembers the size of each ``--clips`` dataset across the runs of a
+    sweep.
+    """
+    from harness.bounds import probe_writable
     from harness.labels import size_param
-    from harness.nets import weights_digest
     from harness.plugins import default_registry
-    from harness.records import (StageTimer, build_record, check_results_dir, dataset_identity,
-                                 make_config, write_record)
+    from harness.records import check_results_dir
 
     if config.init not in INITS:
         raise BadInputError(f"--init must be one of {', '.join(INITS)}, got {config.init!r}")
+    if (config.init == "imported") != (config.imported is not None):
+        raise BadInputError("--init: an imported network needs its weights spec, "
+                            "SOURCE:ARCH=PATH (e.g. torchvision:alexnet=alexnet.pth)")
     check_results_dir(config.results)
     profile = config.resolved_profile()
     device = resolve_device(config.device)
     registry = default_registry()
     backbone_params = config.resolved_backbone_params()
+    if config.imported is not None:     # the weights' architecture names the backbone
+        from harness.foreign import check_backbone, parse_spec
+
+        check_backbone(parse_spec(config.imported), config.backbone)
     backbone = registry.create("backbone", config.backbone, **backbone_params)
+    for name in config.loggers:
+        registry.get("logger", name)
     if config.k is not None:
         if config.init != "sound":
             raise BadInputError(f"--k sets the labeler's size; --init {config.init} runs no "
@@ -424,11 +523,72 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         raise BadInputError("--eval: name at least one evaluator")
     evaluators = [registry.create("evaluator", name, **evaluator_params(config, name))
                   for name in config.evaluators]
+    if config.init in TRAINED_INITS:     # a random or imported network reads no clips
+        n_clips = _clip_count(config, profile, {} if clip_counts is None else clip_counts)
+        if config.init == "sound":
+            registry.create("repr", config.repr, **config.repr_params)
+            _check_labeler_size(make_labeler(config, registry), config, n_clips)
+        _check_pretext_sizes(config, profile, n_clips)
+    probe_writable(config.results, "--results")
+    probe_writable(cache_root(), "cache folder ($HARNESS_CACHE)")
+    return profile, device, backbone_params, backbone, evaluators
+
+
+def _clip_count(config: RunConfig, profile: Profile, counts: dict[Path, int]) -> int:
+    """How many clips the run's pretext stage reads: the ``--clips`` dataset's, else the
+    toy world's."""
+    from harness.clips import ClipDataset
+
+    if config.clips is None:
+        return profile.toy_clips
+    root = Path(config.clips).resolve()
+    if root not in counts:
+        counts[root] = len(ClipDataset(config.clips))
+    return counts[root]
+
+
+def _check_labeler_size(labeler, config: RunConfig, n_clips: int) -> None:
+    """Refuse a labeler asked for more outputs (clusters, bits) than there are clips: no
+    clustering or code of ``n_clips`` rows has more."""
+    size = _labeler_size(labeler)
+    if isinstance(size, int) and size > n_clips:
+        name = "--k" if config.k is not None else f"--labeler-param {labeler.size_param}="
+        sep = " " if config.k is not None else ""
+        raise BadInputError(f"{name}{sep}{size}: labeler {config.labeler!r} cannot make more "
+                            f"outputs ({labeler.size_param}={size}) than the {n_clips} clips "
+                            f"it labels")
+
+
+def _check_pretext_sizes(config: RunConfig, profile: Profile, n_clips: int) -> None:
+    """Refuse a frame store that would not fit on disk, or a batch that would not fit in
+    memory, before any stage (:func:`harness.bounds.check_pretext_sizes`)."""
+    from harness.bounds import check_pretext_sizes
+
+    settings = pretrain_settings(profile, config.backbone)
+    image_size = settings["image_size"]
+    store_size = settings.get("store_size") or image_size
+    check_pretext_sizes(n_clips=n_clips, store_size=store_size, image_size=image_size,
+                        batch_size=settings["batch_size"], store=None,
+                        store_option="--store-size" if config.store_size else "image size",
+                        size_option="image size",
+                        batch_option="--batch-size" if config.batch_size else "batch size")
+
+
+def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
+    """Run every stage (reusing cached ones), write the result record, return it."""
+    from harness.checkpoint import load_pretrained
+    from harness.clips import ClipDataset
+    from harness.nets import weights_digest
+    from harness.records import (StageTimer, build_record, dataset_identity, make_config,
+                                 write_record)
+
+    profile, device, backbone_params, backbone, evaluators = check_run(config)
     timer = StageTimer(echo=echo)
+    run_id, logs = _open_logs(config)
 
     with timer.stage("data"):
         clips_root = dataset = None
-        if config.init != "random":     # a random network is trained on nothing
+        if config.init in TRAINED_INITS:     # a random or imported network trains on nothing
             clips_root = config.clips or toy_clips(profile, config.world_seed, config.progress)
             dataset = ClipDataset(clips_root)
         voc_root = config.voc or profile_toy_voc(profile, config.world_seed, config.progress)
@@ -446,7 +606,13 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     elif config.init == "supervised":
         labels_path, labels_info = true_object_labels(dataset)
 
-    if config.init == "random":
+    if config.init == "imported":
+        spec = config.imported
+        imported = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
+        model_key = hash_params(["imported", imported.meta["imported"]["sha256"],
+                                 config.backbone, backbone_params, config.seed,
+                                 weights_digest(imported.net)])
+    elif config.init == "random":
         spec = f"random:{config.backbone}"
         model_key = hash_params(["random", config.backbone, backbone_params, config.seed,
                                  weights_digest(load_pretrained(spec, seed=config.seed,
@@ -455,7 +621,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         with timer.stage("pretrain"):
             ckpt, pretext_info = pretext(config, profile, labels_path, dataset, device,
                                          origin="pretext" if config.init == "sound" else "supervised",
-                                         voc_root=voc_root)
+                                         voc_root=voc_root, loggers=logs)
         spec, model_key = str(ckpt), hash_file(ckpt)
 
     metrics: dict[str, Any] = {}
@@ -466,9 +632,11 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
             model = load_pretrained(spec, seed=config.seed, backbone_params=backbone_params)
             metrics[evaluator.name], scores = evaluate(
                 evaluator, model, voc_root, voc_cache, model_key, profile, config.seed, device,
-                config.progress)
+                config.progress, echo=echo)
         if scores is not None:
             test_scores[evaluator.name] = scores
+        if logs:
+            logs.log_eval(evaluator.name, metrics[evaluator.name])
 
     record = build_record(
         config=make_config(init=config.init, backbone=backbone, evaluators=evaluators,
@@ -476,21 +644,53 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
                            labeler=labeler, pretrain=pretext_info["settings"] if pretext_info else None,
                            k=_labeler_size(labeler), size_param=getattr(labeler, "size_param", None),
                            world_seed=config.world_seed,
-                           overrides=config.overrides()),
+                           overrides=config.overrides(),
+                           # where imported weights came from: framework, file, sha256
+                           **({"imported": imported.meta["imported"]}
+                              if config.init == "imported" else {})),
         dataset=dataset_identity(dataset, "clips" if config.clips else "toy", clips_root)
         if dataset is not None else None,
         downstream=downstream_identity("voc07" if config.voc else "toy-voc", voc_root, voc_key,
                                        None if config.voc else config.world_seed),
         metrics=metrics, timings=timer.seconds, labels=labels_info, pretext=pretext_info,
-        test_scores=test_scores)
+        test_scores=test_scores, run_id=run_id)
+    if logs:
+        logs.log_config(record["config"])
+        record["logs"] = {"folder": logs.folder.name, "loggers": list(logs.names),
+                          "files": logs.close()}
     path = write_record(record, config.results, test_scores=test_scores)
     echo(table1_row(record))
     echo(stage_summary(timer.seconds))
     return RunResult(record, path)
 
 
+def _open_logs(config: RunConfig):
+    """(run id, :class:`harness.run_logs.RunLogs`) of a run with ``--logger``: the id is
+    chosen now, so that the logs folder, ``<results>/<run_id>.logs``, has the record's
+    name while the run goes on. (None, no loggers) without."""
+    from harness.plugins import default_registry
+    from harness.records import new_run_id, plugin_entry, utc_now
+    from harness.run_logs import RunLogs
+
+    if not config.loggers:
+        return None, RunLogs([], None)
+    sound = config.init == "sound"
+    named = {"init": config.init, "repr": {"name": config.repr} if sound else None,
+             "labeler": plugin_entry(make_labeler(config, default_registry())) if sound
+             else None, "backbone": {"name": config.backbone}, "seed": config.seed}
+    run_id = new_run_id(named, utc_now())
+    folder = Path(config.results) / f"{run_id}.logs"
+    return run_id, RunLogs.open(config.loggers, folder, run_id)
+
+
 def evaluator_params(config: RunConfig, name: str) -> dict[str, Any]:
-    """``config.eval_params`` for evaluator ``name``: unprefixed keys, and ``name.key`` ones."""
+    """``config.eval_params`` for evaluator ``name``: the unprefixed keys it declares, and
+    every ``name.key`` one.
+
+    An unprefixed key goes to each evaluator of the run that declares it (``iterations``
+    to the VOC07 ones, not to ``knn``); one that no evaluator of the run declares is
+    refused, with the scoped form that gives a parameter to one evaluator.
+    """
     scoped = {k.partition(".")[2]: v for k, v in config.eval_params.items()
               if k.startswith(f"{name}.")}
     unknown = sorted({k.partition(".")[0] for k in config.eval_params if "." in k}
@@ -498,7 +698,36 @@ def evaluator_params(config: RunConfig, name: str) -> dict[str, Any]:
     if unknown:
         raise BadInputError(f"--eval-param {unknown[0]}.*: {unknown[0]!r} is not an evaluator "
                             f"of this run ({', '.join(config.evaluators)})")
-    return {**{k: v for k, v in config.eval_params.items() if "." not in k}, **scoped}
+    shared = {k: v for k, v in config.eval_params.items() if "." not in k}
+    for key in shared:
+        if not any(_declares(evaluator, key) for evaluator in config.evaluators):
+            takes = "; ".join(f"{e} takes {', '.join(_declared(e) or ['nothing'])}"
+                              for e in config.evaluators)
+            raise BadInputError(
+                f"--eval-param {key}: no evaluator of this run has a parameter {key!r} "
+                f"({takes}); to give one evaluator a parameter, scope it: --eval-param "
+                f"{config.evaluators[0]}.NAME=VALUE")
+    return {**{k: v for k, v in shared.items() if _declares(name, k)}, **scoped}
+
+
+def _declared(evaluator: str) -> list[str] | None:
+    """The parameters the evaluator plugin ``evaluator`` declares; None if it accepts any
+    keyword, or is not installed (the registry refuses it with its own message)."""
+    from harness.errors import HarnessError
+    from harness.plugin_config import _takes_kwargs, declared_params
+    from harness.plugins import default_registry
+
+    try:
+        cls = default_registry().get("evaluator", evaluator).cls
+    except HarnessError:
+        return None
+    return None if _takes_kwargs(cls) else list(declared_params(cls))
+
+
+def _declares(evaluator: str, param: str) -> bool:
+    """Whether the evaluator plugin ``evaluator`` takes a parameter called ``param``."""
+    declared = _declared(evaluator)
+    return declared is None or param in declared
 
 
 def _labeler_size(labeler) -> int | None:
@@ -517,6 +746,10 @@ def table1_row(record: dict[str, Any]) -> str:
     if cfg["init"] == "sound":
         size = f" {cfg.get('size_param') or 'k'}={cfg['k']}" if cfg.get("k") is not None else ""
         method = f"sound: {cfg['repr']['name']}{size} {cfg['backbone']['name']}"
+    elif cfg["init"] == "imported":
+        source = cfg.get("imported") or {}
+        method = (f"imported {source.get('source')}:{source.get('architecture')} "
+                  f"{cfg['backbone']['name']}")
     else:
         method = f"{cfg['init']} init {cfg['backbone']['name']}"
     cells = [method, f"seed {cfg['seed']}"]
@@ -570,7 +803,7 @@ def is_recorded_by(config: RunConfig, record: dict[str, Any]) -> bool:
     name = lambda entry: (entry or {}).get("name")           # noqa: E731
     same = (c.get("init") == config.init and c.get("seed") == config.seed
             and c.get("world_seed", 0) == config.world_seed and c.get("profile") == config.profile
-            and name(c.get("backbone")) == config.backbone
+            and _spec(c.get("backbone")) == config.backbone
             and c.get("overrides", {}) == _jsonable(config.overrides())
             and (record.get("downstream") or {}).get("kind") == ("voc07" if config.voc else "toy-voc"))
     if same and config.init == "sound":
@@ -586,6 +819,15 @@ def is_recorded_by(config: RunConfig, record: dict[str, Any]) -> bool:
     return all(name in evaluators and evaluators[name]["params"] == _jsonable(
         registry.create("evaluator", name, **evaluator_params(config, name)).params())
         for name in config.evaluators)
+
+
+def _spec(entry: dict[str, Any] | None) -> str | None:
+    """The name a plugin entry of a record was asked for: a family's (``timm:``) with its
+    variant (``timm:resnet18``), which the registry gave it as ``variant``."""
+    name = (entry or {}).get("name")
+    if name and name.endswith(":"):
+        return f"{name}{((entry or {}).get('params') or {}).get('variant')}"
+    return name
 
 
 def labeler_size(config: RunConfig) -> Any:
@@ -611,29 +853,64 @@ def _jsonable(value: Any) -> Any:
 def sweep(base: RunConfig, reprs: list[str], ks: list[int | None], backbones: list[str],
           seeds: list[int], echo: Callable[[str], None] = print, *,
           inits: tuple[str, ...] = ("sound",), world_seeds: tuple[int, ...] = (0,),
-          skip_recorded: bool = False, dry_run: bool = False) -> list[RunResult]:
+          skip_recorded: bool = False, dry_run: bool = False,
+          execute: Callable[[list[RunConfig], list[str]], list[RunResult]] | None = None
+          ) -> list[RunResult]:
     """Every run of :func:`sweep_configs`, in order, sharing cached stages.
 
     ``skip_recorded``: leave out a run that a record in ``base.results`` already holds
     (:func:`is_recorded_by`), so that a long batch can be stopped and started again.
     ``dry_run``: list the runs (and which are recorded) and run none.
+    Every run is checked (:func:`check_run`) before the first one starts: one that would be
+    refused stops the sweep before any compute, its line saying ``refused: <why>``; a dry
+    run lists it so.
+    ``execute``: runs the runs left to do, given with their lines, and returns their
+    results (a launcher of :mod:`harness.launch`; in a dry run it is given the runs to
+    run and says how it would run them); by default each runs here, in turn.
     """
+    from harness.errors import HarnessError
     from harness.records import read_records
 
     configs = sweep_configs(base, reprs, ks, backbones, seeds, inits=inits,
                             world_seeds=world_seeds)
-    recorded = read_records(base.results) if (skip_recorded or dry_run) else []
-    results = []
+    lines = []
     for i, cfg in enumerate(configs, 1):
         what = (f"repr={cfg.repr} labeler={cfg.labeler} k={cfg.k} " if cfg.init == "sound"
                 else "")
-        line = (f"sweep {i}/{len(configs)}: init={cfg.init} {what}backbone={cfg.backbone} "
-                f"seed={cfg.seed} world_seed={cfg.world_seed}")
+        lines.append(f"sweep {i}/{len(configs)}: init={cfg.init} {what}"
+                     f"backbone={cfg.backbone} seed={cfg.seed} world_seed={cfg.world_seed}")
+    refused: dict[int, HarnessError] = {}
+    clip_counts: dict[Path, int] = {}
+    for i, cfg in enumerate(configs):
+        try:
+            check_run(cfg, clip_counts)
+        except HarnessError as exc:
+            refused[i] = exc
+    if refused and not dry_run:
+        for i, exc in refused.items():
+            echo(f"{lines[i]}: refused: {exc}")
+        first, exc = next(iter(refused.items()))
+        error = BadInputError if exc.exit_code == 2 else HarnessError
+        raise error(f"{len(refused)} of {len(configs)} runs of the sweep are refused, so none "
+                    f"was started (run {first + 1}: {exc})")
+    recorded = read_records(base.results) if (skip_recorded or dry_run) else []
+    results, todo = [], []
+    for i, (cfg, line) in enumerate(zip(configs, lines)):
+        if i in refused:
+            echo(f"{line}: refused: {refused[i]}")
+            continue
         held = next((r["run_id"] for r in recorded if is_recorded_by(cfg, r)), None)
         if dry_run or (skip_recorded and held):
             echo(f"{line}: {'recorded as ' + held if held else 'to run'}"
                  f"{'' if dry_run else ', skipped'}")
+            if dry_run and not held and execute is not None:
+                todo.append((cfg, line))        # the launcher says how it would run them
+            continue
+        if execute is not None:
+            todo.append((cfg, line))
             continue
         echo(line)
         results.append(run(cfg, echo=echo))
+    if execute is not None and todo:
+        results = execute([cfg for cfg, _ in todo], [line for _, line in todo])
     return results

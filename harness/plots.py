@@ -29,13 +29,14 @@ def data_hash(data: Any) -> str:
 
 def png_text(path) -> dict[str, str]:
     """The PNG text chunks of ``path`` ({} if it is not a readable PNG)."""
-    from PIL import Image, UnidentifiedImageError
+    from harness.errors import BadInputError
+    from harness.images import open_image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             return {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (BadInputError, OSError, ValueError):
         return {}
 
 

@@ -46,7 +46,7 @@ from torch.utils.data import DistributedSampler
 from harness import __version__
 from harness.augment import AugmentConfig, augment, center, sample_params
 from harness.cache import hash_file, hash_params
-from harness.checkpoint import build_backbone, read_checkpoint, save_checkpoint
+from harness.checkpoint import build_backbone, first_nonfinite, read_checkpoint, save_checkpoint
 from harness.clips import ClipDataset
 from harness.devices import cpu_has_native_bf16, resolve_device, resolve_precision  # noqa: F401
 from harness.errors import BadInputError, HarnessError
@@ -82,6 +82,9 @@ class PretrainConfig:
     weight_decay: float = 0.01
     #: share of the steps spent warming up to the peak learning rate
     pct_start: float = 0.3
+    #: a linear warm-up on top of the one-cycle schedule: step ``s`` < ``warmup_steps``
+    #: trains at ``(s + 1) / (warmup_steps + 1)`` of the one-cycle's rate (0: none)
+    warmup_steps: int = 0
     #: side of the square images the network sees
     image_size: int = 64
     #: side of the cached frames (default: ``image_size``)
@@ -122,6 +125,11 @@ class PretrainConfig:
             (self.image_size >= 16, f"image size must be >= 16, got {self.image_size}"),
             (0 <= self.val_fraction < 1, f"val fraction must be in [0, 1), got {self.val_fraction}"),
             (0 < self.pct_start < 1, f"pct_start must be in (0, 1), got {self.pct_start}"),
+            (self.warmup_steps >= 0, f"warm-up steps must be >= 0, got {self.warmup_steps}"),
+            (self.store_size is None or self.store_size >= self.image_size,
+             f"store size {self.store_size} is smaller than the image size {self.image_size}: "
+             "frames would be enlarged, not cropped (give --store-size of at least the image "
+             "size)"),
             (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
             (self.checkpoint_seconds >= 0, "checkpoint_seconds must be >= 0"),
             (self.precision in ("auto", "bf16", "fp32"), f"unknown precision {self.precision!r}"),
@@ -137,7 +145,37 @@ class PretrainConfig:
         out = asdict(self)
         for key in ("labels", "data", "out"):
             out[key] = str(out[key])
+        # settings added after runs were recorded are written only when in use, so a run
+        # that leaves them at their default keeps its run key, cache key and leaderboard
+        # row (all are digests of this dictionary)
+        for key, default in _ADDED_SETTINGS.items():
+            if out[key] == default:
+                del out[key]
         return out
+
+
+#: PretrainConfig fields left out of :meth:`PretrainConfig.to_json` at these values
+_ADDED_SETTINGS: dict[str, Any] = {"warmup_steps": 0}
+
+
+class WarmOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """The one-cycle schedule with a linear warm-up over its first ``warmup_steps`` steps.
+
+    The one-cycle rise alone starts at the peak rate / 25 and takes ``pct_start`` of the
+    run (60 of the paper profile's 200 epochs); the warm-up scales the first few hundred
+    steps further, when AdamW's moment estimates rest on few gradients. Step ``s`` trains
+    at ``(s + 1) / (warmup_steps + 1)`` of the one-cycle's rate, then at the rate itself.
+    The factor is a function of the step alone, so resuming from a checkpoint's state
+    gives the same rates.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, warmup_steps: int, **kwargs: Any):
+        self.warmup_steps = int(warmup_steps)
+        super().__init__(optimizer, **kwargs)
+
+    def get_lr(self) -> list[float]:
+        factor = min(1.0, (self.last_epoch + 1) / (self.warmup_steps + 1))
+        return [lr * factor for lr in super().get_lr()]
 
 
 # ----------------------------------------------------------------------------- labels
@@ -243,12 +281,32 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train / validation split of ``range(n)`` (both sorted)."""
+def split_indices(n: int, val_fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train / validation split of ``range(n)`` (both sorted).
+
+    ``groups`` (int [n], e.g. :meth:`harness.clips.ClipDataset.source_groups`) keeps the
+    items of one group on one side: clips cut from one video are near-duplicates, and one
+    on each side would make the validation loss measure memory. Whole groups, in a seeded
+    order, go to validation until it holds ``round(n * val_fraction)`` items or more (never
+    every item). When every item is its own group (the toy world) the split is the
+    ungrouped one, item for item.
+    """
     gen = torch.Generator().manual_seed(derive_seed(seed, _SPLIT))
-    perm = torch.randperm(n, generator=gen).numpy()
     n_val = int(round(n * val_fraction))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    if groups is None or len(np.unique(groups)) == n:
+        perm = torch.randperm(n, generator=gen).numpy()
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    sizes = np.bincount(inverse, minlength=len(ids))
+    chosen, count = [], 0
+    for g in torch.randperm(len(ids), generator=gen).numpy():
+        if count >= n_val or count + sizes[g] >= n:
+            break
+        chosen.append(g)
+        count += int(sizes[g])
+    is_val = np.isin(inverse, chosen)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 def batch_bounds(n: int, batch: int) -> list[tuple[int, int]]:
@@ -264,20 +322,34 @@ def batch_bounds(n: int, batch: int) -> list[tuple[int, int]]:
 class FrameSource:
     """Batches of uint8 frames and their indices on the training device.
 
-    On a GPU the whole store is copied to GPU memory when it fits (a batch is then one
-    on-device gather); otherwise batches are gathered from the memory-mapped store by a
-    background thread into pinned memory and copied without blocking. Nothing here makes
-    the host wait for the GPU: a plain host-to-GPU copy would.
+    Three ways, chosen by ``mode`` (``auto``: resident on a GPU when the store fits,
+    streamed on a GPU when it does not, gathered on a CPU), each giving the same batches:
+
+    * ``resident``: the whole store is copied to the device once; a batch is one
+      on-device gather;
+    * ``stream``: worker processes gather each batch from the memory-mapped store into
+      pinned memory (:mod:`harness.framestream`) and it is copied without blocking;
+      nothing here makes the host wait for the GPU, which a plain host-to-GPU copy would;
+    * ``gather``: this process gathers each batch when it is needed (on a CPU the network
+      takes far longer than the copy).
     """
 
-    def __init__(self, store: FrameStore, device: torch.device):
+    MODES = ("auto", "resident", "stream", "gather")
+
+    def __init__(self, store: FrameStore, device: torch.device, mode: str = "auto",
+                 workers: int | None = None):
+        if mode not in self.MODES:
+            raise BadInputError(f"frame source {mode!r}: choose from {', '.join(self.MODES)}")
         self.store = store
-        self.device = device
-        self.resident: torch.Tensor | None = None
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if store.nbytes < RESIDENT_SHARE * free:
-                self.resident = store.to_tensor(device)
+        self.device = torch.device(device)
+        self.workers = workers
+        if mode == "auto":
+            mode = "gather"
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                mode = "resident" if store.nbytes < RESIDENT_SHARE * free else "stream"
+        self.mode = mode
+        self.resident = store.to_tensor(self.device) if mode == "resident" else None
 
     def batches(self, order: np.ndarray, bounds: list[tuple[int, int]]
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -287,17 +359,18 @@ class FrameSource:
             for lo, hi in bounds:
                 idx = on_device[lo:hi]
                 yield self.resident.index_select(0, idx), idx
-        elif self.device.type == "cuda":
-            yield from prefetched(self._pinned_batch, [order[lo:hi] for lo, hi in bounds])
+        elif self.mode == "stream":
+            from harness.framestream import stream_batches
+
+            cuda = self.device.type == "cuda"
+            wanted = [order[lo:hi] for lo, hi in bounds]
+            for frames, idx in stream_batches(self.store.path, wanted, workers=self.workers,
+                                              pin=cuda):
+                yield (frames.to(self.device, non_blocking=cuda),
+                       idx.to(self.device, non_blocking=cuda))
         else:
             for lo, hi in bounds:
                 yield self.store.gather(order[lo:hi]), torch.from_numpy(order[lo:hi])
-
-    def _pinned_batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.store.size
-        pinned = torch.empty((len(idx), s, s, 3), dtype=torch.uint8, pin_memory=True)
-        frames = self.store.gather(idx, out=pinned).to(self.device, non_blocking=True)
-        return frames, torch.from_numpy(idx).pin_memory().to(self.device, non_blocking=True)
 
 
 def prefetched(load, index_batches: list[np.ndarray], depth: int = 3) -> Iterator[Any]:
@@ -358,11 +431,15 @@ def run_key(config: PretrainConfig, labels: PseudoLabels, dataset: ClipDataset,
     return hash_params(parts)
 
 
-def pretrain(config: PretrainConfig, monitor: Callable[..., dict] | None = None) -> Path:
+def pretrain(config: PretrainConfig, monitor: Callable[..., dict] | None = None,
+             loggers=None) -> Path:
     """Train ``config.backbone`` on the pseudo-labels; return the path of ``out/last.pt``.
 
     ``monitor`` (e.g. :class:`harness.monitor.Monitor`) is called on rank 0 after each
     epoch as ``monitor(net, epoch, epochs)``; what it returns is logged with the epoch.
+    ``loggers`` (a :class:`harness.run_logs.RunLogs`) receive every epoch's row on rank 0,
+    the epochs an earlier start already trained first (a resumed or finished run logs its
+    whole history).
     """
     rt = setup_runtime(config)
     threads = torch.get_num_threads()
@@ -371,14 +448,14 @@ def pretrain(config: PretrainConfig, monitor: Callable[..., dict] | None = None)
     try:
         # the run seeds torch's global generators; the caller's are restored afterwards
         with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
-            return _pretrain(config, rt, monitor)
+            return _pretrain(config, rt, monitor, loggers)
     finally:
         torch.set_num_threads(threads)
         if rt.owns_group:
             dist.destroy_process_group()
 
 
-def _pretrain(config: PretrainConfig, rt: Runtime, monitor=None) -> Path:
+def _pretrain(config: PretrainConfig, rt: Runtime, monitor=None, loggers=None) -> Path:
     """The loop: data, model, resume, then one epoch and one checkpoint at a time."""
     remove_stale_temps_in(Path(config.out))      # what a kill during a checkpoint write left
     ckpt_path = Path(config.out) / CHECKPOINT_NAME
@@ -386,6 +463,9 @@ def _pretrain(config: PretrainConfig, rt: Runtime, monitor=None) -> Path:
     run = _build(config, rt, data)
     log = EpochLog(config, rt, data.steps_per_epoch)
     start_epoch, history = _resume(config, rt, run, ckpt_path, log)
+    loggers = loggers if loggers and rt.is_main else None
+    for row in history if loggers else ():      # what earlier starts trained
+        loggers.log_epoch(row)
     if start_epoch >= config.epochs:
         return ckpt_path
     model = _wrap(config, rt, run.net)
@@ -400,6 +480,8 @@ def _pretrain(config: PretrainConfig, rt: Runtime, monitor=None) -> Path:
                 row.update(monitor(run.net, epoch + 1, config.epochs))
             history.append(row)
             log.epoch(row)
+            if loggers:
+                loggers.log_epoch(row)
             if rt.is_main:
                 _checkpoint(config, run, data, meta, history, ckpt_path)
     log.done(history)
@@ -442,7 +524,8 @@ def _prepare_data(config: PretrainConfig, rt: Runtime) -> TrainingData:
     if not rt.is_main:
         store = frame_store(dataset, store_size, progress=False)
     usable = labels.usable()            # all clips unless some had no usable audio
-    train_pos, val_pos = split_indices(len(usable), config.val_fraction, config.seed)
+    train_pos, val_pos = split_indices(len(usable), config.val_fraction, config.seed,
+                                       groups=dataset.source_groups()[usable])
     train_idx, val_idx = usable[train_pos], usable[val_pos]
     per_rank = len(train_idx) // rt.world
     local_batch = config.batch_size // rt.world
@@ -470,7 +553,8 @@ class TrainingState:
 
 
 def _build(config: PretrainConfig, rt: Runtime, data: TrainingData) -> TrainingState:
-    """The seeded network, AdamW and the one-cycle schedule over every epoch's steps."""
+    """The seeded network, AdamW and the one-cycle schedule over every epoch's steps
+    (after a linear warm-up when ``config.warmup_steps`` asks for one)."""
     backbone = build_backbone(config.backbone, config.backbone_params)
     net = initial_net(backbone, data.labels.num_outputs, config.seed).to(rt.device)
     if rt.channels_last:
@@ -478,9 +562,11 @@ def _build(config: PretrainConfig, rt: Runtime, data: TrainingData) -> TrainingS
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay,
                                   fused=config.fused_adamw or None)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * data.steps_per_epoch,
-        pct_start=config.pct_start)
+    schedule = {"max_lr": config.lr, "total_steps": config.epochs * data.steps_per_epoch,
+                "pct_start": config.pct_start}
+    scheduler = (WarmOneCycleLR(optimizer, warmup_steps=config.warmup_steps, **schedule)
+                 if config.warmup_steps else
+                 torch.optim.lr_scheduler.OneCycleLR(optimizer, **schedule))
     return TrainingState(backbone=backbone, net=net, optimizer=optimizer, scheduler=scheduler,
                          key=run_key(config, data.labels, data.dataset, rt),
                          mean=tuple(backbone.mean), std=tuple(backbone.std))
@@ -491,7 +577,7 @@ def _resume(config: PretrainConfig, rt: Runtime, run: TrainingState, ckpt_path: 
     """(first epoch to train, history so far): from ``out/last.pt`` when it is this run's."""
     if not ckpt_path.is_file() or config.restart:
         return 0, []
-    ckpt = read_checkpoint(ckpt_path, map_location="cpu", mmap=False)
+    ckpt = read_checkpoint(ckpt_path, map_location="cpu", mmap=False, check_train_state=True)
     state = ckpt.get("train_state") or {}
     if state.get("run_key") != run.key:
         raise BadInputError(f"{ckpt_path}: a checkpoint of a different run (other labels, "
@@ -603,8 +689,15 @@ def _train_epoch(config: PretrainConfig, rt: Runtime, data: TrainingData, run: T
 
 def _checkpoint(config: PretrainConfig, run: TrainingState, data: TrainingData,
                 meta: dict[str, Any], history: list[dict], ckpt_path: Path) -> None:
-    """``last.pt`` when :func:`checkpoint_due` and after the last epoch; metrics.jsonl always."""
+    """``last.pt`` when :func:`checkpoint_due` and after the last epoch; metrics.jsonl always.
+
+    Weights that hold NaN or infinite values stop the run before anything is written
+    (a finite loss does not guarantee finite weights: a monitor, or a layer the loss
+    does not reach, may hold them); the last good checkpoint stays."""
     epoch, row = history[-1]["epoch"], history[-1]
+    bad = first_nonfinite(run.net.state_dict())
+    if bad is not None:
+        _diverged(epoch - 1, None, ckpt_path, history[:-1], f"weights (tensor {bad!r})")
     last = epoch == config.epochs
     if last or checkpoint_due(config, epoch, run.saved_at):
         state = {"epoch": epoch, "run_key": run.key, "history": history}
@@ -714,10 +807,12 @@ def _check_finite(loss: torch.Tensor, rt: Runtime, epoch: int, step: int, ckpt_p
         _diverged(epoch, step + 1, ckpt_path, history)
 
 
-def _diverged(epoch: int, step: int, ckpt_path: Path, history: list[dict]) -> None:
+def _diverged(epoch: int, step: int | None, ckpt_path: Path, history: list[dict],
+              what: str = "loss") -> None:
     kept = (f"the last good checkpoint, {ckpt_path} (epoch {history[-1]['epoch']}), is kept"
             if history and ckpt_path.is_file() else "no checkpoint had been written yet")
-    raise TrainingDiverged(f"loss became NaN or infinite at epoch {epoch + 1}, step {step}; "
+    where = f"epoch {epoch + 1}" + (f", step {step}" if step is not None else "")
+    raise TrainingDiverged(f"{what} became NaN or infinite at {where}; "
                            f"training stopped and {kept}. Try a lower --lr.")
 
 

@@ -10,7 +10,11 @@ A record is written once: atomically (a reader never sees half a file) and never
 existing one. ``harness run`` writes it only after every stage has succeeded. Beside it,
 ``<run_id>.scores.npz`` (:mod:`harness.scores`) holds the evaluators' per-image test
 scores; the record's ``test_scores`` section names that file and its sha256, checked
-whenever the record is read.
+whenever the record is read. The record's ``digest`` field is the sha256 of the rest of
+its content (:func:`record_digest`), also checked whenever it is read, so a record edited
+after it was written is refused; records written before the digest existed have none,
+and the leaderboard checks every record's figures against its evidence
+(:mod:`harness.verify`) with or without one.
 
 Typical use (what ``harness run`` does)::
 
@@ -64,7 +68,11 @@ TRACKED_PACKAGES = (
     "soundfile", "av", "pillow", "faiss-cpu", "pluggy", "matplotlib", "jsonschema",
 )
 
-INITS = ("sound", "random", "supervised")
+#: "imported": another framework's weights (harness.foreign); config["imported"] says whose
+INITS = ("sound", "random", "supervised", "imported")
+
+#: the record field that holds the sha256 of the rest of the record (see :func:`record_digest`)
+DIGEST_FIELD = "digest"
 
 
 # --------------------------------------------------------------------------- schema
@@ -168,12 +176,17 @@ class StageTimer:
     progress bars off or output going to a file.
     """
 
+    #: called with a stage's name as it starts (a launched job reports its stage so)
+    on_start: list[Callable[[str], None]] = []
+
     def __init__(self, echo: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self.echo = echo
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        for hook in StageTimer.on_start:
+            hook(name)
         start = time.perf_counter()
         try:
             yield
@@ -391,6 +404,37 @@ def environment_info(device: str = "cpu") -> dict[str, Any]:
             "device": device_info(device)}
 
 
+# --------------------------------------------------------------------------- digest
+def record_digest(record: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of ``record``'s content: the canonical JSON (keys sorted, no
+    whitespace, UTF-8) of every field but :data:`DIGEST_FIELD`.
+
+    :func:`write_record` stores it in the record and :func:`read_record` recomputes it, so
+    a record edited after it was written is refused. Canonical JSON does not depend on the
+    file's layout, and Python writes floats in their shortest round-trip form, so a record
+    read back gives the digest it was written with. It detects edits, not forgeries:
+    whoever edits a record can recompute it (the leaderboard also recomputes every figure
+    from the record's own evidence, :mod:`harness.verify`).
+    """
+    body = {k: v for k, v in record.items() if k != DIGEST_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def digest_problem(record: Mapping[str, Any]) -> str | None:
+    """Why ``record``'s digest does not fit its content (one line), or None if it does.
+    Records written before records carried a digest have none, and pass."""
+    recorded = record.get(DIGEST_FIELD)
+    if recorded is None:
+        return None
+    actual = record_digest(record)
+    if actual == recorded:
+        return None
+    return (f"its digest says {recorded[:23]}... but its content gives {actual[:23]}...; "
+            f"the record was changed after it was written")
+
+
 # --------------------------------------------------------------------------- files
 def record_filename(record: Mapping[str, Any]) -> str:
     return f"{record['run_id']}.json"
@@ -405,9 +449,13 @@ def write_record(record: Mapping[str, Any], results_dir: str | os.PathLike,
     ``<run_id>.scores.npz``, and must hash to the sha256 the record names.
     Each file appears whole or not at all (written to a temporary file, then hard-linked
     into place), and an existing record is never replaced: if the name is taken this
-    raises HarnessError and leaves the existing file untouched.
+    raises HarnessError and leaves the existing file untouched. The file holds the record
+    with its digest (:func:`record_digest`, computed here; one the record already has is
+    replaced).
     """
     _check_finite(dict(record))
+    record = {**{k: v for k, v in record.items() if k != DIGEST_FIELD},
+              DIGEST_FIELD: record_digest(record)}
     validate_record(record, source=f"run {record.get('run_id', '?')}")
     from harness.io import ensure_dir
 
@@ -484,7 +532,8 @@ def _link_no_clobber(src: Path, dst: Path) -> None:
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate one record; BadInputError (naming the file) if it is unusable."""
+    """Load and validate one record; BadInputError (naming the file) if it is unusable,
+    its digest does not fit its content, or its sidecar's sha256 is not the one it names."""
     path = Path(path)
     try:
         record = json.loads(path.read_text("utf-8"))
@@ -499,6 +548,9 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     except HarnessError as exc:
         raise BadInputError(f"{path}: {exc}") from None
     validate_record(record, source=path)
+    problem = digest_problem(record)
+    if problem is not None:
+        raise BadInputError(f"{path}: {problem}")
     sidecar = sidecar_path(path, record)
     if sidecar is not None:
         from harness.scores import checked_bytes

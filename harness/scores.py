@@ -7,10 +7,16 @@ evaluator that has them returns them in :attr:`harness.interfaces.EvalMetrics.te
 into one compressed NumPy archive next to the record, and the record names the file and
 its sha256 in its ``test_scores`` section.
 
-Layout of the archive, per evaluator ``E``: ``E/scores`` (float32 [images, classes]),
+Layout of the archive, per evaluator ``E``: ``E/scores`` (float64 [images, classes]),
 ``E/labels`` (int8: 1 present, 0 absent, -1 difficult-only), ``E/image_ids``,
 ``E/class_names``, ``E/split`` and ``E/trained_on``. The bytes are a pure function of the
 scores (fixed zip timestamps), so the same scores always give the same sha256.
+
+The scores are kept as the evaluator computed them, in float64, so that the record's
+figures can be recomputed from them exactly (:mod:`harness.verify`): rounding to float32
+can merge two scores a few units in the last place apart, and a positive and a negative
+image that tie then rank the other way round. Archives written before (the committed
+records') hold float32 scores; they are read as they are.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def npz_bytes(scores: Mapping[str, SplitScores]) -> bytes:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(scores):
             s = scores[name]
-            arrays = {"scores": np.asarray(s.scores, dtype=np.float32),
+            arrays = {"scores": np.asarray(s.scores, dtype=np.float64),
                       "labels": np.asarray(s.labels, dtype=np.int8),
                       "image_ids": np.asarray(s.image_ids, dtype=str),
                       "class_names": np.asarray(s.class_names, dtype=str),

@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.errors import BadClipError, BadInputError
 from harness.interfaces import (Backbone, EvalContext, EvalMetrics, Evaluator, Labeler,
-                                Labels, Plugin, PretrainedModel, SoundRepresentation)
+                                Labels, Logger, Plugin, PretrainedModel, SoundRepresentation)
 
 if TYPE_CHECKING:
     from harness.nets import BackboneNet
@@ -326,8 +326,37 @@ def tiny_model(origin: str = "random", seed: int = 0, outputs: int = 7) -> Pretr
 
 
 
+# ----------------------------------------------------------------------------- logger
+def check_logger(cls: type, params: dict[str, Any] | None = None) -> None:
+    """A logger takes a configuration and three steps of figures under two prefixes, then
+    closes; it names at least one file it wrote, each inside the folder it was given, and
+    writes nothing beside that folder."""
+    import tempfile
+
+    logger = _check_common(cls, Logger, params)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "logs"
+        folder.mkdir()
+        logger.start(folder, "conformance")
+        logger.log_config({"backbone": {"name": "alexnet", "params": {"pool": 1}}, "seed": 0})
+        for step in (1, 2, 3):
+            logger.log_metrics(step, {"train_loss": 1.0 / step, "lr": 0.01}, "pretext")
+        logger.log_metrics(0, {"map": 42.0}, "final/voc07_linear")
+        logger.close()
+        files = [Path(f) for f in logger.files()]
+        _require(bool(files), cls, "files() names no file after logging (a run's record "
+                                   "lists what its loggers wrote)")
+        for f in files:
+            path = f if f.is_absolute() else folder / f
+            _require(path.is_file(), cls, f"files() names {f}, which does not exist")
+            _require(path.resolve().is_relative_to(folder.resolve()), cls,
+                     f"wrote {f} outside the folder start() gave it")
+        _require(sorted(p.name for p in Path(tmp).iterdir()) == ["logs"], cls,
+                 "wrote files beside the folder start() gave it")
+
+
 _CHECKS = {SoundRepresentation: check_repr, Labeler: check_labeler,
-           Backbone: check_backbone, Evaluator: check_evaluator}
+           Backbone: check_backbone, Evaluator: check_evaluator, Logger: check_logger}
 
 
 def check_plugin(cls: type, params: dict[str, Any] | None = None) -> None:

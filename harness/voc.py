@@ -176,14 +176,10 @@ class VOCClassification(torch.utils.data.Dataset):
         return targets_matrix(self.images)
 
     def __getitem__(self, i: int):
-        from PIL import Image, UnidentifiedImageError
+        from harness.images import load_rgb
 
         item = self.images[i]
-        try:
-            with Image.open(item.path) as img:
-                image = img.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise BadInputError(f"{item.path}: cannot read image ({exc})") from None
+        image = load_rgb(item.path)
         if self.transform is not None:
             image = self.transform(image)
         return image, torch.from_numpy(item.targets.copy())

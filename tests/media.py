@@ -14,13 +14,17 @@ FORMATS = {
     "webm": ("libvpx", "libopus"),
     "avi": ("mpeg4", "libmp3lame"),
 }
+#: audio channel layouts by channel count
+LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 
 def write_video(path: str | Path, seconds: float, *, fps: int = 10, size: tuple[int, int] = (64, 48),
                 audio: bool = True, video: bool = True, sample_rate: int = 44100,
                 channels: int = 2, tone_hz: float = 440.0, vcodec: str | None = None,
-                acodec: str | None = None) -> Path:
-    """A short video: a moving colour gradient and a stereo tone (frequency ``tone_hz``).
+                acodec: str | None = None, audio_seconds: float | None = None) -> Path:
+    """A short video: a moving colour gradient and a tone (frequency ``tone_hz``) on
+    ``channels`` channels (1 mono, 2 stereo, 6 the 5.1 layout), ``audio_seconds`` long
+    (default: as long as the picture).
 
     The frame's red channel encodes time (brightness ramps with t), so tests can check
     which frame was picked.
@@ -40,7 +44,7 @@ def write_video(path: str | Path, seconds: float, *, fps: int = 10, size: tuple[
             codec = acodec or default_a
             rate = 48000 if codec == "libopus" else sample_rate
             as_ = out.add_stream(codec, rate=rate)
-            as_.layout = "stereo" if channels == 2 else "mono"
+            as_.layout = LAYOUTS[channels]
         n_frames = int(round(seconds * fps))
         if vs is not None:
             for i in range(n_frames):
@@ -58,9 +62,9 @@ def write_video(path: str | Path, seconds: float, *, fps: int = 10, size: tuple[
                 out.mux(packet)
         if as_ is not None:
             rate = as_.rate
-            total = int(round(seconds * rate))
+            total = int(round((seconds if audio_seconds is None else audio_seconds) * rate))
             chunk = as_.codec_context.frame_size or 1024
-            layout = "stereo" if channels == 2 else "mono"
+            layout = LAYOUTS[channels]
             for start in range(0, total, chunk):
                 t = (np.arange(start, min(total, start + chunk)) / rate).astype(np.float32)
                 tone = 0.3 * np.sin(2 * np.pi * tone_hz * t)

@@ -24,12 +24,8 @@ ARGS = {"backbone": "timm:test_convnext", "epochs": 2, "batch_size": 16, "image_
         "val_fraction": 0.478, "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: every test here runs torch on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):

@@ -21,12 +21,8 @@ runner = CliRunner()
 pytest.importorskip("harness.checkpoint", reason="the checkpoint loader is not written yet")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: every test here runs torch on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

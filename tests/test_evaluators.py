@@ -24,13 +24,8 @@ from harness_plugins.evaluators.voc07 import VOC07Full, VOC07Linear
 from harness.testing import TinyBackbone, make_tiny_voc as make_voc, tiny_model  # noqa: E402,F401
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets gain nothing from threads, and a busy 2-core machine makes them stall."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: every test here runs torch on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

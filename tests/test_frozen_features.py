@@ -38,12 +38,8 @@ def model(origin: str = "pretext", seed: int = 0) -> PretrainedModel:
     return PretrainedModel(backbone=bb, net=bb.create(5), origin=origin, checkpoint="tiny")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: every test here runs torch on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +271,78 @@ def test_frozen_evaluators_see_the_classes_of_the_tiny_voc(voc_root, tmp_path):
     """Class c is a square of colour c: even a random trunk's features find it."""
     metrics = KNN(k=5, layers=("conv1",)).evaluate(model(), voc_root, context(tmp_path))
     assert metrics.value > 30      # chance (share of positives) is about 7%
+
+
+# ----------------------------------------------------------------------------- storage, checks
+def loud_model(scale: float = 1e6) -> PretrainedModel:
+    """The tiny network with its first fully connected layer's weights scaled by ``scale``:
+    layer ``fc`` then holds values of about 1e5, beyond float16's 65504."""
+    m = model()
+    with torch.no_grad():
+        m.net.head[1].weight.mul_(scale)
+    return m
+
+
+@pytest.mark.parametrize("cls, kw", [
+    (LinearProbe, {"weight_decays": (1e-3,)}),
+    (VOC07SVM, {"costs": (1.0,), "folds": 2}),
+    (KNN, {"k": 5}),
+    (VOC07LowShot, {"ks": (1,), "samples": 1, "costs": (1.0,), "headline_layer": "fc"}),
+])
+def test_activations_beyond_float16_give_one_error_naming_checkpoint_and_layer(cls, kw, voc_root,
+                                                                               tmp_path):
+    with pytest.raises(frozen.FeatureValuesError) as err:
+        cls(**kw, n_jobs=1).evaluate(loud_model(), voc_root, context(tmp_path))
+    message = str(err.value)
+    assert message.startswith("tiny: split 'trainval': layer fc has ")
+    assert "values beyond float16's range (max 65504" in message and "storage=float32" in message
+    assert err.value.exit_code == 2
+
+
+def test_float32_storage_keeps_activations_beyond_float16_and_scores_them(voc_root, tmp_path):
+    m = loud_model()
+    feats = frozen.split_features(m, voc_root, "test", frozen.FrozenConfig(storage="float32"),
+                                  profile="toy", seed=0)
+    assert np.abs(feats.layers["fc"]).max() > frozen.FLOAT16_MAX
+    assert all(np.isfinite(v).all() for v in feats.layers.values())
+    metrics = KNN(k=5, storage="float32").evaluate(m, voc_root, context(tmp_path))
+    assert all(np.isfinite(v) for v in metrics.breakdown.values())
+    assert metrics.protocol["features"]["storage"] == "float32"
+
+
+def test_the_paper_profile_stores_float32_and_the_toy_float16(voc_root):
+    m = model()
+    cfg = frozen.FrozenConfig(image_size=32, layers=("pool",))
+    toy = frozen.split_features(m, voc_root, "test", cfg, profile="toy", seed=0)
+    paper = frozen.split_features(m, voc_root, "test", cfg, profile="paper", seed=0)
+    folders = {f.meta["key"]: f for f in (toy, paper)}
+    assert len(folders) == 2                # the dtype is in the cache key
+    assert toy.meta["params"]["storage"] == "float16"
+    assert paper.meta["params"]["storage"] == "float32"
+    from harness.cache import cache_root
+
+    on_disk = {f.meta["params"]["storage"]: np.load(cache_root() / "frozen" / f.meta["key"] /
+                                                    "layer0.npy").dtype for f in (toy, paper)}
+    assert on_disk == {"float16": np.float16, "float32": np.float32}
+    # float16 rounds; float32 keeps what was extracted
+    assert np.allclose(toy.layers["pool"], paper.layers["pool"], rtol=1e-3, atol=1e-3)
+    # and the toy protocol says nothing of storage (its frozen fingerprints predate it)
+    assert "storage" not in KNN().protocol("toy")["features"]
+    assert KNN().protocol("paper")["features"]["storage"] == "float32"
+    assert "storage" not in KNN().params() and KNN(storage="float32").params()["storage"] == "float32"
+
+
+def test_non_finite_activations_are_refused_whatever_the_storage(voc_root):
+    m = model()
+    with torch.no_grad():
+        m.net.head[1].weight[0, 0] = float("nan")
+    for storage in frozen.STORAGE_DTYPES:
+        with pytest.raises(frozen.FeatureValuesError,
+                           match=r"^tiny: split 'test': layer fc has \d+ non-finite values"):
+            frozen.split_features(m, voc_root, "test", frozen.FrozenConfig(storage=storage),
+                                  profile="toy", seed=0)
+    with pytest.raises(BadInputError, match="storage must be one of float16, float32"):
+        frozen.FrozenConfig(storage="bfloat16")
 
 
 # ----------------------------------------------------------------------------- monitor

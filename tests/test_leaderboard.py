@@ -119,10 +119,17 @@ def test_seed_parameters_do_not_split_rows():
     assert len(groups[0].rows) == 1 and groups[0].rows[0].seeds == [0, 1, 2]
 
 
+def voc2007(record: dict) -> dict:
+    """``record`` with a downstream folder of PASCAL VOC2007's split sizes."""
+    trainval, test = lb.board_identity.VOC2007_SPLITS
+    record["downstream"].update({"n_trainval": trainval, "n_test": test})
+    return record
+
+
 def test_toy_and_voc07_are_never_mixed():
     recs = [make("sound", downstream="toy-voc", head=30.0),
-            make("sound", downstream="voc07", head=50.0),
-            make("random", downstream="voc07", head=29.0)]
+            voc2007(make("sound", downstream="voc07", head=50.0)),
+            voc2007(make("random", downstream="voc07", head=29.0))]
     board = lb.build_leaderboard(recs)
     toy = [t for n, t in board.markdown.items() if n.startswith("toy-voc")]
     voc = [t for n, t in board.markdown.items() if n.startswith("voc07")]
@@ -138,6 +145,9 @@ def test_toy_and_voc07_are_never_mixed():
     # beside the reported rows: how their AP formula may differ from the measured one
     assert "trapezoidal" in voc[0] and "trapezoidal" in board.markdown[lb.INDEX]
     assert "sklearn_pessimistic" in voc[0]
+    # measured rows stand in that table too: it never calls all of its rows reported
+    assert lb.ONLY_REPORTED not in voc[0] and lb.SOME_REPORTED in voc[0]
+    assert lb.ONLY_REPORTED in board.markdown[lb.INDEX]
     # the toy page says what makes sound informative there, from the generator's numbers
     from harness.toy import ToyConfig
 

@@ -144,7 +144,8 @@ def test_rows_pool_worlds_and_show_paired_intervals_over_runs_and_images():
     assert mean == round(float(np.mean(values)), 1) and lo < mean < hi and mark == ""
     gap = _cell(sound[7])
     assert gap[1] > 0                     # sound is well above random here: CI excludes 0
-    assert "resamples runs only" not in page and "does not cover the choice of worlds" in page
+    assert "resamples runs only" not in page
+    assert "resamples, in this order, the table's 2 worlds" in page     # worlds, runs, images
     # the per-world table: one column per world, the difference to random on that world
     per_world = page.split("## Per world")[1].split("\n## ")[0]
     assert "world 0" in per_world and "world 1" in per_world
@@ -195,14 +196,15 @@ def test_single_runs_and_rows_without_scores_are_marked():
     assert _cell(table1_line(page, "sound: mfcc k=15 alexnet")[7])[3] == "†"
 
 
-def test_runs_on_different_worlds_without_scores_get_no_interval():
+def test_runs_on_different_worlds_without_scores_get_an_interval_over_worlds_only():
     """Runs are resampled within each world: one run per world and no per-image scores
-    leave nothing to resample, so no (zero-width) interval is drawn."""
+    leave only the worlds to resample, and the interval is marked as missing the rest."""
     pairs = [toy_record("random", seed=0, world=w, quality=0.3 + 0.1 * w, with_scores=False)
              for w in range(2)]
     page = page_of(board_of(pairs))
-    cell = table1_line(page, "random init alexnet")[2]
-    assert "[" not in cell and cell == f"{float(cell):.1f}"
+    mean, lo, hi, mark = _cell(table1_line(page, "random init alexnet")[2])
+    assert lo <= mean <= hi and lo < hi and mark == "†"
+    assert "but not test images" in page
 
 
 def test_one_run_per_world_is_marked_as_covering_test_images_only():
@@ -327,11 +329,12 @@ def test_differences_and_shares_are_taken_on_the_worlds_both_rows_ran():
     assert round(shared, 1) != round(pooled, 1)                   # the test can tell them apart
     page = page_of(board_of(pairs))
     sound = table1_line(page, "sound: mfcc k=15 alexnet")
-    mean, lo, hi, _ = _cell(sound[7].rstrip("§"))
-    assert sound[7].endswith("§") and mean == round(float(shared), 1) and lo < mean < hi
+    mean, lo, hi, _ = _cell(sound[7])
+    assert not sound[7].endswith("§") and mean == round(float(shared), 1) and lo < mean < hi
     share = np.mean([head["sound", w] - head["random", w] for w in (0, 1)]) / np.mean(
         [head["supervised", w] - head["random", w] for w in (0, 1)])
-    assert sound[5] == f"{100 * share:.0f}%"
-    assert "on the worlds both rows ran" in page
+    assert sound[5].startswith(f"{100 * share:.0f}% [")
+    # the baselines appear beside it with their runs on the sound row's worlds only
+    assert "random init alexnet · its worlds 0, 1 runs" in page
     # the supervised row ran every world random ran: no mark
     assert not table1_line(page, "supervised alexnet")[7].endswith("§")

@@ -42,6 +42,9 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache,
     for m in record["metrics"].values():
         assert 0 <= m["value"] <= 100 and m["headline"] == "map"
     assert record["dataset"]["n_clips"] == 48
+    # the toy clips' true objects score the clusters (NMI and purity, in [0, 1])
+    told = record["labels"]["diagnostics"]["truth"]["objects"]
+    assert 0 <= told["nmi"] <= 1 and 0 < told["purity"] <= 1
     assert "Head mAP" in rows[-2] and "All mAP" in rows[-2]
     # the stage-time summary names every recorded stage and the total, and each stage
     # said when it completed, in order

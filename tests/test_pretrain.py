@@ -67,13 +67,8 @@ def clips(tmp_path_factory):
     return root / "data", labels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread: much faster than two when the machine is shared and busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: every test here runs torch on one thread (the fixture is in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(clips, out: Path, **changes) -> PretrainConfig:

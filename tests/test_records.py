@@ -74,6 +74,11 @@ def make(init: str = "sound", *, head: float = 40.0, all_: float = 50.0,
         environment=FIXED_ENV, code=FIXED_CODE, created=created)
 
 
+def as_written(record: dict) -> dict:
+    """``record`` as :func:`records.write_record` writes it: with its digest."""
+    return {**record, "digest": records.record_digest(record)}
+
+
 def test_valid_record_builds_and_round_trips(tmp_path):
     record = make()
     assert record["schema"] == records.SCHEMA_ID
@@ -83,8 +88,8 @@ def test_valid_record_builds_and_round_trips(tmp_path):
         "20250101T000000-sound-mfcc-pca_binary-bits15-alexnet-s0-")
     path = records.write_record(record, tmp_path)
     assert path.parent == tmp_path and path.name == f"{record['run_id']}.json"
-    assert records.read_record(path) == record
-    assert records.read_records(tmp_path) == [record]
+    assert records.read_record(path) == as_written(record)
+    assert records.read_records(tmp_path) == [as_written(record)]
 
 
 def test_baseline_records_have_no_repr_or_labeler():
@@ -270,7 +275,7 @@ def test_record_with_measured_environment_is_valid(tmp_path):
     record = records.build_record(
         config=config("random"), downstream={"kind": "toy-voc", "fingerprint": "d", "path": None},
         metrics={"voc07_linear": metrics(30.0)})
-    assert records.read_record(records.write_record(record, tmp_path)) == record
+    assert records.read_record(records.write_record(record, tmp_path)) == as_written(record)
 
 
 def test_stage_timer_accumulates():
@@ -371,17 +376,17 @@ def test_sidecar_is_written_beside_the_record_and_read_back_checked(tmp_path):
     assert section["evaluators"] == ["voc07_full", "voc07_linear"]
     path = records.write_record(record, tmp_path, test_scores=scores)
     sidecar = tmp_path / section["file"]
-    assert sidecar.is_file() and records.read_record(path) == record
+    assert sidecar.is_file() and records.read_record(path) == as_written(record)
     back = records.read_test_scores(path, record)
     for name, s in scores.items():
         assert back[name].image_ids == s.image_ids and back[name].split == "test"
         assert np.array_equal(back[name].labels, s.labels)
-        assert np.allclose(back[name].scores, s.scores, atol=1e-6)     # float32 on disk
+        assert np.array_equal(back[name].scores, s.scores)     # float64 on disk: exact
     # the bytes are a function of the scores: the record's sha256 is reproducible
     from harness.scores import npz_bytes, sha256_bytes
 
     assert sha256_bytes(npz_bytes(scores)) == section["sha256"]
-    assert records.read_records(tmp_path) == [record]      # the .npz is not a record
+    assert records.read_records(tmp_path) == [as_written(record)]  # the .npz is no record
 
 
 def test_altered_or_missing_sidecar_is_a_one_line_error_naming_it(tmp_path):

@@ -1,7 +1,7 @@
 """Regression tests of issue 15: no lost or stale data, no silent fallback, exit 2 for bad input.
 
-One test (or a few) per numbered case of the issue, named ``test_caseN_...``; README's
-"Guarantees" section names them. Each is small and runs in the default suite.
+One test (or a few) per numbered case of the issue, named ``test_caseN_...``;
+docs/guarantees.md names them. Each is small and runs in the default suite.
 """
 
 from __future__ import annotations

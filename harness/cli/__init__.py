@@ -55,9 +55,17 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verify_cache: bool = typer.Option(
+        False, "--verify-cache", help="Key cached results by the content (sha256) of the data "
+        "files, not their size and modification time: reads every file once, catches a file "
+        "replaced with its old time restored (same as HARNESS_VERIFY_CACHE=1)."),
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    if verify_cache:
+        from harness.cache import VERIFY_ENV
+
+        os.environ[VERIFY_ENV] = "1"
 
 
 def _assemble() -> None:

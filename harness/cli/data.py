@@ -16,9 +16,25 @@ from typing import Optional
 import typer
 
 from harness.audio import Window
+from harness.errors import BadInputError
 from harness.profiles import ProfileName
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def check_out_folder(out: Path, option: str = "--out") -> Path:
+    """``out`` as a folder to write into: BadInputError now if it, or a parent, is a file,
+    or if no file can be created there (rather than an OSError once the work has started)."""
+    from harness.bounds import probe_writable
+
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"cannot be created, {p} is a file"
+                raise BadInputError(f"{option} {out}: {what}, not a folder")
+            break
+    probe_writable(out, option)
+    return out
 
 
 def _echo_report(ds) -> None:
@@ -68,6 +84,7 @@ def toy_voc(
     from harness.profiles import get_profile
     from harness.toy import ToyConfig, generate_voc
 
+    check_out_folder(out)
     prof = get_profile(profile)
     trainval = trainval if trainval is not None else prof.toy_voc_images[0]
     test = test if test is not None else prof.toy_voc_images[1]
@@ -119,6 +136,9 @@ def audioset(
     """Download AudioSet segments with yt-dlp (resumable); failures are recorded, not fatal."""
     from harness.audioset import DownloadConfig, download, ingest_metadata
 
+    check_out_folder(out)
+    if dataset is not None:
+        check_out_folder(dataset, "--dataset")
     cfg = DownloadConfig(ytdlp=ytdlp, retries=retries, backoff=backoff)
     summary = download(csv, out, limit=limit, jobs=jobs, config=cfg, retry_failed=retry_failed)
     failed = ", ".join(f"{k} {v}" for k, v in summary["failed"].items() if v) or "none"

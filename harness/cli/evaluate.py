@@ -50,9 +50,12 @@ def evaluate(
                                   help="Evaluator plugin, e.g. voc07_linear (\"Head\") or "
                                        "voc07_full (\"All\")."),
     checkpoint: str = typer.Option(..., "--checkpoint", "-c",
-                                   help="A pretext checkpoint (.pt), or random:<backbone> for "
+                                   help="A pretext checkpoint (.pt), random:<backbone> for "
                                         "a never-trained network (with the profile's "
-                                        "backbone parameters)."),
+                                        "backbone parameters), or another framework's "
+                                        "weights: torchvision:alexnet=PATH, "
+                                        "torchvision:resnet18=PATH, timm:NAME=PATH "
+                                        "(.pth, .pt, .safetensors)."),
     voc: Optional[Path] = typer.Option(None, "--voc",
                                        help="VOCdevkit or VOC2007 folder. Default: the "
                                             "profile's toy VOC, generated into the cache on "
@@ -104,9 +107,12 @@ def evaluate(
     from harness.plugins import default_registry
     from harness.profiles import get_profile
 
-    for path in (out, scores_out):     # refused now, not after the evaluation
-        if path is not None:
+    from harness.bounds import probe_writable
+
+    for option, path in (("--out", out), ("--scores-out", scores_out)):
+        if path is not None:    # refused now, not after the evaluation
             check_output_path(path)
+            probe_writable(path, option)
     prof = get_profile(profile)
     shorthands = {"preset": preset, "head_init": head_init, "train_split": split,
                   "iterations": iterations, "lr": lr}
@@ -117,6 +123,10 @@ def evaluate(
     dev = resolve_device(device)
     voc_root = voc if voc is not None else default_toy_voc(prof, progress)
     model = load_model(checkpoint, seed, backbone, prof)
+    if model.origin == "imported":      # where the weights came from, before minutes of work
+        i = model.meta["imported"]
+        typer.echo(f"imported {i['source']}:{i['architecture']} weights from {i['file']} "
+                   f"(sha256 {i['sha256']}) into backbone {model.backbone.name!r}", err=True)
     if workdir is None:
         workdir = cache_root() / "eval" / stage_key(
             "eval-cli", ev.name, ev.params(), prof.name, seed, checkpoint,
@@ -162,7 +172,10 @@ def load_model(spec: str, seed: int, expected_backbone: str | None, profile=None
     """The network of ``spec`` (a random one initialised from ``seed`` with the profile's
     backbone parameters); check its backbone."""
     from harness.checkpoint import RANDOM_PREFIX, backbone_name, load_pretrained
+    from harness.foreign import is_foreign_spec, load_foreign
 
+    if is_foreign_spec(spec):       # another framework's weights: the spec names the backbone
+        return load_foreign(spec, seed=seed, expected_backbone=expected_backbone)
     params = None
     if profile is not None and spec.startswith(RANDOM_PREFIX):
         params = profile.backbone_params_for(spec[len(RANDOM_PREFIX):])

@@ -44,21 +44,28 @@ def leaderboard(
 ) -> None:
     """Regenerate leaderboards/ from result records: Table-1 and Table-2 style markdown per
     dataset and protocol, with bootstrap intervals, sweep plots, the archive of superseded
-    records and the paper's reported rows."""
+    records and the paper's reported rows. Every record, live or archived, is first checked
+    against its own evidence (its per-image scores, its per-class figures, its digest); one
+    that disagrees is refused (exit 2), with or without --check."""
     from harness.archive import ARCHIVE_DIR
     from harness.archive import archive_superseded as move_superseded
     from harness.leaderboard import build_leaderboard, check_leaderboard, write_leaderboard
     from harness.protocol_lock import (PROTOCOL_FILE, code_drift, current_protocol,
                                        read_frozen, write_frozen)
     from harness.records import code_info, read_record_files, read_test_scores, utc_now
+    from harness.verify import verify_record_files
 
     if sum([check, freeze, archive_superseded]) > 1:
         raise BadInputError("--check, --freeze and --archive-superseded are separate steps; "
                             "give one")
+    _check_out_dir(out)
     protocol_path = out / PROTOCOL_FILE
     if freeze:
         frozen = current_protocol(profile.value, evaluator)
         frozen.frozen_at, frozen.commit = utc_now(), code_info().get("git_commit")
+        earlier = read_frozen(protocol_path) if protocol_path.exists() else None
+        if earlier is not None:     # the protocol's history outlives each freeze
+            frozen.notes = list(earlier.notes)
         write_frozen(protocol_path, frozen)
         for name, fp in frozen.fingerprints().items():
             typer.echo(f"froze {name}: {fp[:16]}")
@@ -75,13 +82,18 @@ def leaderboard(
         if frozen is None:
             raise BadInputError(f"{protocol_path}: no frozen protocol; run `harness "
                                 f"leaderboard --freeze` first")
+        verify_record_files(read_record_files(results))     # nothing moves if one is refused
         for name, why in move_superseded(results, archive_dir, frozen):
             typer.echo(f"archived {name}: {why}")
     files = read_record_files(results)
     records = [record for _, record in files]
     scores = {record["run_id"]: read_test_scores(path, record) for path, record in files
               if frozen is None or frozen.is_current(record)}
-    archived = [record for _, record in read_record_files(archive_dir)]
+    archived_files = read_record_files(archive_dir)
+    # every figure of every record, live or archived, recomputed from its own evidence
+    verify_record_files(files, scores)
+    verify_record_files(archived_files)
+    archived = [record for _, record in archived_files]
     board = build_leaderboard(records, scores={k: v for k, v in scores.items() if v},
                               archived=archived, frozen=frozen)
     if check:
@@ -98,9 +110,21 @@ def leaderboard(
             raise typer.Exit(1)
         typer.echo(f"{out} is up to date ({len(records)} record(s), {len(archived)} archived)")
         return
-    written = write_leaderboard(board, out)
+    written = write_leaderboard(board, out, may_empty=archive_superseded)
     typer.echo(f"wrote {len(written)} file(s) to {out} from {len(records)} record(s) "
                f"({len(archived)} archived)")
+
+
+def _check_out_dir(out: Path) -> None:
+    """BadInputError now if a file stands where ``--out`` (or a folder above it) must be a
+    folder, rather than an internal error when the first page is written."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == out else f"{p} "
+                raise BadInputError(f"--out {out}: {where}is a file, not a folder for the "
+                                    f"leaderboard")
+            break
 
 
 def figures(

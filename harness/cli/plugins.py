@@ -8,11 +8,17 @@ from rich.table import Table
 
 
 def plugins(
-    kind: str = typer.Option(None, "--kind", help="Only this kind: repr, labeler, backbone, evaluator."),
+    kind: str = typer.Option(None, "--kind", help="Only this kind: repr, labeler, backbone, evaluator, logger."),
 ) -> None:
     """List the installed plugins: kind, name, distribution and version, description."""
     from harness.plugins import default_registry
 
+    from harness.errors import BadInputError
+    from harness.interfaces import KIND_CLASSES
+
+    if kind is not None and kind not in KIND_CLASSES:
+        raise BadInputError(f"--kind {kind!r}: no such plugin kind; kinds: "
+                            f"{', '.join(KIND_CLASSES)}")
     registry = default_registry()
     table = Table(title="harness plugins")
     for col in ("kind", "name", "distribution", "version", "description"):

@@ -48,6 +48,12 @@ def pretrain(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Side of the training "
                                              "images, px (default: the profile's)."),
+    store_size: Optional[int] = typer.Option(None, "--store-size", help="Side of the stored "
+                                             "frames crops are cut from, px (default: the "
+                                             "profile's, else the image size)."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Steps of "
+                                               "linear warm-up before the one-cycle schedule "
+                                               "(default: the profile's)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of clips held out."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, initialisation and augmentation."),
     param: List[str] = typer.Option([], "--backbone-param", "-p", help="Backbone parameter "
@@ -63,7 +69,8 @@ def pretrain(
     origin: Origin = typer.Option(Origin.pretext, "--origin", help="Recorded in the checkpoint: "
                                   "pretext (sound labels) or supervised (true labels)."),
     restart: bool = typer.Option(False, "--restart", help="Overwrite a checkpoint of another run in OUT."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch "
+                                          "(default or 0: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     monitor: Optional[MonitorKind] = typer.Option(
         None, "--monitor", help="Watch representation quality while training: knn or "
@@ -73,30 +80,104 @@ def pretrain(
     monitor_every: Optional[int] = typer.Option(None, "--monitor-every", min=1,
                                                 help="Epochs between monitor evaluations (and "
                                                      "after the last; default: 10)."),
+    logger: List[str] = typer.Option([], "--logger", help="Logger plugin writing each "
+                                      "epoch's figures to OUT/logs (repeatable): csv, "
+                                      "tensorboard (see `harness plugins --kind logger`)."),
 ) -> None:
     """Train a backbone on pseudo-labels (cross-entropy or BCE, AdamW, one-cycle schedule)."""
     from harness.cli.params import parse_params
+    from harness.errors import BadInputError
     from harness.pretrain import PretrainConfig
     from harness.pretrain import pretrain as run_pretrain
     from harness.profiles import get_profile, pretrain_settings
 
+    if threads is not None and threads < 0:
+        raise BadInputError(f"--threads {threads}: must be a number of CPU threads >= 1 "
+                            "(0: torch's choice)")
     settings = pretrain_settings(get_profile(profile), backbone)
     settings["backbone_params"].update(parse_params(param))
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
              "image_size": image_size, "val_fraction": val_fraction,
-             "checkpoint_every": checkpoint_every}
+             "checkpoint_every": checkpoint_every, "store_size": store_size,
+             "warmup_steps": warmup_steps}
     overrides = {k: v for k, v in given.items() if v is not None}
     config = PretrainConfig(
         backbone=backbone, labels=labels, data=data, out=out, seed=seed, device=device,
         precision=precision.value, channels_last=channels_last, compile=compile_,
         origin=origin.value, restart=restart, threads=threads, progress=progress,
         profile=profile.value, overrides=overrides, **{**settings, **overrides})
+    check_sizes(config)
+    if _rank() == 0:
+        _say_cpu_estimate(config)
     if overrides and progress and _rank() == 0:
         typer.echo("pretrain: profile {} with {}".format(
             profile.value, ", ".join(f"{k}={v}" for k, v in overrides.items())), err=True)
-    path = run_pretrain(config, monitor=_monitor(monitor, monitor_voc, monitor_every, config))
+    watch = _monitor(monitor, monitor_voc, monitor_every, config)
+    logs = _loggers(logger, config)
+    try:
+        path = run_pretrain(config, monitor=watch, loggers=logs)
+    finally:
+        files = logs.close()
     if _rank() == 0:
         typer.echo(f"pretrain: {backbone} -> {path}")
+        if files:
+            typer.echo(f"pretrain: logs in {logs.folder}: {', '.join(files)}")
+
+
+def _loggers(names, config):
+    """The loggers ``--logger`` names, writing to ``OUT/logs`` (rank 0 only), with the
+    run's configuration logged."""
+    from harness.plugins import default_registry
+    from harness.run_logs import RunLogs
+
+    for name in names:      # an unknown name is refused before anything is trained
+        default_registry().get("logger", name)
+    logs = RunLogs.open(names, Path(config.out) / "logs", Path(config.out).name)
+    if logs:
+        logs.log_config(config.to_json())
+    return logs
+
+
+def check_sizes(config) -> None:
+    """Refuse, before anything is decoded or trained, an image size whose frame store would
+    not fit on disk or a batch whose images would not fit in memory (:mod:`harness.bounds`).
+    A data folder that is no clip dataset is left for training to report as before."""
+    from harness.bounds import check_pretext_sizes
+    from harness.clips import ClipDataset
+    from harness.errors import BadInputError
+    from harness.framestore import store_path
+
+    try:
+        dataset = ClipDataset(config.data)
+    except BadInputError:
+        return
+    size = config.store_size or config.image_size
+    ranks = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    check_pretext_sizes(n_clips=len(dataset), store_size=size, image_size=config.image_size,
+                        batch_size=max(1, config.batch_size // ranks),
+                        store=store_path(dataset, size),
+                        store_option="--store-size" if config.store_size else "--image-size")
+
+
+def _say_cpu_estimate(config) -> None:
+    """How long the run would take on this CPU, for a profile that declares its CPU rate
+    (:func:`harness.profiles.cpu_estimate`); training goes on without waiting."""
+    from harness.clips import ClipDataset
+    from harness.devices import resolve_device
+    from harness.errors import BadInputError
+    from harness.profiles import cpu_estimate, get_profile
+
+    if resolve_device(config.device) != "cpu":
+        return
+    try:
+        clips = len(ClipDataset(config.data))
+    except BadInputError:       # training reports a folder that is no clip dataset
+        return
+    line = cpu_estimate(get_profile(config.profile), config.backbone, clips=clips,
+                        epochs=config.epochs, image_size=config.image_size,
+                        val_fraction=config.val_fraction, threads=config.threads or None)
+    if line:
+        typer.echo(line, err=True)
 
 
 def _monitor(kind, voc, every, config):

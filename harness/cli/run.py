@@ -12,6 +12,8 @@ from typing import List, Optional
 
 import typer
 
+from harness.cli import launch_options as lo
+from harness.cli.launch_options import Launcher
 from harness.cli.params import parse_params
 from harness.profiles import ProfileName
 
@@ -65,10 +67,10 @@ def default_evaluators(results: Path) -> tuple[str, ...]:
 
 def run(
     repr: str = typer.Option("mfcc", "--repr", help="Sound representation plugin."),
-    backbone: str = typer.Option("alexnet", "--backbone", help="Backbone plugin (alexnet, resnet18, timm:<name>)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone plugin (alexnet, resnet18, timm:<name>); default: alexnet, or the one imported weights fit."),
     k: Optional[int] = typer.Option(None, "--k", help="The labeler's size parameter (k of kmeans, bits of pca_binary); default: the labeler's."),
     labeler: str = typer.Option("kmeans", "--labeler", help="Labeler plugin."),
-    init: Init = typer.Option(Init.sound, "--init", help="sound (pretext on sound clusters), random or supervised (true toy labels)."),
+    init: str = typer.Option(Init.sound.value, "--init", help="sound (pretext on sound clusters), random, supervised (true toy labels), or another framework's weights: torchvision:alexnet=PATH, torchvision:resnet18=PATH, timm:NAME=PATH (docs/foreign-checkpoints.md)."),
     profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy (CPU-sized) or paper (200 epochs, full VOC07 protocol)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of clustering, pretext training and evaluation."),
     world_seed: int = typer.Option(0, "--world-seed", min=0, help=_WORLD_HELP),
@@ -79,6 +81,8 @@ def run(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Pretext epochs (default: the profile's)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Pretext learning rate (default: the profile's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pretext batch size (default: the profile's)."),
+    store_size: Optional[int] = typer.Option(None, "--store-size", help="Side of the stored frames pretext crops are cut from, px (default: the profile's; larger than the image size, crops also vary the scale)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the pretext network (faster on a GPU)."),
     repr_param: Optional[List[str]] = typer.Option(None, "--repr-param", help="NAME=VALUE for the representation."),
     labeler_param: Optional[List[str]] = typer.Option(None, "--labeler-param", help="NAME=VALUE for the labeler."),
     backbone_param: Optional[List[str]] = typer.Option(None, "--backbone-param", help="NAME=VALUE for the backbone (on top of the profile's)."),
@@ -91,21 +95,81 @@ def run(
                                                 help="Epochs between monitor evaluations "
                                                      "(default: 10)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    logger: Optional[List[str]] = typer.Option(None, "--logger", help="Logger plugin (repeatable): csv, tensorboard; files in RESULTS/<run_id>.logs, named in the record (docs/watching-runs.md)."),
+    launcher: Launcher = lo.LAUNCHER,
+    threads_per_job: Optional[int] = lo.THREADS,
+    job_dir: Optional[Path] = lo.JOB_DIR,
+    live: Optional[bool] = lo.LIVE,
+    slurm_partition: Optional[str] = lo.PARTITION,
+    slurm_time: str = lo.TIME,
+    slurm_gpus: Optional[int] = lo.GPUS,
+    slurm_cpus: Optional[int] = lo.CPUS,
+    slurm_mem: Optional[str] = lo.MEM,
+    slurm_account: Optional[str] = lo.ACCOUNT,
+    slurm_qos: Optional[str] = lo.QOS,
+    slurm_param: Optional[List[str]] = lo.PARAM,
+    slurm_nodes: int = lo.NODES,
+    slurm_tasks_per_node: Optional[int] = lo.TASKS,
+    slurm_setup: Optional[List[str]] = lo.SETUP,
 ) -> None:
     """Run the whole benchmark: data, features, labels, pretext training, evaluation, record."""
     from harness.pipeline import run as run_pipeline
 
+    init, imported, backbone = _init(init, backbone)
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
                      labeler_params=parse_params(labeler_param), k=k, backbone=backbone,
-                     backbone_params=parse_params(backbone_param), init=init.value,
+                     backbone_params=parse_params(backbone_param), init=init,
+                     imported=imported, loggers=tuple(logger or ()),
                      profile=profile.value, seed=seed, world_seed=world_seed, device=device,
                      clips=clips, voc=voc,
                      evaluators=evaluators, eval_params=parse_params(eval_param),
-                     epochs=epochs, lr=lr, batch_size=batch_size, results=results,
+                     epochs=epochs, lr=lr, batch_size=batch_size, store_size=store_size,
+                     compile=compile_ or None, results=results,
                      progress=progress, monitor=monitor.value if monitor else None,
                      monitor_every=monitor_every)
-    result = run_pipeline(config, echo=typer.echo)
+    if config.init not in ("random", "imported"):   # those train nothing
+        _say_cpu_estimate(config)
+    options = lo.launch_options(launcher, 1, threads_per_job, job_dir, live,
+                                **lo.slurm_args(locals()))
+    execute = lo.executor(options)
+    result = (execute([config], [f"run: init={config.init} backbone={config.backbone} "
+                                 f"seed={config.seed}"])[0]
+              if execute else run_pipeline(config, echo=typer.echo))
     typer.echo(f"record: {result.path}")
+    trained = (result.record.get("pretext") or {}).get("checkpoint")
+    if trained:     # a random network is trained on nothing and has no checkpoint
+        typer.echo(f"checkpoint: {trained}")
+
+
+def _init(init: str, backbone: str | None) -> tuple[str, str | None, str | None]:
+    """(init, imported weights spec, backbone) from ``--init`` and ``--backbone``: another
+    framework's weights are init "imported", and name the backbone they fit."""
+    from harness.errors import BadInputError
+    from harness.foreign import check_backbone, is_foreign_spec, parse_spec
+
+    if is_foreign_spec(init):
+        return "imported", init, check_backbone(parse_spec(init), backbone)
+    if init not in {i.value for i in Init}:
+        raise BadInputError(f"--init {init!r}: choose sound, random, supervised, or another "
+                            f"framework's weights, e.g. torchvision:alexnet=PATH")
+    return init, None, backbone
+
+
+def _say_cpu_estimate(config) -> None:
+    """Before anything runs: how long the pretext would take on this CPU, for a profile
+    that declares its CPU rate (:func:`harness.profiles.cpu_estimate`). Nothing waits:
+    the run goes on, and Ctrl-C stops it."""
+    from harness.clips import ClipDataset
+    from harness.devices import resolve_device
+    from harness.profiles import cpu_estimate
+
+    if resolve_device(config.device) != "cpu":
+        return
+    profile = config.resolved_profile()
+    clips = len(ClipDataset(config.clips)) if config.clips else profile.toy_clips
+    line = cpu_estimate(profile, config.backbone, clips=clips)
+    if line:
+        typer.echo(line, err=True)
 
 
 def sweep(
@@ -130,6 +194,23 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs (and which are "
                                  "recorded in --results); run none."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+    launcher: Launcher = lo.LAUNCHER,
+    jobs: int = lo.JOBS,
+    threads_per_job: Optional[int] = lo.THREADS,
+    job_dir: Optional[Path] = lo.JOB_DIR,
+    live: Optional[bool] = lo.LIVE,
+    slurm_partition: Optional[str] = lo.PARTITION,
+    slurm_time: str = lo.TIME,
+    slurm_gpus: Optional[int] = lo.GPUS,
+    slurm_cpus: Optional[int] = lo.CPUS,
+    slurm_mem: Optional[str] = lo.MEM,
+    slurm_account: Optional[str] = lo.ACCOUNT,
+    slurm_qos: Optional[str] = lo.QOS,
+    slurm_param: Optional[List[str]] = lo.PARAM,
+    slurm_nodes: int = lo.NODES,
+    slurm_tasks_per_node: Optional[int] = lo.TASKS,
+    slurm_setup: Optional[List[str]] = lo.SETUP,
+    slurm_array: bool = lo.ARRAY,
 ) -> None:
     """Run every combination of --init x --repr x --k x --backbone x --seed x --world-seed
     (Table 1 over worlds, Figures 3 and 4)."""
@@ -141,6 +222,9 @@ def sweep(
     done = sweep_pipeline(base, repr, k or [None], backbone, seed, echo=typer.echo,
                           inits=tuple(dict.fromkeys(i.value for i in init)),
                           world_seeds=tuple(dict.fromkeys(world_seed)),
-                          skip_recorded=skip_recorded, dry_run=dry_run)
+                          skip_recorded=skip_recorded, dry_run=dry_run,
+                          execute=lo.executor(lo.launch_options(
+                              launcher, jobs, threads_per_job, job_dir, live, dry_run,
+                              **lo.slurm_args(locals()))))
     if not dry_run:
         typer.echo(f"{len(done)} records in {results}")

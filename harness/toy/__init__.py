@@ -1,4 +1,4 @@
-"""The toy audio-visual world: the embedded default dataset (see DESIGN.md).
+"""The toy audio-visual world: the embedded default dataset.
 
 Scenes with ambient sound textures and 20 object classes (named after VOC's) that look
 like a shape in a colour and sound like a characteristic tone, chirp, click train or

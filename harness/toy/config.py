@@ -13,9 +13,11 @@ class ToyConfig:
     """Everything (besides the seed and the counts) that determines a toy dataset.
 
     The defaults are the ones the pipeline uses. They follow what a prototype of this world
-    measured (see DESIGN.md): sounding objects loud against the ambience, object sounds
+    measured: sounding objects loud against the ambience, object sounds
     stationary over the window, every class with a sound, and a visually hard scene
     (clutter, colour jitter, small objects, shapes and colours shared across classes).
+    How each is drawn is in :mod:`harness.toy.world` (scenes and objects),
+    :mod:`harness.toy.sound` and :mod:`harness.toy.picture`.
     """
 
     #: side of the square frames, pixels (64 by default; 96-112 also work)

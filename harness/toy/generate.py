@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from harness.errors import BadInputError
+from harness.io import ensure_dir, partial_prefix, remove_stale_partials
+from harness.processes import die_with_parent
 from harness.progress import make_progress
 from harness.toy.config import ToyConfig
 from harness.toy.picture import render
@@ -36,6 +38,13 @@ _CLIPS, _TRAINVAL, _TEST, _SPLIT = 0, 1, 2, 3
 _CHUNK = 25
 #: marker file that says a VOC2007 folder was written by this generator (safe to replace)
 VOC_MARKER = "toy.json"
+#: bytes of memory a generated clip's or image's bookkeeping holds until the end (its
+#: manifest row or annotation; measured ~0.8 kB)
+ITEM_MEMORY_BYTES = 1000
+#: a JPEG of a toy picture at the generator's quality is at most about this share of its
+#: raw RGB bytes (measured ~1/5 at 64 px); its XML and list lines add ~1 kB
+JPEG_SHARE = 0.25
+ANNOTATION_BYTES = 1000
 
 
 def item_rng(seed: int, stream: int, index: int) -> np.random.Generator:
@@ -56,6 +65,27 @@ def _default_jobs(jobs: int | None) -> int:
     return jobs
 
 
+def clip_bytes(cfg: ToyConfig) -> int:
+    """About the bytes one toy clip takes on disk: its 16-bit WAV and, at most, its frame
+    uncompressed (PNG at level 1 saves little on the toy pictures)."""
+    wav = 44 + 2 * round(cfg.sample_rate * cfg.clip_seconds)
+    return wav + 3 * cfg.image_size ** 2
+
+
+def voc_image_bytes(cfg: ToyConfig) -> int:
+    """About the bytes one toy VOC image takes on disk: its JPEG and its annotation."""
+    return int(JPEG_SHARE * 3 * cfg.image_size ** 2) + ANNOTATION_BYTES
+
+
+def check_room(option: str, count: int, item_bytes: int, where: Path, what: str) -> None:
+    """Refuse ``count`` items (``option``) whose files would not fit on the disk at
+    ``where``, or whose bookkeeping would not fit in memory -- before anything is made."""
+    from harness.bounds import check_disk, check_memory
+
+    check_disk(option, count, count * item_bytes, where, what)
+    check_memory(option, count, count * ITEM_MEMORY_BYTES, f"the list of {what}")
+
+
 def _run_chunks(work: Callable[[Sequence[int]], list], n: int, jobs: int,
                 description: str, progress: bool) -> list:
     """Apply ``work`` to chunks of range(n), in worker processes when ``jobs`` > 1."""
@@ -68,7 +98,10 @@ def _run_chunks(work: Callable[[Sequence[int]], list], n: int, jobs: int,
                 results.extend(work(chunk))
                 bar.advance(task, len(chunk))
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(chunks))) as pool:
+            # workers end with this process: a killed generation leaves none writing on
+            with ProcessPoolExecutor(max_workers=min(jobs, len(chunks)),
+                                     initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(work, chunk): len(chunk) for chunk in chunks}
                 for future in as_completed(futures):
                     results.extend(future.result())
@@ -148,8 +181,11 @@ def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfi
     given = Path(out)
     out = given.resolve()
     _check_clip_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    check_room("--clips", n_clips, clip_bytes(cfg), out.parent, f"{n_clips} toy clips")
+    ensure_dir(out.parent, "the dataset's parent folder")
+    remove_stale_partials(out.parent, out.name)    # what killed generations left behind
+    tmp = Path(tempfile.mkdtemp(prefix=partial_prefix(out.name), suffix=".partial",
+                                dir=out.parent))
     try:
         work = partial(_make_clips, tmp, int(seed), cfg)
         rows = _run_chunks(work, n_clips, _default_jobs(jobs), "toy clips", progress)
@@ -248,12 +284,18 @@ def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
         raise BadInputError("toy VOC needs at least 2 trainval images and 1 test image")
     out = Path(out)
     final = out / "VOC2007"
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out}: is a file, not a folder to write VOC2007/ into")
     if final.exists() and not (final / VOC_MARKER).is_file():
         raise BadInputError(f"{final}: exists and was not written by the toy generator; "
                             "choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    n_images = n_trainval + n_test
+    check_room("--trainval + --test", n_images, voc_image_bytes(cfg), out,
+               f"{n_images} toy VOC images")
+    ensure_dir(out, "--out folder")
     jobs = _default_jobs(jobs)
-    tmp = Path(tempfile.mkdtemp(prefix=".VOC2007.", suffix=".partial", dir=out))
+    remove_stale_partials(out, final.name)    # what killed generations left behind
+    tmp = Path(tempfile.mkdtemp(prefix=partial_prefix(final.name), suffix=".partial", dir=out))
     try:
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (tmp / sub).mkdir(parents=True)

@@ -8,6 +8,13 @@ once (averaging several samples per output pixel when shrinking, so downscaling 
 anti-aliased). This is what lets 80,000 iterations run in minutes on a GPU, and it is the
 same code on the CPU.
 
+The images stay uint8 on the device; only the images of one crop call are converted to
+float32, and a call whose float32 images would exceed the store's ``workspace_bytes``
+(from the device's free memory on a GPU, :func:`crop_workspace`) is cut into chunks of
+images. ``roi_align`` computes each output box from its own image alone, so a chunked call
+returns exactly (bit for bit) what one call over the whole batch returns: 400 padded VOC
+images are 1.2 GB of float32, a chunk is what the device can spare.
+
 Crop parameters are drawn with numpy from a generator the caller seeds per iteration, so
 a run resumed from a checkpoint draws exactly the crops an uninterrupted run draws.
 """
@@ -23,20 +30,47 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness.devices import free_device_bytes
 from harness.errors import BadInputError
+
+#: float32 bytes one crop call may convert at once on a CPU (85 padded VOC images; the toy
+#: VOC's batches of 400 64-pixel images take 20 MB, one call)
+CPU_CROP_WORKSPACE = 1 << 28
+#: on a GPU: this share of the free memory at loading time, within the bounds below
+GPU_CROP_SHARE = 0.125
+GPU_CROP_WORKSPACE_BOUNDS = (1 << 26, 1 << 31)
+
+
+def crop_workspace(device: str | torch.device) -> int:
+    """The float32 bytes a crop call may use on ``device`` (see the module's docstring)."""
+    free = free_device_bytes(device)
+    if free is None:
+        return CPU_CROP_WORKSPACE
+    lo, hi = GPU_CROP_WORKSPACE_BOUNDS
+    return int(min(hi, max(lo, GPU_CROP_SHARE * free)))
 
 
 @dataclass
 class ImageStore:
-    """A split's images, decoded: ``pixels`` uint8 [N, 3, H, W] padded, ``sizes`` [N, 2] (h, w)."""
+    """A split's images, decoded: ``pixels`` uint8 [N, 3, H, W] padded, ``sizes`` [N, 2] (h, w).
+
+    ``workspace_bytes`` bounds the float32 images one :meth:`crops` call holds at once.
+    """
 
     pixels: torch.Tensor
     sizes: np.ndarray
     mean: torch.Tensor
     std: torch.Tensor
+    workspace_bytes: int = CPU_CROP_WORKSPACE
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
+
+    @property
+    def images_per_chunk(self) -> int:
+        """Images whose float32 copies fit ``workspace_bytes`` (at least one)."""
+        per_image = 4 * self.pixels[0].numel()
+        return max(1, self.workspace_bytes // per_image)
 
     def crops(self, indices, boxes, flips, crop_size: int) -> torch.Tensor:
         """Normalised float32 [B, 3, crop, crop]: box ``boxes[b]`` of image ``indices[b]``.
@@ -45,12 +79,23 @@ class ImageStore:
         the image reads the mean colour there; ``flips[b]`` mirrors sample ``b``. Arguments
         may be numpy arrays or tensors already on the device (no transfer then).
         """
-        from torchvision.ops import roi_align
-
         device = self.pixels.device
         idx = torch.as_tensor(indices, dtype=torch.long, device=device)
         boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
         flips = torch.as_tensor(flips, dtype=torch.bool, device=device)
+        step = self.images_per_chunk
+        if len(idx) <= step:
+            return self._crops(idx, boxes, flips, crop_size)
+        return torch.cat([self._crops(idx[lo:lo + step], boxes[lo:lo + step],
+                                      flips[lo:lo + step], crop_size)
+                          for lo in range(0, len(idx), step)])
+
+    def _crops(self, idx: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor,
+               crop_size: int) -> torch.Tensor:
+        """:meth:`crops` of one chunk: the only place images are converted to float32."""
+        from torchvision.ops import roi_align
+
+        device = self.pixels.device
         batch = self.pixels.index_select(0, idx).float().div_(255.0)
         batch = batch.sub_(self.mean).div_(self.std)
         slot = torch.arange(len(idx), dtype=torch.float32, device=device)[:, None]
@@ -60,15 +105,28 @@ class ImageStore:
 
 
 def _decode(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from harness.images import load_rgb
 
     if not path.is_file():
         raise BadInputError(f"{path}: missing image")
-    try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise BadInputError(f"{path}: cannot read image ({exc})") from None
+    return np.array(load_rgb(path))
+
+
+def _check_header(path: Path) -> None:
+    from harness.images import open_image
+
+    if not path.is_file():
+        raise BadInputError(f"{path}: missing image")
+    with open_image(path):          # reads the header only
+        pass
+
+
+def check_readable(paths: Sequence[Path], threads: int = 8) -> None:
+    """Raise BadInputError for the first of ``paths`` that is missing or not an image
+    (headers only: a fraction of a millisecond per image)."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for _ in pool.map(_check_header, paths):
+            pass
 
 
 def load_images(paths: Sequence[Path], mean: Sequence[float], std: Sequence[float],
@@ -92,8 +150,9 @@ def load_images(paths: Sequence[Path], mean: Sequence[float], std: Sequence[floa
         pixels[i, :, :h, :w] = torch.from_numpy(a).permute(2, 0, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return ImageStore(pixels=pixels.to(device), sizes=sizes, mean=mean_t.to(device),
-                      std=std_t.to(device))
+    pixels = pixels.to(device)
+    return ImageStore(pixels=pixels, sizes=sizes, mean=mean_t.to(device), std=std_t.to(device),
+                      workspace_bytes=crop_workspace(device))
 
 
 # --------------------------------------------------------------------------- crop sampling

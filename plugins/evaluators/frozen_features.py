@@ -9,6 +9,10 @@ splits, runs them and reports AP (:mod:`harness.ap`) per layer:
   3-fold cross-validation inside trainval); the reported figure is trainval -> test;
 - the headline is the mAP of one declared layer (``headline_layer``; default: the trunk's
   output -- AlexNet's pool5, ResNet's pooled features), the breakdown every layer's mAP;
+- ``linear_probe``, ``voc07_svm`` and ``knn`` return the headline layer's per-image test
+  scores (``EvalMetrics.test_scores``), which the record keeps beside it, so that the
+  leaderboard's intervals can resample the test images (``voc07_lowshot``'s figure is a
+  mean over sampled training sets and keeps none);
 - the recorded ``protocol`` holds settings only, the same for every network (so it can be
   frozen before any result exists: :meth:`FrozenFeatureEvaluator.planned_protocol`); what
   the features of the evaluated network were (weights, layers, views) is in
@@ -34,6 +38,7 @@ import numpy as np
 from harness import ap as ap_mod
 from harness import knn as knn_mod
 from harness import logreg, svm
+from harness.devices import usable_cpus
 from harness.errors import BadInputError
 from harness.frozen import TARGET_VALUES, FrozenConfig, FrozenFeatures, split_features
 from harness.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
@@ -53,16 +58,22 @@ class FrozenFeatureEvaluator(Evaluator):
                  image_size: Annotated[int, Bounds(16, 4096)] | None = None,
                  target_values: Annotated[int, Bounds(1, None)] = TARGET_VALUES,
                  headline_layer: str | None = None,
-                 n_jobs: Annotated[int, Bounds(1, 1024)] | None = None):
+                 n_jobs: Annotated[int, Bounds(1, 1024)] | None = None,
+                 storage: Literal["float16", "float32"] | None = None):
         self.features = FrozenConfig(image_size=image_size, views=views,
                                      target_values=target_values,
-                                     layers=tuple(layers) if layers is not None else None)
+                                     layers=tuple(layers) if layers is not None else None,
+                                     storage=storage)
         self.headline_layer = headline_layer
-        self.n_jobs = n_jobs or min(2, os.cpu_count() or 1)
+        self.n_jobs = n_jobs or usable_cpus()   # the SVM solver's result ignores it
 
     def params(self) -> dict[str, Any]:
         f = asdict(self.features)
         f.pop("batch_size")
+        # the storage dtype is listed only when given: left to the profile, the parameters
+        # (part of a row's identity on the leaderboard) read as they did before it existed
+        if f["storage"] is None:
+            f.pop("storage")
         return {**f, "layers": list(f["layers"]) if f["layers"] else None,
                 "headline_layer": self.headline_layer, **self.extra_params()}
 
@@ -113,8 +124,13 @@ class FrozenFeatureEvaluator(Evaluator):
         frozen before a result exists and is the same for every row."""
         config = asdict(self.features)
         config.pop("batch_size")
+        config.pop("storage")
+        # float16 storage is what every protocol frozen before the setting existed was made
+        # with; it is implied where "storage" is absent, so those protocols stay current
+        storage = self.features.resolved_storage(profile)
+        stored = {} if storage == "float16" else {"storage": storage}
         return {"evaluator": self.name, "features": {
-            "config": config, "image_size": self.features.resolved_size(profile),
+            "config": config, "image_size": self.features.resolved_size(profile), **stored,
             "pooling": f"adaptive average pool to <= {self.features.target_values} values",
             "views": "view 0 the whole image, the others seeded crops; features are their mean",
             "bn_statistics": ("recomputed on trainval for a randomly initialised network; "
@@ -143,11 +159,18 @@ def _profile(profile: str) -> str:
     return profile
 
 
+def split_scores(scores: np.ndarray, feats: FrozenFeatures, trained_on: str
+                 ) -> ap_mod.SplitScores:
+    """A classifier's per-image scores on ``feats``' split, labelled with where they came
+    from (what :func:`report` scores, and what an evaluator returns as its test scores)."""
+    return ap_mod.SplitScores(
+        split=feats.split, trained_on=trained_on, image_ids=feats.image_ids,
+        class_names=CLASSES, scores=np.asarray(scores, dtype=np.float64), labels=feats.targets)
+
+
 def report(scores: np.ndarray, feats: FrozenFeatures, trained_on: str) -> ap_mod.APReport:
     """AP of every class by every formula; refuses the split the classifier was fitted on."""
-    return ap_mod.score_split(ap_mod.SplitScores(
-        split=feats.split, trained_on=trained_on, image_ids=feats.image_ids,
-        class_names=CLASSES, scores=np.asarray(scores, dtype=np.float64), labels=feats.targets))
+    return ap_mod.score_split(split_scores(scores, feats, trained_on))
 
 
 def val_map(feats: FrozenFeatures):
@@ -195,20 +218,21 @@ class LinearProbe(FrozenFeatureEvaluator):
     def score(self, model, data_root, context) -> EvalMetrics:
         train, val, trainval, test = (self.split(model, data_root, s, context)
                                       for s in ("train", "val", "trainval", "test"))
-        per_layer, chosen, val_scores, ap = {}, {}, {}, {}
+        per_layer, chosen, val_scores, ap, tested = {}, {}, {}, {}, {}
         for layer in trainval.layers:
             wd, tried = logreg.choose_weight_decay(
                 train.layers[layer], train.targets, val.layers[layer], val.targets,
                 self.weight_decays, val_map(val))
             logits = logreg.fit_scores(trainval.layers[layer], trainval.targets,
                                        test.layers[layer], wd)
-            rep = report(logits, test, "trainval")
+            tested[layer] = split_scores(logits, test, "trainval")
+            rep = ap_mod.score_split(tested[layer])
             per_layer[layer] = rep.mean(HEADLINE_FORMULA)
             chosen[layer], val_scores[layer], ap[layer] = wd, tried, rep.ap
         head = self.headline_of(trainval)
         return EvalMetrics(
             headline=f"map_{head}", formula=_formula(f"test mAP of the {head} probe"),
-            value=per_layer[head], breakdown=per_layer,
+            value=per_layer[head], breakdown=per_layer, test_scores=tested[head],
             protocol=self.protocol(context.profile),
             details={"features": self.feature_facts(model, trainval), "headline_layer": head,
                      "headline_ap": ap[head][HEADLINE_FORMULA], "chosen_weight_decay": chosen,
@@ -250,13 +274,14 @@ class VOC07SVM(FrozenFeatureEvaluator):
     def score(self, model, data_root, context) -> EvalMetrics:
         trainval, test = (self.split(model, data_root, s, context) for s in ("trainval", "test"))
         costs = self.costs_for(context.profile)
-        per_layer, chosen, ap, timings = {}, {}, {}, {}
+        per_layer, chosen, ap, timings, tested = {}, {}, {}, {}, {}
         for layer in trainval.layers:
             t = time.perf_counter()
             result = svm.train_svms(trainval.layers[layer], trainval.targets, test.layers[layer],
                                     costs=costs, folds=self.folds, seed=context.seed,
                                     n_jobs=self.n_jobs)
-            rep = report(result.scores, test, "trainval")
+            tested[layer] = split_scores(result.scores, test, "trainval")
+            rep = ap_mod.score_split(tested[layer])
             per_layer[layer] = rep.mean(HEADLINE_FORMULA)
             chosen[layer] = dict(zip(CLASSES, result.costs))
             ap[layer] = rep.ap
@@ -264,7 +289,7 @@ class VOC07SVM(FrozenFeatureEvaluator):
         head = self.headline_of(trainval)
         return EvalMetrics(
             headline=f"map_{head}", formula=_formula(f"test mAP of the {head} SVMs"),
-            value=per_layer[head], breakdown=per_layer,
+            value=per_layer[head], breakdown=per_layer, test_scores=tested[head],
             protocol=self.protocol(context.profile),
             details={"features": self.feature_facts(model, trainval), "headline_layer": head,
                      "headline_ap": ap[head][HEADLINE_FORMULA], "chosen_cost": chosen, "ap": ap,
@@ -380,16 +405,17 @@ class KNN(FrozenFeatureEvaluator):
 
     def score(self, model, data_root, context) -> EvalMetrics:
         trainval, test = (self.split(model, data_root, s, context) for s in ("trainval", "test"))
-        per_layer, ap = {}, {}
+        per_layer, ap, tested = {}, {}, {}
         for layer in trainval.layers:
             scores = knn_mod.knn_scores(trainval.layers[layer], trainval.targets,
                                         test.layers[layer], k=self.k, temperature=self.temperature)
-            rep = report(scores, test, "trainval")
+            tested[layer] = split_scores(scores, test, "trainval")
+            rep = ap_mod.score_split(tested[layer])
             per_layer[layer], ap[layer] = rep.mean(HEADLINE_FORMULA), rep.ap
         head = self.headline_of(trainval)
         return EvalMetrics(
             headline=f"map_{head}", formula=_formula(f"test mAP of kNN on {head}"),
-            value=per_layer[head], breakdown=per_layer,
+            value=per_layer[head], breakdown=per_layer, test_scores=tested[head],
             protocol=self.protocol(context.profile),
             details={"features": self.feature_facts(model, trainval), "headline_layer": head,
                      "headline_ap": ap[head][HEADLINE_FORMULA], "ap": ap,

@@ -287,6 +287,7 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
     # a "Head" step on encoded views is the fc layers at batch 16: a second CPU thread only
     # adds OpenMP barriers (4.9 against 4.35 ms a step, benchmarks/README.md)
     one_thread = views is not None and dev.type == "cpu"
+    dropout_gen = dropout_generator(dev)
     try:
         with torch_threads(1 if one_thread else None):
             while it < proto.iterations:
@@ -297,7 +298,7 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
                     plan = _plan(store, order, proto, first,
                                  min(PLAN_CHUNK, proto.iterations - first), dev, net, views)
                 k = it - plan.first
-                _seed_dropout(dev, _seed(proto.seed, 2, it))   # dropout of this iteration
+                dropout_gen.manual_seed(_seed(proto.seed, 2, it))  # this iteration's dropout
                 loss = _gradients(net, optimizer, trained,
                                   plan.inputs(k, store, proto.crop_size),
                                   targets[plan.indices[k]], proto, dev)
@@ -326,14 +327,24 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
     return curve, resumed_from
 
 
-def _seed_dropout(dev: torch.device, seed: int) -> None:
-    """Seed the generator dropout draws from on ``dev``. On a CPU that is the CPU default
-    generator alone: ``torch.manual_seed`` also seeds every accelerator backend's and, on a
-    CUDA build of torch, costs ~150 us (3% of a toy "Head" step) for the same draws."""
+def dropout_generator(dev: torch.device) -> torch.Generator:
+    """The generator dropout draws from on ``dev``: the CPU's default generator, or the
+    default generator of that one CUDA device.
+
+    Each iteration's dropout is seeded from (seed, iteration) alone (what makes a resumed
+    run exact), so the loop seeds this generator once per step: 7 us on a CPU (0.2% of a
+    toy "Head" step), a host-side assignment on CUDA (Philox takes a seed and an offset).
+    ``torch.manual_seed`` would give the same draws but seeds every device of every
+    backend, 170 us a step on a CUDA build of torch: about as long as a "Head" step on a
+    GPU. A single unseeded stream (its state saved in the training state file) would
+    remove even this, but draws other masks, so it would change every result of the
+    frozen protocol.
+    """
     if dev.type == "cpu":
-        torch.random.default_generator.manual_seed(seed)
-    else:
-        torch.manual_seed(seed)
+        return torch.random.default_generator
+    torch.cuda.init()
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return torch.cuda.default_generators[index]
 
 
 def _sgd(groups: list[dict[str, Any]], proto: Protocol) -> torch.optim.Optimizer:

@@ -1,10 +1,12 @@
 """VOC07 classification evaluators: ``voc07_linear`` ("Head") and ``voc07_full`` ("All").
 
 One run: read the training and test splits (through :mod:`harness.voc`), check them (disjoint,
-every class has a positive in each), decode their images onto the device, put 20 new
+every class has a positive in each), decode the training images onto the device, put 20 new
 outputs on the network as the protocol says, recompute BatchNorm statistics of a
 never-trained trunk that will be used frozen, train with SGD (resumable through
-the context's work folder), score each test image as the sum of ten augmented crops, and
+the context's work folder), free the training images and decode the test images (one
+split on the device at a time: 3.8 GB of padded uint8 VOC images each), score each test
+image as the sum of ten augmented crops, and
 report AP three ways (:mod:`harness.ap`). The network-side steps live in :mod:`.training`; everything
 that determines the result is in :class:`~harness_plugins.evaluators.protocol.Protocol`
 and is recorded in the metrics.
@@ -15,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from torch import nn
 from harness import ap as ap_mod
 from harness.errors import BadInputError
 from harness.checkpoint import backbone_name
-from harness.devices import resolve_device
+from harness.devices import resolve_device, usable_cpus
 from harness.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
 from harness.io import write_text
 from harness.nets import weights_digest
@@ -36,7 +37,7 @@ from harness.progress import enabled as progress_enabled, make_progress
 from harness.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
 
 from . import training
-from .augment import ImageStore, load_images
+from .augment import ImageStore, check_readable, load_images
 from .protocol import Mode, Precision, Protocol, resolve
 
 
@@ -78,7 +79,7 @@ class VOC07Evaluator(Evaluator):
         self.iterations, self.lr, self.precision = iterations, lr, precision
         #: how often training state is saved to the work folder (does not change results)
         self.checkpoint_seconds = checkpoint_seconds
-        self.threads = threads or min(16, os.cpu_count() or 1)
+        self.threads = threads or usable_cpus()
 
     def params(self) -> dict[str, Any]:
         return {"preset": self.preset, "head_init": self.head_init,
@@ -125,13 +126,13 @@ class VOC07Evaluator(Evaluator):
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
         train_images, test_images, voc = _read_splits(data_root, proto)
+        # the test images are decoded after training: a bad one is found now, not then
+        check_readable([im.path for im in test_images], self.threads)
         bar = make_progress() if progress_enabled(context.progress) else _NoProgress()
         with bar, torch.random.fork_rng(devices=_cuda_index(dev)), _cudnn_benchmark(dev):
             t = time.perf_counter()
-            stores = [_load(bar, f"decode {split}", images, model, dev, self.threads)
-                      for split, images in ((proto.train_split, train_images),
-                                            (proto.test_split, test_images))]
-            train_store, test_store = stores
+            train_store = _load(bar, f"decode {proto.train_split}", train_images, model, dev,
+                                self.threads)
             timings["load_s"] = time.perf_counter() - t
 
             net = training.prepare_net(model, proto, dev)
@@ -149,6 +150,12 @@ class VOC07Evaluator(Evaluator):
             curve, resumed_from = training.train(bar, net, train_store, y_train, proto, dev,
                                                   workdir, key, self.checkpoint_seconds)
             timings["train_s"] = time.perf_counter() - t
+
+            del train_store          # its device memory is reused by the test split's
+            t = time.perf_counter()
+            test_store = _load(bar, f"decode {proto.test_split}", test_images, model, dev,
+                               self.threads)
+            timings["load_s"] += time.perf_counter() - t
 
             t = time.perf_counter()
             summed = training.score_test_split(bar, net, test_store, proto, dev)

@@ -127,7 +127,9 @@ class KMeansLabeler(Labeler):
         """Cluster the rows of ``features``; BadInputError if they cannot be clustered."""
         n = len(features) if np.ndim(features) == 2 else 0
         if 0 < n < self.k:
-            raise BadInputError(f"features have {n} samples, fewer than k={self.k} clusters")
+            raise BadInputError(f"features have {n} samples, fewer than k={self.k} clusters: "
+                                f"lower k to {n} or less (--k {n}), or cluster at least "
+                                f"{self.k} clips")
         x = check_features(features)
         z = apply_preprocess(x, self.preprocess, pca_dim=self.pca_dim, seed=self.seed)
         search = _search(z, self)
