@@ -162,15 +162,8 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", *, mmap: bool =
                                     f"its central directory: truncated?)")
         raise BadInputError(f"{path}: not a harness checkpoint (not a file written by torch.save)")
     _check_zip_records(path, tensors=False)
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
-            AttributeError, TypeError) as exc:
-        if "PytorchStreamReader" in str(exc):
-            raise BadInputError(f"{path}: damaged checkpoint file (its zip archive cannot be "
-                                f"read: {_zip_reason(exc)})") from None
-        raise BadInputError(f"{path}: not a harness checkpoint (torch.load with "
-                            f"weights_only=True failed: {_reason(exc)})") from None
+    obj = load_weights_only(path, "checkpoint", "not a harness checkpoint",
+                            map_location=map_location, mmap=mmap)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         hint = ("; another framework's weights? name it: torchvision:alexnet=PATH, "
@@ -184,6 +177,21 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", *, mmap: bool =
     _check_fields(path, obj)
     _check_content(path, obj, check_train_state)
     return obj
+
+
+def load_weights_only(path: Path, kind: str, not_ours: str, **options: Any) -> Any:
+    """``torch.load(path, weights_only=True)``, its failures turned into one line naming the
+    file: a damaged zip archive (``damaged <kind> file``), or anything else torch refuses
+    (``<not_ours>``, with the code or type it refused). Pickled code is never run."""
+    try:
+        return torch.load(path, weights_only=True, **options)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
+            AttributeError, TypeError) as exc:
+        if "PytorchStreamReader" in str(exc):
+            raise BadInputError(f"{path}: damaged {kind} file (its zip archive cannot be "
+                                f"read: {_zip_reason(exc)})") from None
+        raise BadInputError(f"{path}: {not_ours} (torch.load with weights_only=True "
+                            f"failed: {_reason(exc)})") from None
 
 
 def _zip_reason(exc: Exception) -> str:

@@ -21,7 +21,6 @@ backbone's own new output layer.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,18 +150,10 @@ def _read_safetensors(path: Path) -> Any:
 
 
 def _read_torch(path: Path) -> Any:
-    from harness.checkpoint import _reason, _zip_reason
+    from harness.checkpoint import load_weights_only
 
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
-            AttributeError, TypeError) as exc:
-        if "PytorchStreamReader" in str(exc):
-            raise BadInputError(f"{path}: damaged weights file (its zip archive cannot be "
-                                f"read: {_zip_reason(exc)})") from None
-        raise BadInputError(f"{path}: not a PyTorch weights file this harness reads "
-                            f"(torch.load with weights_only=True failed: {_reason(exc)})") \
-            from None
+    return load_weights_only(path, "weights", "not a PyTorch weights file this harness reads",
+                             map_location="cpu")
 
 
 def _is_state_dict(obj: Any) -> bool:
