@@ -108,20 +108,7 @@ def read_only_folder(tmp_path):
 
 
 # ----------------------------------------------------------------------------- partial folders
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text() if (task / "children").exists() else ""
-        found += [int(c) for c in text.split()]
-    return found
-
-
-def _gone(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status or "\nState:\tX" in status
+from tests.test_reliability import _children, _gone  # noqa: E402  (the /proc helpers)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
