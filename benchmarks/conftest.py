@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.devices import KERNEL_FLAGS, cpu_has_native_bf16, cpu_model_and_flags
+from harness.runtime.devices import KERNEL_FLAGS, cpu_has_native_bf16, cpu_model_and_flags
 
 def machine_facts() -> dict[str, Any]:
     """CPU model, kernel flags, core count, torch threads, native bf16 and the GPU."""

@@ -42,7 +42,7 @@ def toy_dir(tmp_path_factory):
 
 
 def test_toy_clips(benchmark, toy_dir):
-    from harness.toy import generate_clips
+    from harness.data.toy import generate_clips
 
     cpu0 = _cpu_seconds()
     start = time.perf_counter()
@@ -57,7 +57,7 @@ def test_toy_clips(benchmark, toy_dir):
 
 
 def test_toy_voc(benchmark, tmp_path):
-    from harness.toy import generate_voc
+    from harness.data.toy import generate_voc
 
     start = time.perf_counter()
     benchmark.pedantic(generate_voc, args=(tmp_path, 1), kwargs={"jobs": 2, "progress": False},
@@ -66,7 +66,7 @@ def test_toy_voc(benchmark, tmp_path):
 
 
 def _features(ds, name):
-    from harness.plugins import default_registry
+    from harness.api.registry import default_registry
     import scipy.signal
 
     rep = default_registry().create("repr", name)
@@ -88,9 +88,9 @@ def _features(ds, name):
 def test_toy_quality(benchmark, toy_dir, repr_name):
     from sklearn.metrics import normalized_mutual_info_score as nmi
 
-    from harness.clips import ClipDataset
-    from harness.plugins import default_registry
-    from harness.toy import generate_clips
+    from harness.data.clips import ClipDataset
+    from harness.api.registry import default_registry
+    from harness.data.toy import generate_clips
 
     if not (toy_dir / "manifest.csv").exists():
         generate_clips(toy_dir, 1000, 0, jobs=2, progress=False)
@@ -107,7 +107,7 @@ def test_toy_quality(benchmark, toy_dir, repr_name):
 
 
 def test_ingest(benchmark, tmp_path):
-    from harness.ingest import IngestConfig, ingest, timing_summary
+    from harness.data.ingest import IngestConfig, ingest, timing_summary
     from tests.media import write_video
 
     videos = tmp_path / "videos"

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cache import cache_root
-from harness.evaluation import run_evaluator
-from harness.voc import CLASSES
+from harness.runtime.cache import cache_root
+from harness.evaluation.stage import run_evaluator
+from harness.data.voc import CLASSES
 
 TARGET_S = {("voc07_linear", "gpu"): 180.0, ("voc07_full", "gpu"): 300.0, ("both", "cpu"): 120.0}
 VOC07_SHAPE = {"trainval": 5011, "test": 4952}
@@ -93,8 +93,8 @@ def _record(benchmark, metrics: dict) -> None:
 def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, machine, evaluator):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from harness.checkpoint import load_pretrained
-    from harness.plugins import create
+    from harness.networks.checkpoint import load_pretrained
+    from harness.api.registry import create
 
     voc = Path(os.environ["HARNESS_VOC07"]) if os.environ.get("HARNESS_VOC07") \
         else _voc_shaped_standin(cache_root() / "bench-voc07-shaped")
@@ -120,10 +120,10 @@ def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, machine, evaluator):
 # ----------------------------------------------------------------------------- CPU, toy
 @pytest.mark.slow
 def test_toy_both_evaluators_on_cpu(benchmark, machine):
-    from harness.checkpoint import load_pretrained
+    from harness.networks.checkpoint import load_pretrained
     from harness.cli.evaluate import default_toy_voc
-    from harness.pipeline import PROFILES
-    from harness.plugins import create
+    from harness.pipeline.run import PROFILES
+    from harness.api.registry import create
 
     voc = default_toy_voc(PROFILES["toy"], progress=False)
     model = load_pretrained("random:alexnet", seed=0,

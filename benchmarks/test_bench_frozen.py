@@ -3,12 +3,12 @@
     .venv/bin/python -m pytest benchmarks/test_bench_frozen.py -m slow -s \\
         --benchmark-columns=min --benchmark-sort=name
 
-- ``test_svm_stage_at_voc07_scale``: ``harness.svm.train_svms`` on synthetic features of
+- ``test_svm_stage_at_voc07_scale``: ``harness_plugins.evaluators.svm.train_svms`` on synthetic features of
   VOC07's shape (5,011 trainval x 9,216 values, 20 classes of 2-14% prevalence, 4,952 test
   images), 15 costs (the toy grid), 3 folds, 2 threads. Target: <= 10 min on 2 cores.
   ``test_svm_solver_against_liblinear`` times three classes' 3-fold CV over the toy grid
   with scikit-learn's ``LinearSVC`` (the baseline, in the same run) and with
-  :mod:`harness.dualcd`, and reports how far their decision values differ.
+  :mod:`harness_plugins.evaluators.dualcd`, and reports how far their decision values differ.
 - ``test_toy_evaluators_from_a_checkpoint``: ``linear_probe``, ``voc07_svm``, ``knn`` on
   the toy VOC from ``random:alexnet`` (toy parameters): the feature extraction once, then
   each evaluator on the cached features. Target: each < 60 s on 2 cores.
@@ -44,8 +44,8 @@ def voc07_shaped(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_svm_stage_at_voc07_scale(benchmark):
-    from harness.ap import ap_sklearn_pessimistic
-    from harness.svm import TOY_COSTS, train_svms
+    from harness.evaluation.ap import ap_sklearn_pessimistic
+    from harness_plugins.evaluators.svm import TOY_COSTS, train_svms
 
     assert len(TOY_COSTS) == 15
     x, t = voc07_shaped(N_TRAIN, 0)
@@ -63,12 +63,12 @@ def test_svm_stage_at_voc07_scale(benchmark):
 def test_svm_solver_against_liblinear(machine):
     """Three classes' 3-fold CV over the toy cost grid on toy-sized features (1,000 x 9,216):
     scikit-learn's ``LinearSVC``, one fit per (class, fold, cost) in the row-space basis (the
-    solver this harness used before), against :mod:`harness.dualcd`'s warm-started paths on
+    solver this harness used before), against :mod:`harness_plugins.evaluators.dualcd`'s warm-started paths on
     the Gram matrix (2 threads), timed in the same run on the same problems."""
     from sklearn.model_selection import StratifiedKFold
 
-    from harness.rowspace import reduce
-    from harness.svm import TOY_COSTS, _class_rows, _fit_decision, gram, normalise_rows, solve_paths
+    from harness.evaluation.rowspace import reduce
+    from harness_plugins.evaluators.svm import TOY_COSTS, _class_rows, _fit_decision, gram, normalise_rows, solve_paths
 
     x, t = voc07_shaped(1000, 0)
     xn = normalise_rows(x)
@@ -96,11 +96,11 @@ def test_svm_solver_against_liblinear(machine):
 
 
 def test_toy_evaluators_from_a_checkpoint(tmp_path):
-    from harness.checkpoint import load_pretrained
-    from harness.frozen import FrozenConfig, split_features
-    from harness.interfaces import EvalContext
-    from harness.pipeline import toy_voc
-    from harness.plugins import default_registry
+    from harness.networks.checkpoint import load_pretrained
+    from harness.evaluation.layer_features import FrozenConfig, split_features
+    from harness.api.interfaces import EvalContext
+    from harness.pipeline.run import toy_voc
+    from harness.api.registry import default_registry
 
     voc = toy_voc(0, (1000, 1000), False)
     model = load_pretrained("random:alexnet", seed=0,
@@ -123,8 +123,8 @@ def test_monitor_overhead(tmp_path, monkeypatch):
     """20 toy epochs with and without ``--monitor knn`` at its default cadence (every 10
     epochs: 2 evaluations here, 9 in the toy profile's 90; the one-off decoding of the
     1,000 VOC images weighs more in 20 epochs than in 90, so the figure is an upper bound)."""
-    from harness.monitor import EVERY as every
-    from harness.pipeline import RunConfig, run
+    from harness.pretext.monitor import EVERY as every
+    from harness.pipeline.run import RunConfig, run
 
     monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))   # nothing cached before

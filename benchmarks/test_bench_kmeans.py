@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import cache_root
+from harness.runtime.cache import cache_root
 from harness_plugins.labelers import KMeansLabeler
 from harness_plugins.labelers.preprocess import apply_preprocess
 

@@ -50,9 +50,9 @@ def _by_run(results: Path) -> dict[tuple, dict]:
 def test_local_jobs_against_inline_runs_per_hour(tmp_path, monkeypatch):
     from threadpoolctl import threadpool_limits
 
-    from harness.devices import torch_threads
+    from harness.runtime.devices import torch_threads
     from harness.launch import LaunchOptions, launch
-    from harness.pipeline import RunConfig, profile_toy_voc, sweep, toy_clips
+    from harness.pipeline.run import RunConfig, profile_toy_voc, sweep, toy_clips
 
     def fresh_cache(name: str) -> Path:
         cache = tmp_path / name

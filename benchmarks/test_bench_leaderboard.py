@@ -3,7 +3,7 @@
     .venv/bin/python -m pytest benchmarks/test_bench_leaderboard.py -m slow -s \\
         --benchmark-columns=min --benchmark-sort=name
 
-* ``bootstrap_map``: :func:`harness.bootstrap.weighted_map` of one run (1,000 test images,
+* ``bootstrap_map``: :func:`harness.leaderboard.bootstrap.weighted_map` of one run (1,000 test images,
   20 classes, about 10% positives) under the leaderboard's 2,000 image resamples, against
   the baseline timed in the same run: scikit-learn's ``average_precision_score`` with the
   resample counts as ``sample_weight``, called once per class and replicate (timed on 50
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 def test_bootstrap_map(benchmark):
     from sklearn.metrics import average_precision_score
 
-    from harness import bootstrap
-    from harness.ap import SplitScores
+    from harness.leaderboard import bootstrap
+    from harness.evaluation.ap import SplitScores
 
     rng = np.random.default_rng(0)
     n, classes = 1000, 20

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-from harness.plugins import create
+from harness.api.registry import create
 
 BATCH = 64
 GPU_BATCH = 512
@@ -62,7 +62,7 @@ def _run(benchmark, fn, clips: int, rounds: int) -> None:
 
 def cpu_description() -> str:
     """The CPU model and the vector-unit flags that matter here (AVX2 / AVX-512 / AMX)."""
-    from harness.devices import KERNEL_FLAGS, cpu_model_and_flags
+    from harness.runtime.devices import KERNEL_FLAGS, cpu_model_and_flags
 
     model, flags = cpu_model_and_flags()
     found = " ".join(flags) or "none of " + "/".join(KERNEL_FLAGS)

@@ -3,7 +3,7 @@
     .venv/bin/python -m pytest benchmarks/test_bench_stream.py -m slow -s
 
 A store of random 256-pixel frames (the paper profile's store size for 224-pixel crops)
-is written once, then read back in shuffled batches of 256 by :mod:`harness.framestream`
+is written once, then read back in shuffled batches of 256 by :mod:`harness.data.framestream`
 with 1 and 2 worker processes (in pinned memory when CUDA is present), from the page
 cache. The figure is frames/s per worker, set against what one H100 consumes at the
 pretext targets (AlexNet 15,000 and ResNet-18 7,000 images/s at 224 px): the workers a
@@ -56,7 +56,7 @@ def stream_rate(path: Path, workers: int, batches: int, batch: int = BATCH,
     figure a busy machine does not distort."""
     import torch
 
-    from harness.framestream import stream_batches
+    from harness.data.framestream import stream_batches
 
     images = np.load(path, mmap_mode="r")
     n, frame_bytes = len(images), int(images[0].nbytes)

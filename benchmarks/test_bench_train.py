@@ -12,7 +12,7 @@
     # Targets on one H100: alexnet >= 15,000 images/s, resnet18 >= 7,000 images/s.
     .venv/bin/python -m pytest benchmarks/test_bench_train.py -m gpu -s
 
-Each case runs ``harness.pretrain.pretrain`` itself on a synthetic clip dataset whose
+Each case runs ``harness.pretext.train.pretrain`` itself on a synthetic clip dataset whose
 frame store is written directly (random pixels; decoding is done once in real runs and is
 not part of the training loop), with no validation split. The figure is the images/s of
 the last epoch as the loop measures it (the first epochs warm up oneDNN / cuDNN /
@@ -34,9 +34,9 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from harness.clips import ClipDataset, write_dataset
-from harness.framestore import store_path
-from harness.pretrain import PretrainConfig, pretrain
+from harness.data.clips import ClipDataset, write_dataset
+from harness.data.framestore import store_path
+from harness.pretext.train import PretrainConfig, pretrain
 
 CLUSTERS = 15
 #: torch threads for the CPU cases (default: torch's choice, all cores)

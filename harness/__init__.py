@@ -1,7 +1,7 @@
 """harness: a benchmark harness for visual learning supervised by ambient sound.
 
 The pipeline (clips -> sound features -> pseudo-labels -> pretext network -> VOC07 metrics)
-is assembled from plugins of four kinds, declared in :mod:`harness.hookspecs`.
+is assembled from plugins of four kinds, declared in :mod:`harness.api.hookspecs`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

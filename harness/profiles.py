@@ -8,7 +8,7 @@ their defaults from here; an explicit option overrides one value and is recorded
 override. (``features``, ``label`` and ``figures`` read no profile setting: their defaults
 are the plugins' own typed parameters, e.g. ``kmeans``'s ``k = 15``.) Evaluator plugins read the scaling through
 :func:`get_profile` with the profile name the core passes in
-:class:`harness.interfaces.EvalContext`.
+:class:`harness.api.interfaces.EvalContext`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from harness.augment import AugmentConfig
-from harness.errors import BadInputError
+from harness.pretext.augment import AugmentConfig
+from harness.api.errors import BadInputError
 
 
 class ProfileName(str, Enum):
@@ -50,7 +50,7 @@ class EvalScaling:
     #: the evaluators' arithmetic: "auto" (bf16 autocast on CUDA and on CPUs with native
     #: bf16, float32 elsewhere), "bf16" or "fp32"
     precision: str = "auto"
-    #: dtype frozen features are cached in (:mod:`harness.frozen`): "float16" halves the
+    #: dtype frozen features are cached in (:mod:`harness.evaluation.layer_features`): "float16" halves the
     #: cache and is what the toy profile's committed results were made with; "float32"
     #: holds any finite activation (a trained network's fc7 can exceed float16's 65504)
     frozen_storage: str = "float16"
@@ -76,7 +76,7 @@ class Profile:
     #: the pretext training's augmentation
     pretext_augment: AugmentConfig = AugmentConfig()
     #: steps of linear warm-up in front of the one-cycle schedule (0: none;
-    #: :class:`harness.pretrain.WarmOneCycleLR`)
+    #: :class:`harness.pretext.train.WarmOneCycleLR`)
     pretext_warmup_steps: int = 0
     #: side of the stored frames the pretext's random-resized crops are cut from (None:
     #: ``image_size``, so crops only zoom in; larger, they also vary the scale)
@@ -166,7 +166,7 @@ def get_profile(name: str | ProfileName) -> Profile:
 
 
 def pretrain_settings(profile: Profile, backbone: str) -> dict[str, Any]:
-    """The :class:`harness.pretrain.PretrainConfig` fields this profile sets for ``backbone``.
+    """The :class:`harness.pretext.train.PretrainConfig` fields this profile sets for ``backbone``.
 
     ``harness run`` and ``harness pretrain`` both start from these, so the two train alike.
     """

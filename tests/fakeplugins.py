@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from harness.hookspecs import hookimpl
-from harness.interfaces import Labeler, Labels, SoundRepresentation
+from harness.api.hookspecs import hookimpl
+from harness.api.interfaces import Labeler, Labels, SoundRepresentation
 
 
 class TinyRepr(SoundRepresentation):

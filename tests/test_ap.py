@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from harness import ap
-from harness.errors import BadInputError, HarnessError
+from harness.evaluation import ap
+from harness.api.errors import BadInputError, HarnessError
 
 ALL = list(ap.AP_FUNCTIONS)
 

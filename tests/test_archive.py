@@ -11,12 +11,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from harness import leaderboard as lb
-from harness import records
-from harness.archive import move_to_archive
+from harness.leaderboard import board as lb
+from harness.results import records
+from harness.results.archive import move_to_archive
 from harness.cli import app
-from harness.errors import BadInputError
-from harness.protocol_lock import (PROTOCOL_FILE, current_protocol, read_frozen,
+from harness.api.errors import BadInputError
+from harness.results.protocol import (PROTOCOL_FILE, current_protocol, read_frozen,
                                    record_fingerprints, write_frozen)
 
 from .test_leaderboard_intervals import toy_record
@@ -99,7 +99,7 @@ def test_the_archived_records_are_superseded_and_say_why(frozen):
     before the sealed test split say so; the later ones name what changed since."""
     from pathlib import Path
 
-    from harness.protocol_lock import data_recipe
+    from harness.results.protocol import data_recipe
 
     archived = records.read_records(Path(__file__).parents[1] / "leaderboards" / "archive")
     unsealed = [r for r in archived if data_recipe(r["downstream"])["test_seed"] is None]

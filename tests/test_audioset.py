@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.audioset import (DownloadConfig, classify_failure, download, parse_segments)
-from harness.clips import ClipDataset
-from harness.errors import BadInputError, HarnessError
+from harness.data.audioset import (DownloadConfig, classify_failure, download, parse_segments)
+from harness.data.clips import ClipDataset
+from harness.api.errors import BadInputError, HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
 

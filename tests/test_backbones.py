@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import BadInputError, PluginError
-from harness.nets import BackboneNet
-from harness.plugins import default_registry
+from harness.api.errors import BadInputError, PluginError
+from harness.networks.shape import BackboneNet
+from harness.api.registry import default_registry
 
 
 @pytest.fixture(autouse=True)

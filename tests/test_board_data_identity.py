@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 
-from harness import leaderboard as lb
-from harness import records
-from harness.ap import HEADLINE, SplitScores, score_split
-from harness.board_identity import VOC2007_SPLITS
-from harness.paper_tables import VOC_CLASSES
+from harness.leaderboard import board as lb
+from harness.results import records
+from harness.evaluation.ap import HEADLINE, SplitScores, score_split
+from harness.leaderboard.identity import VOC2007_SPLITS
+from harness.leaderboard.paper_tables import VOC_CLASSES
 
 from .test_leaderboard import table1_line
 from .test_leaderboard_intervals import toy_record
@@ -159,7 +159,7 @@ def test_only_voc2007_sized_splits_are_tabled_beside_the_papers_rows():
 def test_a_real_folders_record_holds_its_split_sizes(tmp_path):
     """``harness run --voc`` records the folder's split sizes, so that a run whose
     evaluators record no counts of their own is still told VOC2007 or not."""
-    from harness.pipeline import downstream_identity
+    from harness.pipeline.run import downstream_identity
 
     voc = tmp_path / "VOCdevkit" / "VOC2007"
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):

@@ -13,11 +13,11 @@ import re
 import numpy as np
 import pytest
 
-from harness import board_presentation as bp
-from harness import leaderboard as lb
-from harness.ap import HEADLINE, score_split
-from harness.evaluation import metrics_dict
-from harness.interfaces import EvalMetrics
+from harness.leaderboard import presentation as bp
+from harness.leaderboard import board as lb
+from harness.evaluation.ap import HEADLINE, score_split
+from harness.evaluation.stage import metrics_dict
+from harness.api.interfaces import EvalMetrics
 
 from .test_leaderboard import table1_line
 from .test_leaderboard_intervals import _cell, board_of, toy_record
@@ -189,7 +189,7 @@ def test_frozen_feature_evaluators_return_the_headline_layers_test_scores(name, 
     assert score_split(scores).mean(HEADLINE) == pytest.approx(metrics.value, abs=1e-9)
     assert metrics.details["n_test"] == len(scores.image_ids)
     # a record holding them passes the leaderboard's check of every figure against them
-    from harness.verify import record_disagreements
+    from harness.results.verify import record_disagreements
 
     record = {"metrics": {name: metrics_dict(metrics)}, "test_scores": {"evaluators": [name]}}
     assert record_disagreements(record, {name: scores}) == []
@@ -229,8 +229,8 @@ def page_of_krahenbuhl(board) -> str:
 
 
 def test_the_labels_stage_scores_toy_clusters_against_the_clips_true_objects(tmp_path):
-    from harness.pipeline import clip_truth
-    from harness.toy import generate_clips
+    from harness.pipeline.run import clip_truth
+    from harness.data.toy import generate_clips
 
     dataset = generate_clips(tmp_path / "toy", 12, 0, jobs=1, progress=False)
     rows = np.array([0, 2, 5, 11])
@@ -252,7 +252,7 @@ def test_toy_pages_say_what_the_networks_are_and_which_layers_head_trains(mixed_
 def test_protocol_notes_are_shown_and_change_no_fingerprint(tmp_path):
     import dataclasses
 
-    from harness.protocol_lock import read_frozen, write_frozen
+    from harness.results.protocol import read_frozen, write_frozen
 
     frozen = read_frozen("leaderboards/PROTOCOL.json")
     assert frozen.notes                                   # the committed history is there
@@ -275,7 +275,7 @@ def test_a_new_freeze_keeps_the_protocols_history(tmp_path):
     from typer.testing import CliRunner
 
     from harness.cli import app
-    from harness.protocol_lock import read_frozen
+    from harness.results.protocol import read_frozen
 
     shutil.copy("leaderboards/PROTOCOL.json", tmp_path / "PROTOCOL.json")
     before = read_frozen(tmp_path / "PROTOCOL.json").notes

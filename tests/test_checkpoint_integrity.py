@@ -23,12 +23,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness.checkpoint import (DIGEST_METHOD, build_backbone, load_pretrained, read_checkpoint,
+from harness.networks.checkpoint import (DIGEST_METHOD, build_backbone, load_pretrained, read_checkpoint,
                                 save_checkpoint, tensor_digest)
 from harness.cli import app
-from harness.errors import BadInputError
-from harness.io import NoSpaceError, save_torch, write_array_pair
-from harness.testing import make_tiny_voc
+from harness.api.errors import BadInputError
+from harness.runtime.io import NoSpaceError, save_torch, write_array_pair
+from harness.api.testing import make_tiny_voc
 from tests.test_pretrain import make_clip_dataset, tiny_config, write_labels
 from tests.test_reliability import make_clips
 
@@ -205,7 +205,7 @@ def clips(tmp_path_factory):
 
 
 def test_weights_that_become_non_finite_stop_pretraining_naming_the_epoch(clips, tmp_path):
-    from harness.pretrain import TrainingDiverged, pretrain
+    from harness.pretext.train import TrainingDiverged, pretrain
 
     def poison_in_epoch_2(net, epoch, epochs):   # a finite loss, then NaN weights
         if epoch == 2:
@@ -221,7 +221,7 @@ def test_weights_that_become_non_finite_stop_pretraining_naming_the_epoch(clips,
 
 
 def test_an_edited_training_state_is_refused_when_resuming(clips, tmp_path):
-    from harness.pretrain import pretrain
+    from harness.pretext.train import pretrain
 
     def stop_in_epoch_2(net, epoch, epochs):
         if epoch == 2:
@@ -274,8 +274,8 @@ def take_all_space(folder: Path) -> None:
 
 def leftovers(folder: Path) -> list[str]:
     """Hidden files and folders left behind, other than the cache's lock folder (whose
-    advisory lock files stay by design: see harness/cache_lock.py)."""
-    from harness.cache_lock import LOCKS_DIR
+    advisory lock files stay by design: see harness/runtime/cache_lock.py)."""
+    from harness.runtime.cache_lock import LOCKS_DIR
 
     return sorted(p.name for p in folder.rglob("*")
                   if p.name.startswith(".") and LOCKS_DIR not in p.relative_to(folder).parts)
@@ -337,8 +337,8 @@ def test_a_feature_write_to_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_
 _OVER_LIMIT = textwrap.dedent("""
     import resource, signal, sys
     import numpy as np, torch
-    from harness.errors import HarnessError
-    from harness.io import write_array_pair, save_torch
+    from harness.api.errors import HarnessError
+    from harness.runtime.io import write_array_pair, save_torch
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write over the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
     folder = sys.argv[1]

@@ -52,14 +52,14 @@ def test_unknown_plugin_error_lists_available(tmp_path):
 
 def test_run_and_sweep_pass_the_world_seed(monkeypatch, tmp_path):
     """--world-seed picks the toy world (and so its sealed test split); default world 0."""
-    import harness.pipeline
-    from harness.pipeline import RunResult
+    import harness.pipeline.run
+    from harness.pipeline.run import RunResult
 
     seen = []
-    monkeypatch.setattr(harness.pipeline, "run",
+    monkeypatch.setattr(harness.pipeline.run, "run",
                         lambda config, echo=print: seen.append(config)
                         or RunResult({}, tmp_path / "r.json"))
-    monkeypatch.setattr(harness.pipeline, "sweep",
+    monkeypatch.setattr(harness.pipeline.run, "sweep",
                         lambda base, *args, echo=print, inits, world_seeds, **flags:
                         seen.append(world_seeds) or [])
     for argv in (["run"], ["run", "--world-seed", "2"],

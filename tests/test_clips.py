@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from harness.clips import COLUMNS, ClipDataset, write_dataset
-from harness.errors import BadInputError
+from harness.data.clips import COLUMNS, ClipDataset, write_dataset
+from harness.api.errors import BadInputError
 
 RATE = 8000
 

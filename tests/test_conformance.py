@@ -1,9 +1,9 @@
-"""Every registered plugin passes harness.testing's checks, and the checks catch faults."""
+"""Every registered plugin passes harness.api.testing's checks, and the checks catch faults."""
 
 import pytest
 
-from harness.plugins import default_registry
-from harness.testing import ConformanceError, check_plugin
+from harness.api.registry import default_registry
+from harness.api.testing import ConformanceError, check_plugin
 from tests.fakeplugins import (BatchDependentRepr, NoValidationRepr, RandomLabeler, TinyRepr,
                                WrongShapeRepr)
 

@@ -15,8 +15,8 @@ import sys
 import pytest
 import torch
 
-from harness.checkpoint import read_checkpoint
-from harness.pretrain import PretrainConfig, pretrain
+from harness.networks.checkpoint import read_checkpoint
+from harness.pretext.train import PretrainConfig, pretrain
 from harness.profiles import get_profile
 from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 

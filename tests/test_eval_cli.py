@@ -14,11 +14,11 @@ from sklearn.metrics import average_precision_score
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.voc import CLASSES
+from harness.data.voc import CLASSES
 from tests.test_evaluators import make_voc
 
 runner = CliRunner()
-pytest.importorskip("harness.checkpoint", reason="the checkpoint loader is not written yet")
+pytest.importorskip("harness.networks.checkpoint", reason="the checkpoint loader is not written yet")
 
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)
@@ -81,7 +81,7 @@ def test_eval_refuses_a_checkpoint_for_another_backbone(voc_root, tmp_path):
 
 def _saved_checkpoint(path: Path, backbone: str, *, declare: str | None = None) -> Path:
     """A checkpoint file holding a random ``backbone``'s weights, declared as ``declare``."""
-    from harness.checkpoint import load_pretrained, save_checkpoint
+    from harness.networks.checkpoint import load_pretrained, save_checkpoint
 
     model = load_pretrained(f"random:{backbone}", seed=0)
     declared = load_pretrained(f"random:{declare or backbone}", seed=0).backbone
@@ -160,7 +160,7 @@ def test_eval_defaults_to_the_profiles_toy_voc(tmp_path, monkeypatch):
     assert m["details"]["n_train"] == 160 and m["details"]["n_test"] == 120
     assert m["protocol"]["profile"] == "toy"
     # the per-image test scores beside it, in a record's sidecar format
-    from harness.scores import parse_npz
+    from harness.results.scores import parse_npz
 
     sidecar = tmp_path / "m.scores.npz"
     (scores,) = parse_npz(sidecar.read_bytes(), sidecar).values()
@@ -168,13 +168,13 @@ def test_eval_defaults_to_the_profiles_toy_voc(tmp_path, monkeypatch):
 
 
 def test_the_default_toy_voc_is_the_one_harness_run_uses(monkeypatch, tmp_path):
-    import harness.pipeline
+    import harness.pipeline.run
     from harness.cli.evaluate import default_toy_voc
 
     calls = []
-    monkeypatch.setattr(harness.pipeline, "toy_voc",
+    monkeypatch.setattr(harness.pipeline.run, "toy_voc",
                         lambda *args, **kwargs: calls.append((args, kwargs)) or tmp_path)
-    from harness.pipeline import toy_test_seed
+    from harness.pipeline.run import toy_test_seed
     from harness.profiles import get_profile
 
     assert default_toy_voc(get_profile("toy"), progress=False) == tmp_path

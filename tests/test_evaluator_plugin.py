@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.testing import make_tiny_voc
+from harness.api.testing import make_tiny_voc
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "harness-centroid-probe"
 

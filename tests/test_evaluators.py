@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from harness.errors import BadInputError, HarnessError
-from harness.interfaces import Backbone, EvalContext, PretrainedModel
-from harness.nets import BackboneNet
-from harness.voc import CLASSES
+from harness.api.errors import BadInputError, HarnessError
+from harness.api.interfaces import Backbone, EvalContext, PretrainedModel
+from harness.networks.shape import BackboneNet
+from harness.data.voc import CLASSES
 from harness_plugins.evaluators import training
 from harness_plugins.evaluators.augment import (ImageStore, load_images, sample_window_crop,
                                                 sample_resized_crop)
@@ -21,7 +21,7 @@ from harness_plugins.evaluators.protocol import PRESETS, resolve
 from harness_plugins.evaluators.voc07 import VOC07Full, VOC07Linear
 
 # ----------------------------------------------------------------------------- fixtures
-from harness.testing import TinyBackbone, make_tiny_voc as make_voc, tiny_model  # noqa: E402,F401
+from harness.api.testing import TinyBackbone, make_tiny_voc as make_voc, tiny_model  # noqa: E402,F401
 
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)

@@ -33,7 +33,7 @@ def test_example_is_listed_by_harness_plugins(installed_example):
 
 
 def test_example_passes_conformance_and_computes(installed_example):
-    code = ("from harness.plugins import default_registry; from harness.testing import check_plugin;"
+    code = ("from harness.api.registry import default_registry; from harness.api.testing import check_plugin;"
             "e = default_registry().get('repr', 'band_energy'); check_plugin(e.cls);"
             "import numpy as np; r = e.cls(); print(r.compute(np.random.default_rng(0)"
             ".standard_normal((2, r.num_samples))).shape)")

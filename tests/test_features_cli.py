@@ -1,4 +1,4 @@
-"""``harness features`` and harness.features: formats, order, bad input, cache, resume, shards."""
+"""``harness features`` and harness.labels.sound_features: formats, order, bad input, cache, resume, shards."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import soundfile as sf
 from PIL import Image
 from typer.testing import CliRunner
 
-import harness.features as hf
-from harness.audio import fit_window, load_audio
+import harness.labels.sound_features as hf
+from harness.data.audio import fit_window, load_audio
 from harness.cli import app
-from harness.clips import write_dataset
-from harness.errors import BadClipError, BadInputError
-from harness.features import DatasetSource, FeatureOptions, FileSource, compute_features
-from harness.interfaces import SoundRepresentation
-from harness.plugins import create
+from harness.data.clips import write_dataset
+from harness.api.errors import BadClipError, BadInputError
+from harness.labels.sound_features import DatasetSource, FeatureOptions, FileSource, compute_features
+from harness.api.interfaces import SoundRepresentation
+from harness.api.registry import create
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from harness import figures
+from harness.leaderboard import figures
 from harness.cli import app
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 
 runner = CliRunner()
 
@@ -24,7 +24,7 @@ def make_dataset(root, colours):
     """A clip dataset whose frame i is a solid ``colours[i]`` square (test fixture)."""
     import soundfile as sf
 
-    from harness.clips import write_dataset
+    from harness.data.clips import write_dataset
 
     root.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -107,8 +107,8 @@ def tiny_model():
     import torch
     from torch import nn
 
-    from harness.interfaces import PretrainedModel
-    from harness.nets import BackboneNet
+    from harness.api.interfaces import PretrainedModel
+    from harness.networks.shape import BackboneNet
 
     convs = [nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 2, 1)]
     with torch.no_grad():
@@ -127,9 +127,9 @@ def tiny_model():
 
 @pytest.fixture
 def fake_checkpoint_module(monkeypatch):
-    module = types.ModuleType("harness.checkpoint")
+    module = types.ModuleType("harness.networks.checkpoint")
     module.load_pretrained = lambda spec, map_location="cpu": tiny_model()
-    monkeypatch.setitem(sys.modules, "harness.checkpoint", module)
+    monkeypatch.setitem(sys.modules, "harness.networks.checkpoint", module)
 
 
 def test_figure2_shows_the_frames_that_excite_each_unit_most(tmp_path, fake_checkpoint_module):
@@ -185,9 +185,9 @@ def test_cli_figures(clustered, tmp_path, fake_checkpoint_module):
 
 
 def test_figure2_with_a_real_random_backbone(tmp_path):
-    """End to end through harness.checkpoint and the AlexNet plugin, when they exist."""
-    checkpoint = pytest.importorskip("harness.checkpoint")
-    from harness.plugins import default_registry
+    """End to end through harness.networks.checkpoint and the AlexNet plugin, when they exist."""
+    checkpoint = pytest.importorskip("harness.networks.checkpoint")
+    from harness.api.registry import default_registry
 
     if "alexnet" not in default_registry().names("backbone"):
         pytest.skip("no alexnet backbone plugin installed")

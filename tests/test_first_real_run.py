@@ -10,11 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.clips import ClipDataset
-from harness.errors import BadInputError
-from harness.ingest import IngestConfig
-from harness.pipeline import RunConfig, evaluator_params
-from harness.pretrain import _SPLIT, derive_seed, split_indices
+from harness.data.clips import ClipDataset
+from harness.api.errors import BadInputError
+from harness.data.ingest import IngestConfig
+from harness.pipeline.run import RunConfig, evaluator_params
+from harness.pretext.train import _SPLIT, derive_seed, split_indices
 from harness_plugins.labelers.kmeans import KMeansLabeler
 from tests.media import write_video
 
@@ -78,7 +78,7 @@ def test_one_clip_per_group_gives_the_ungrouped_split_item_for_item(n, seed):
 
 
 def test_the_toy_world_is_one_group_per_clip_so_its_split_is_unchanged(tmp_path):
-    from harness.toy import generate_clips
+    from harness.data.toy import generate_clips
 
     ds = generate_clips(tmp_path / "toy", 24, 0, jobs=1, progress=False)
     groups = ds.source_groups()
@@ -108,7 +108,7 @@ def test_a_single_video_keeps_every_clip_in_training():
 
 
 def test_source_groups_follow_the_declared_column_and_an_empty_source_is_its_own(tmp_path):
-    from harness.clips import write_dataset
+    from harness.data.clips import write_dataset
     from PIL import Image
     import soundfile as sf
 
@@ -125,10 +125,10 @@ def test_source_groups_follow_the_declared_column_and_an_empty_source_is_its_own
 
 
 def test_harness_run_prints_its_checkpoint_and_the_record_names_the_profile(tmp_path):
-    from harness.checkpoint import read_checkpoint
-    from harness.records import read_record
-    from harness.testing import make_tiny_voc
-    from harness.toy import generate_clips
+    from harness.networks.checkpoint import read_checkpoint
+    from harness.results.records import read_record
+    from harness.api.testing import make_tiny_voc
+    from harness.data.toy import generate_clips
 
     clips = generate_clips(tmp_path / "clips", 24, 0, jobs=1, progress=False).root
     voc = make_tiny_voc(tmp_path / "voc")

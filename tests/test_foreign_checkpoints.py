@@ -17,11 +17,11 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
-from harness.checkpoint import load_pretrained
+from harness.networks.checkpoint import load_pretrained
 from harness.cli import app
-from harness.errors import BadInputError
-from harness.foreign import load_foreign, strip_wrappers
-from harness.testing import make_tiny_voc
+from harness.api.errors import BadInputError
+from harness.networks.foreign import load_foreign, strip_wrappers
+from harness.api.testing import make_tiny_voc
 
 runner = CliRunner()
 
@@ -276,9 +276,9 @@ def test_eval_scores_imported_torchvision_alexnet(tmp_path, voc_root):
 
 def test_a_run_of_imported_weights_records_their_sha256_and_the_board_says_imported(
         tmp_path, monkeypatch):
-    from harness.leaderboard import group_records, group_table1
-    from harness.pipeline import RunConfig, run
-    from harness.records import read_record
+    from harness.leaderboard.board import group_records, group_table1
+    from harness.pipeline.run import RunConfig, run
+    from harness.results.records import read_record
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     path = _saved(tmp_path / "resnet18.pth", _tv_resnet18().state_dict())

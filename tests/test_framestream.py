@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import BadInputError
-from harness.framestore import open_store
-from harness.framestream import WORKERS_ENV, stream_batches, stream_workers
-from harness.pretrain import FrameSource, batch_bounds, split_indices
+from harness.api.errors import BadInputError
+from harness.data.framestore import open_store
+from harness.data.framestream import WORKERS_ENV, stream_batches, stream_workers
+from harness.pretext.train import FrameSource, batch_bounds, split_indices
 
 
 @pytest.fixture(scope="module")

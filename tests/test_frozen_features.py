@@ -1,4 +1,4 @@
-"""Frozen features (harness.frozen), the probes on them and their evaluators."""
+"""Frozen features (harness.evaluation.layer_features), the probes on them and their evaluators."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ import pytest
 import torch
 from torch import nn
 
-from harness import frozen, knn, logreg, svm
-from harness.ap import ap_sklearn_pessimistic
-from harness.errors import BadInputError
-from harness.interfaces import EvalContext, EvalMetrics, PretrainedModel
-from harness.nets import BackboneNet
-from harness.rowspace import reduce
-from harness.voc import CLASSES as CLASSES_
+from harness.evaluation import layer_features as frozen
+
+from harness.evaluation import knn
+
+from harness.evaluation import logreg
+
+from harness_plugins.evaluators import svm
+from harness.evaluation.ap import ap_sklearn_pessimistic
+from harness.api.errors import BadInputError
+from harness.api.interfaces import EvalContext, EvalMetrics, PretrainedModel
+from harness.networks.shape import BackboneNet
+from harness.evaluation.rowspace import reduce
+from harness.data.voc import CLASSES as CLASSES_
 from harness_plugins.evaluators.frozen_features import KNN, LinearProbe, VOC07LowShot, VOC07SVM
 from tests.test_evaluators import TinyBackbone, make_voc
 
@@ -64,7 +70,7 @@ def separable(n: int, seed: int, signal: bool = True, classes: int = 20):
 
 # ----------------------------------------------------------------------------- layers, pooling
 def test_builtin_backbones_declare_their_layers():
-    from harness.checkpoint import build_backbone
+    from harness.networks.checkpoint import build_backbone
 
     alex = build_backbone("alexnet", {"pool": 1, "fc_units": 32}).create(3).feature_layers()
     assert list(alex) == ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7"]
@@ -162,7 +168,7 @@ def test_row_space_reduction_gives_the_same_svm_scores():
 
 @pytest.mark.parametrize("n, d", [(60, 300), (90, 20)])
 def test_the_svm_solver_matches_liblinear_on_every_cost_and_row_subset(n, d):
-    """harness.dualcd runs LinearSVC's algorithm on a Gram matrix, warm-started along the
+    """harness_plugins.evaluators.dualcd runs LinearSVC's algorithm on a Gram matrix, warm-started along the
     costs: its decision values agree with scikit-learn's to the solver's tolerance, for
     problems on subsets of the rows (the CV folds), in many dimensions or few."""
     rng = np.random.default_rng(n)
@@ -186,7 +192,7 @@ def test_the_svm_solver_matches_liblinear_on_every_cost_and_row_subset(n, d):
     for a, b in zip(coefs, again):      # one thread or two: the same numbers
         assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="increasing"):
-        from harness.dualcd import solve
+        from harness_plugins.evaluators.dualcd import solve
         solve(k, [(np.arange(n), y)], np.array([1.0, 0.5]))
 
 
@@ -319,7 +325,7 @@ def test_the_paper_profile_stores_float32_and_the_toy_float16(voc_root):
     assert len(folders) == 2                # the dtype is in the cache key
     assert toy.meta["params"]["storage"] == "float16"
     assert paper.meta["params"]["storage"] == "float32"
-    from harness.cache import cache_root
+    from harness.runtime.cache import cache_root
 
     on_disk = {f.meta["params"]["storage"]: np.load(cache_root() / "frozen" / f.meta["key"] /
                                                     "layer0.npy").dtype for f in (toy, paper)}
@@ -347,7 +353,7 @@ def test_non_finite_activations_are_refused_whatever_the_storage(voc_root):
 
 # ----------------------------------------------------------------------------- monitor
 def test_monitor_scores_val_every_n_epochs_and_leaves_the_network_alone(voc_root):
-    from harness.monitor import Monitor, MonitorConfig
+    from harness.pretext.monitor import Monitor, MonitorConfig
 
     mon = Monitor(MonitorConfig(kind="knn", voc=voc_root, every=2, image_size=32),
                   (0.5,) * 3, (0.25,) * 3)
@@ -392,9 +398,9 @@ def test_harness_eval_runs_a_frozen_feature_evaluator(voc_root, tmp_path):
 
 # ----------------------------------------------------------------------------- leaderboard
 def test_leaderboard_shows_frozen_feature_tables_and_plots(tmp_path):
-    from harness import leaderboard as lb
-    from harness import records
-    from harness.evaluation import metrics_dict
+    from harness.leaderboard import board as lb
+    from harness.results import records
+    from harness.evaluation.stage import metrics_dict
     from tests.test_records import make
 
     record = make("sound")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.devices import CPUS_ENV, usable_cpus
-from harness.errors import BadInputError
-from harness.interfaces import EvalContext
-from harness.testing import make_tiny_voc, tiny_model
+from harness.runtime.devices import CPUS_ENV, usable_cpus
+from harness.api.errors import BadInputError
+from harness.api.interfaces import EvalContext
+from harness.api.testing import make_tiny_voc, tiny_model
 from harness_plugins.evaluators import augment, training
 from harness_plugins.evaluators.augment import (load_images, sample_resized_crop,
                                                 sample_window_crop)
@@ -46,7 +46,7 @@ def test_a_bad_cpu_override_is_one_clear_error(monkeypatch, value):
 
 
 def test_worker_counts_are_sized_from_the_usable_cpus(monkeypatch):
-    from harness.features import AUDIO_WORKERS_MAX, _workers
+    from harness.labels.sound_features import AUDIO_WORKERS_MAX, _workers
     from harness_plugins.evaluators.frozen_features import FrozenFeatureEvaluator
 
     monkeypatch.setenv(CPUS_ENV, "12")
@@ -93,7 +93,7 @@ def test_chunked_crops_equal_one_call_bit_for_bit(tmp_path, per_chunk):
 def test_the_toy_vocs_crop_batches_take_one_call_on_a_cpu():
     """The toy VOC's largest crop call (400 trunk crops of its square images) stays within
     the CPU workspace: the toy profile runs the unchunked path, as it always did."""
-    from harness.toy.config import ToyConfig
+    from harness.data.toy.config import ToyConfig
 
     side = ToyConfig().image_size
     assert augment.crop_workspace("cpu") == augment.CPU_CROP_WORKSPACE

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.clips import ClipDataset
-from harness.errors import BadInputError
-from harness.ingest import STATE_DIR, IngestConfig, ingest, timing_summary
+from harness.data.clips import ClipDataset
+from harness.api.errors import BadInputError
+from harness.data.ingest import STATE_DIR, IngestConfig, ingest, timing_summary
 from tests.media import FORMATS, write_corrupt, write_video
 
 SECONDS = 8.0  # two 3.75 s windows fit, a third does not
@@ -115,7 +115,7 @@ def test_resume_skips_finished_videos_and_picks_up_new_ones(videos, tmp_path):
 
 
 def test_killed_run_leaves_no_manifest_naming_missing_files(videos, tmp_path, monkeypatch):
-    import harness.ingest as mod
+    import harness.data.ingest as mod
 
     src = tmp_path / "src"
     src.mkdir()
@@ -141,7 +141,7 @@ def test_killed_run_leaves_no_manifest_naming_missing_files(videos, tmp_path, mo
 def test_a_crashing_decoder_skips_only_its_video(videos, tmp_path, monkeypatch):
     import os
 
-    import harness.ingest as mod
+    import harness.data.ingest as mod
 
     src = tmp_path / "src"
     src.mkdir()

@@ -1,7 +1,7 @@
 """Input files the harness reads: image bit depths, hostile frames and names, manifests and
 CSVs from spreadsheets, ingest leftovers, and what the cache keys notice.
 
-Every image is decoded by :mod:`harness.images`; these tests make real files (PNG, TIFF,
+Every image is decoded by :mod:`harness.data.images`; these tests make real files (PNG, TIFF,
 videos with PyAV) and check what the clip dataset, the frame store and the VOC readers get.
 """
 
@@ -19,9 +19,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.clips import ClipDataset, write_dataset
-from harness.errors import BadInputError
-from harness.images import load_rgb
+from harness.data.clips import ClipDataset, write_dataset
+from harness.api.errors import BadInputError
+from harness.data.images import load_rgb
 from tests.media import write_corrupt, write_video
 
 runner = CliRunner()
@@ -87,7 +87,7 @@ EXPECTED8 = np.rint(GRADIENT16 / 257).astype(np.uint8)   # round(v * 255 / 65535
 
 
 def test_a_16_bit_grey_frame_is_scaled_not_clipped_to_white(tmp_path):
-    from harness.framestore import frame_store
+    from harness.data.framestore import frame_store
 
     png = tmp_path / "grey16.png"
     Image.fromarray(GRADIENT16).save(png)
@@ -158,8 +158,8 @@ def test_8_bit_images_read_exactly_as_pil_converts_them(tmp_path):
 
 
 def test_a_16_bit_voc_image_is_scaled_by_every_voc_reader(tmp_path):
-    from harness.frozen import _render
-    from harness.voc import VOCClassification
+    from harness.evaluation.layer_features import _render
+    from harness.data.voc import VOCClassification
     from plugins.evaluators.augment import _decode
     from tests.test_voc import make_voc
 
@@ -188,8 +188,8 @@ def test_a_frame_that_is_a_symlink_loop_is_refused_naming_it(tmp_path):
 @pytest.mark.parametrize("size", [(10_000, 10_000), (20_000, 20_000)],
                          ids=["over-the-warning-limit", "over-the-error-limit"])
 def test_a_decompression_bomb_frame_is_refused_before_decoding(tmp_path, size):
-    from harness.framestore import frame_store
-    from harness.frozen import image_size
+    from harness.data.framestore import frame_store
+    from harness.evaluation.layer_features import image_size
 
     bomb = write_png(tmp_path / "bomb.png", None, colour_type=2, size=size)
     ds = ClipDataset(make_clips(tmp_path / "ds", [None, bomb]))
@@ -203,10 +203,10 @@ def test_a_decompression_bomb_frame_is_refused_before_decoding(tmp_path, size):
 def test_a_bomb_is_refused_even_where_its_warning_is_silenced(tmp_path, monkeypatch):
     import warnings
 
-    import harness.images
+    import harness.data.images
 
     bomb = write_png(tmp_path / "bomb.png", None, colour_type=2, size=(10_000, 10_000))
-    monkeypatch.setattr(harness.images, "_refuse_bomb_warnings", lambda: None)
+    monkeypatch.setattr(harness.data.images, "_refuse_bomb_warnings", lambda: None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")              # PIL's warning goes unseen
         with pytest.raises(BadInputError, match="bomb.png: too many pixels .*10000 x 10000"):
@@ -214,7 +214,7 @@ def test_a_bomb_is_refused_even_where_its_warning_is_silenced(tmp_path, monkeypa
 
 
 def test_a_decompression_bomb_in_voc_is_refused_naming_it(tmp_path):
-    from harness.voc import VOCClassification
+    from harness.data.voc import VOCClassification
     from tests.test_voc import make_voc
 
     voc = make_voc(tmp_path)
@@ -274,7 +274,7 @@ def test_a_refused_ingest_leaves_nothing_that_blocks_the_next(tmp_path, out_exis
 
 
 def test_a_refused_ingest_keeps_a_published_dataset(tmp_path):
-    from harness.ingest import IngestConfig, ingest
+    from harness.data.ingest import IngestConfig, ingest
 
     videos = tmp_path / "videos"
     write_video(videos / "ok.mp4", 4.5)
@@ -302,7 +302,7 @@ def test_a_manifest_with_a_utf8_byte_order_mark_is_read(tmp_path):
 
 
 def test_an_audioset_csv_with_a_utf8_byte_order_mark_is_read(tmp_path):
-    from harness.audioset import parse_segments
+    from harness.data.audioset import parse_segments
 
     text = ("# Segments csv created Sun Mar  5 10:54:31 2017\n"
             "# YTID, start_seconds, end_seconds, positive_labels\n"
@@ -318,8 +318,8 @@ def test_an_audioset_csv_with_a_utf8_byte_order_mark_is_read(tmp_path):
 # ----------------------------------------------------------------------------- the cache
 @pytest.mark.parametrize("value", ["", "  "], ids=["empty", "blank"])
 def test_an_empty_harness_cache_variable_means_the_default_folder(tmp_path, monkeypatch, value):
-    from harness.cache import cache_root
-    from harness.framestore import frame_store
+    from harness.runtime.cache import cache_root
+    from harness.data.framestore import frame_store
 
     root = make_clips(tmp_path / "ds")
     work = tmp_path / "work"
@@ -342,7 +342,7 @@ def _replace_keeping_size_and_mtime(path: Path, wave: np.ndarray, rate: int) -> 
 
 
 def test_verify_cache_recomputes_a_wav_replaced_with_its_mtime_restored(tmp_path, monkeypatch):
-    from harness.cache import VERIFY_ENV
+    from harness.runtime.cache import VERIFY_ENV
 
     # off; monkeypatch restores the original after the test, undoing what --verify-cache sets
     monkeypatch.setenv(VERIFY_ENV, "0")
@@ -380,8 +380,8 @@ def test_verify_cache_recomputes_a_wav_replaced_with_its_mtime_restored(tmp_path
 
 
 def test_verify_cache_keys_frames_and_voc_images_by_content(tmp_path, monkeypatch):
-    from harness.cache import VERIFY_ENV
-    from harness.pipeline import voc_cache_key
+    from harness.runtime.cache import VERIFY_ENV
+    from harness.pipeline.run import voc_cache_key
     from tests.test_voc import make_voc
 
     root = make_clips(tmp_path / "ds")

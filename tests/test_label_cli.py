@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.labels import read_labels, sidecar_path
+from harness.labels.pseudo_labels import read_labels, sidecar_path
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +122,7 @@ def tiny_dataset(root: Path, per_scene: int = 8) -> None:
     """Two 'scenes' that sound unalike: a low hum and a high whistle, with noise."""
     import soundfile as sf
 
-    from harness.clips import write_dataset
+    from harness.data.clips import write_dataset
 
     rng = np.random.default_rng(0)
     rate, seconds = 21_000, 3.75

@@ -10,11 +10,11 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from harness.errors import BadInputError
-from harness.interfaces import Labels
-from harness.plugins import default_registry
+from harness.api.errors import BadInputError
+from harness.api.interfaces import Labels
+from harness.api.registry import default_registry
 from harness_plugins.labelers import KMeansLabeler, PcaBinaryLabeler
-from harness.label_diagnostics import (purity, score_against_truth, size_warnings,
+from harness.labels.diagnostics import (purity, score_against_truth, size_warnings,
                                                   truth_scores)
 from harness_plugins.labelers.preprocess import PREPROCESS_CHOICES, apply_preprocess
 
@@ -214,13 +214,13 @@ def test_truth_scores():
 
 @pytest.mark.parametrize("cls", [KMeansLabeler, PcaBinaryLabeler])
 def test_harness_conformance_kit(cls):
-    from harness.testing import check_labeler
+    from harness.api.testing import check_labeler
 
     check_labeler(cls)
 
 
 def test_labelers_declare_the_size_that_k_sets():
-    from harness.labels import size_param
+    from harness.labels.pseudo_labels import size_param
 
     assert size_param(KMeansLabeler, "kmeans") == "k"
     assert size_param(PcaBinaryLabeler, "pca_binary") == "bits"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.launch import BatchFailed, LaunchOptions, launch
-from harness.pipeline import RunConfig, sweep
+from harness.pipeline.run import RunConfig, sweep
 
 #: a tiny sound run: two of them take a few seconds each on one thread
 TINY = dict(backbone="timm:test_resnet", toy_clips=24, toy_voc_images=(120, 80), epochs=1,
@@ -63,7 +63,7 @@ def inline_records(tmp_path_factory):
     """The tiny sweep (k=4, seeds 0 and 1) run inline on one thread, in its own cache."""
     from threadpoolctl import threadpool_limits
 
-    from harness.devices import torch_threads
+    from harness.runtime.devices import torch_threads
 
     root = tmp_path_factory.mktemp("inline")
     mp = pytest.MonkeyPatch()
@@ -154,7 +154,7 @@ def test_a_killed_job_leaves_no_record_is_reported_and_skip_recorded_completes(t
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from harness.cache_lock import entry_lock
+from harness.runtime.cache_lock import entry_lock
 entry, ready = Path(sys.argv[1]), Path(sys.argv[2])
 with entry_lock(entry):
     ready.write_text("holding")
@@ -165,8 +165,8 @@ with entry_lock(entry):
 
 
 def test_a_second_job_waits_for_the_cache_entry_another_is_computing(tmp_path, monkeypatch):
-    from harness.cache import cache_root
-    from harness.cache_lock import entry_lock
+    from harness.runtime.cache import cache_root
+    from harness.runtime.cache_lock import entry_lock
 
     entry, ready = cache_root() / "features" / f"features-{tmp_path.name}", tmp_path / "ready"
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(entry), str(ready)])
@@ -186,11 +186,11 @@ def test_a_second_job_waits_for_the_cache_entry_another_is_computing(tmp_path, m
 
 
 def test_a_lock_is_not_held_by_a_job_that_died(tmp_path):
-    from harness.cache import cache_root
-    from harness.cache_lock import entry_lock
+    from harness.runtime.cache import cache_root
+    from harness.runtime.cache_lock import entry_lock
 
     entry = cache_root() / "pretrain" / f"pretrain-{tmp_path.name}"
-    code = ("import os, sys; from harness.cache_lock import entry_lock\n"
+    code = ("import os, sys; from harness.runtime.cache_lock import entry_lock\n"
             "with entry_lock(sys.argv[1]): os._exit(3)")
     assert subprocess.run([sys.executable, "-c", code, str(entry)]).returncode == 3
     said: list[str] = []
@@ -352,7 +352,7 @@ def test_two_slurm_tasks_train_the_pretext_like_torchrun(tmp_path, monkeypatch):
 
 
 def test_slurm_time_reads_as_sbatch_reads_it():
-    from harness.errors import BadInputError
+    from harness.api.errors import BadInputError
     from harness.launch.slurm import parse_time
 
     assert [parse_time(t) for t in ("90", "1:30", "1:30:00", "2-12", "1-00:00:00", "0-1:05")] \

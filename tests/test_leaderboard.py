@@ -10,10 +10,11 @@ import statistics
 import pytest
 from typer.testing import CliRunner
 
-from harness import leaderboard as lb
-from harness import paper_tables, records
+from harness.leaderboard import board as lb
+from harness.leaderboard import paper_tables
+from harness.results import records
 from harness.cli import app
-from harness.errors import HarnessError
+from harness.api.errors import HarnessError
 
 from .test_records import make
 
@@ -149,7 +150,7 @@ def test_toy_and_voc07_are_never_mixed():
     assert lb.ONLY_REPORTED not in voc[0] and lb.SOME_REPORTED in voc[0]
     assert lb.ONLY_REPORTED in board.markdown[lb.INDEX]
     # the toy page says what makes sound informative there, from the generator's numbers
-    from harness.toy import ToyConfig
+    from harness.data.toy import ToyConfig
 
     cfg = ToyConfig()
     assert f"probability {cfg.sound_prob}" in toy[0]
@@ -184,7 +185,7 @@ def test_reported_table2_means_match_the_readme_caveat():
 
 
 def test_paper_classes_match_voc_module():
-    voc = pytest.importorskip("harness.voc")
+    voc = pytest.importorskip("harness.data.voc")
     assert tuple(voc.CLASSES) == paper_tables.VOC_CLASSES
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import bootstrap
-from harness import leaderboard as lb
-from harness import records
-from harness.ap import HEADLINE, SplitScores, score_split
+from harness.leaderboard import bootstrap
+from harness.leaderboard import board as lb
+from harness.results import records
+from harness.evaluation.ap import HEADLINE, SplitScores, score_split
 
 from .test_leaderboard import table1_line
 from .test_records import FIXED_CODE, FIXED_ENV, config
@@ -230,7 +230,7 @@ def test_plots_draw_intervals_and_bare_single_runs():
     assert points[30]["lo"] is None and points[30]["n"] == 1          # a bare marker
     assert points[5]["lo"] < points[5]["mean"] < points[5]["hi"]
     assert "95% bootstrap intervals" in data["title"]
-    from harness import plots
+    from harness.leaderboard import plots
 
     assert plots.render("k_sweep", data)[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -295,8 +295,8 @@ def test_image_bootstrap_interval_is_centred_on_the_observed_map_despite_aps_res
     percentiles about the observed figure so that the interval brackets it."""
     import numpy as np
 
-    from harness import bootstrap
-    from harness.ap import SplitScores
+    from harness.leaderboard import bootstrap
+    from harness.evaluation.ap import SplitScores
 
     rng = np.random.default_rng(3)
     n, c = 400, 5

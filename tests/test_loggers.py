@@ -17,10 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import BadInputError
-from harness.interfaces import Logger
-from harness.plugins import default_registry
-from harness.testing import ConformanceError, check_plugin, make_tiny_voc
+from harness.api.errors import BadInputError
+from harness.api.interfaces import Logger
+from harness.api.registry import default_registry
+from harness.api.testing import ConformanceError, check_plugin, make_tiny_voc
 from harness_plugins.loggers.csv_logger import read_metrics
 from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 
@@ -114,7 +114,7 @@ def test_pretrain_logs_every_epochs_figures_to_tensorboard_and_csv(clips, voc_ro
 
 
 def test_logging_changes_no_weight(clips, tmp_path):
-    from harness.checkpoint import read_checkpoint
+    from harness.networks.checkpoint import read_checkpoint
 
     plain = runner.invoke(app, _pretrain_args(clips, tmp_path / "a"))
     logged = runner.invoke(app, _pretrain_args(clips, tmp_path / "b", "--logger", "csv",
@@ -138,8 +138,8 @@ def test_an_unknown_logger_is_refused_in_one_line_before_training(clips, tmp_pat
 # ----------------------------------------------------------------------------- harness run
 def test_a_run_logs_pretext_evaluation_and_config_and_its_record_names_the_files(
         tmp_path, monkeypatch):
-    from harness.pipeline import RunConfig, run
-    from harness.records import read_record
+    from harness.pipeline.run import RunConfig, run
+    from harness.results.records import read_record
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     config = RunConfig(backbone="timm:test_resnet", toy_clips=48, toy_voc_images=(160, 120),
@@ -258,7 +258,7 @@ def test_the_wandb_example_is_listed_and_conforms(installed_wandb_example, tmp_p
                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "wandb" in proc.stdout and "harness-wandb-logger" in proc.stdout
-    code = ("from harness.plugins import default_registry; from harness.testing import "
+    code = ("from harness.api.registry import default_registry; from harness.api.testing import "
             "check_plugin; check_plugin(default_registry().get('logger', 'wandb').cls); "
             "print('conforms')")
     proc = _run_with(installed_wandb_example, "-c", code, cwd=tmp_path)

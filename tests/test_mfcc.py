@@ -8,9 +8,9 @@ import librosa
 import numpy as np
 import pytest
 
-from harness.errors import BadClipError
-from harness.plugins import create
-from harness.testing import check_repr
+from harness.api.errors import BadClipError
+from harness.api.registry import create
+from harness.api.testing import check_repr
 from harness_plugins.mfcc import Mfcc
 from harness_plugins.mfcc.torch_mfcc import torch_mfcc
 

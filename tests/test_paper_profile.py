@@ -19,10 +19,10 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import BadInputError
-from harness.clips import ClipDataset
-from harness.framestore import store_path
-from harness.pretrain import PretrainConfig, WarmOneCycleLR, pretrain
+from harness.api.errors import BadInputError
+from harness.data.clips import ClipDataset
+from harness.data.framestore import store_path
+from harness.pretext.train import PretrainConfig, WarmOneCycleLR, pretrain
 from harness.profiles import cpu_estimate, get_profile, pretrain_settings
 from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 
@@ -163,11 +163,11 @@ def test_pretraining_crops_from_a_store_of_the_store_size_and_warms_up(clips, tm
 
 def test_run_passes_the_store_size_and_compile_and_says_how_long_on_a_cpu(monkeypatch,
                                                                           tmp_path):
-    import harness.pipeline
-    from harness.pipeline import RunResult
+    import harness.pipeline.run
+    from harness.pipeline.run import RunResult
 
     seen = []
-    monkeypatch.setattr(harness.pipeline, "run", lambda config, echo=print:
+    monkeypatch.setattr(harness.pipeline.run, "run", lambda config, echo=print:
                         seen.append(config) or RunResult({}, tmp_path / "r.json"))
     runner = CliRunner()
     outputs = []

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import cache_root
-from harness.pipeline import RunConfig, run, stage_summary
-from harness.records import read_record
+from harness.runtime.cache import cache_root
+from harness.pipeline.run import RunConfig, run, stage_summary
+from harness.results.records import read_record
 
 TINY = dict(backbone="timm:test_resnet", toy_clips=48, toy_voc_images=(160, 120), epochs=1,
             eval_params={"iterations": 3}, progress=False, k=4)
@@ -56,15 +56,15 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache,
     for stage in [*record["timings"], "total"]:
         assert stage in summary
     # the downstream identity says which world and which sealed test seed
-    from harness.pipeline import toy_test_seed
+    from harness.pipeline.run import toy_test_seed
     from harness.profiles import get_profile
 
     down = record["downstream"]
     assert down["world_seed"] == 0 and down["test_seed"] == toy_test_seed(get_profile("toy"), 0)
     assert down["n_test"] == 120 and down["world_version"] >= 1
     # the per-image test scores lie beside the record and give its mAP back
-    from harness.ap import score_split
-    from harness.records import read_test_scores
+    from harness.evaluation.ap import score_split
+    from harness.results.records import read_test_scores
 
     assert (first.path.parent / record["test_scores"]["file"]).is_file()
     scores = read_test_scores(first.path, record)
@@ -78,7 +78,7 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache,
     from dataclasses import replace
 
     from harness import profiles
-    from harness.protocol_lock import current_protocol, record_fingerprints
+    from harness.results.protocol import current_protocol, record_fingerprints
 
     monkeypatch.setitem(profiles.PROFILES, "toy", replace(
         profiles.PROFILES["toy"], toy_voc_images=TINY["toy_voc_images"]))
@@ -117,7 +117,7 @@ def test_random_and_supervised_baselines(tmp_path, cache):
 
 
 def test_unknown_profile_is_a_clear_error(tmp_path):
-    from harness.errors import BadInputError
+    from harness.api.errors import BadInputError
 
     with pytest.raises(BadInputError, match="unknown profile 'huge'"):
         run(_config(tmp_path, profile="huge"))
@@ -132,8 +132,8 @@ def test_clips_with_unusable_audio_are_skipped_counted_and_never_trained_on(tmp_
 
     from dataclasses import replace
 
-    from harness.clips import ClipDataset
-    from harness.pipeline import PROFILES, toy_clips
+    from harness.data.clips import ClipDataset
+    from harness.pipeline.run import PROFILES, toy_clips
 
     source = toy_clips(replace(PROFILES["toy"], toy_clips=48), 0, progress=False)
     clips = tmp_path / "clips"
@@ -158,7 +158,7 @@ def test_pretext_augmentation_comes_from_the_profile_and_keys_the_pretext_stage(
         tmp_path, cache, monkeypatch):
     from dataclasses import replace
 
-    from harness import pipeline
+    from harness.pipeline import run as pipeline
 
     toy = pipeline.PROFILES["toy"]
     first = read_record(run(_config(tmp_path)).path)
@@ -178,8 +178,8 @@ def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache)
     import shutil
     from dataclasses import replace
 
-    from harness.clips import ClipDataset
-    from harness.pipeline import PROFILES, toy_clips
+    from harness.data.clips import ClipDataset
+    from harness.pipeline.run import PROFILES, toy_clips
 
     profile = replace(PROFILES["toy"], toy_clips=12)
     first = toy_clips(profile, 0, progress=False)
@@ -194,8 +194,8 @@ def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache)
 
 
 def test_eval_params_apply_to_every_evaluator_or_to_the_one_named():
-    from harness.errors import BadInputError
-    from harness.pipeline import evaluator_params
+    from harness.api.errors import BadInputError
+    from harness.pipeline.run import evaluator_params
 
     config = RunConfig(eval_params={"iterations": 5, "voc07_full.iterations": 7, "voc07_full.lr": 0.1})
     assert evaluator_params(config, "voc07_linear") == {"iterations": 5}
@@ -205,7 +205,7 @@ def test_eval_params_apply_to_every_evaluator_or_to_the_one_named():
 
 
 def test_k_is_refused_where_no_labeler_runs(tmp_path):
-    from harness.errors import BadInputError
+    from harness.api.errors import BadInputError
 
     with pytest.raises(BadInputError, match="--init random runs no labeler"):
         run(_config(tmp_path, init="random", k=5))
@@ -220,7 +220,7 @@ def test_stage_summary_lists_seconds_and_shares():
 
 
 def test_sweep_runs_random_and_supervised_once_per_backbone_world_and_seed():
-    from harness.pipeline import RunConfig, sweep_configs
+    from harness.pipeline.run import RunConfig, sweep_configs
 
     configs = sweep_configs(RunConfig(), ["mfcc", "sound_texture"], [5, 15], ["alexnet"], [0, 1],
                             inits=("random", "supervised", "sound"), world_seeds=(0, 1, 2))
@@ -236,7 +236,7 @@ def test_sweep_runs_random_and_supervised_once_per_backbone_world_and_seed():
 def _recorded(init="sound", *, rep="mfcc", k=15, seed=0, world=0, iterations=None,
               overrides=None):
     """The fields of a record that say which run it is (as ``harness run`` writes them)."""
-    from harness.plugins import default_registry
+    from harness.api.registry import default_registry
 
     given = {} if iterations is None else {"iterations": iterations}
     evaluator = lambda name: {"name": name, "params": json.loads(json.dumps(   # noqa: E731
@@ -253,7 +253,7 @@ def _recorded(init="sound", *, rep="mfcc", k=15, seed=0, world=0, iterations=Non
 
 
 def test_a_record_is_matched_to_the_run_it_holds():
-    from harness.pipeline import RunConfig, is_recorded_by
+    from harness.pipeline.run import RunConfig, is_recorded_by
 
     cfg = RunConfig(repr="mfcc", k=15, seed=1, world_seed=2)
     assert is_recorded_by(cfg, _recorded(seed=1, world=2))
@@ -272,11 +272,11 @@ def test_a_record_is_matched_to_the_run_it_holds():
 
 
 def test_sweep_skips_recorded_runs_and_dry_run_runs_none(monkeypatch, tmp_path):
-    from harness import pipeline
-    from harness.pipeline import RunConfig
+    from harness.pipeline import run as pipeline
+    from harness.pipeline.run import RunConfig
 
     held = [_recorded("random", seed=0), _recorded(seed=0)]
-    monkeypatch.setattr("harness.records.read_records", lambda folder: held)
+    monkeypatch.setattr("harness.results.records.read_records", lambda folder: held)
     ran, lines = [], []
     monkeypatch.setattr(pipeline, "run", lambda cfg, echo: ran.append((cfg.init, cfg.seed)))
     base = RunConfig(results=tmp_path)
@@ -294,9 +294,9 @@ def test_eval_cache_follows_the_profiles_evaluation_scaling(monkeypatch, tmp_pat
     metrics cached under the old values."""
     from dataclasses import replace
 
-    import harness.evaluation
-    from harness import pipeline
-    from harness.interfaces import EvalMetrics
+    import harness.evaluation.stage
+    from harness.pipeline import run as pipeline
+    from harness.api.interfaces import EvalMetrics
     from harness.profiles import get_profile
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
@@ -306,8 +306,8 @@ def test_eval_cache_follows_the_profiles_evaluation_scaling(monkeypatch, tmp_pat
         calls.append(kw["profile"])
         return EvalMetrics(headline="map", formula="f", value=1.0, breakdown={}, protocol={})
 
-    monkeypatch.setattr(harness.evaluation, "run_evaluator", fake)
-    from harness.plugins import default_registry
+    monkeypatch.setattr(harness.evaluation.stage, "run_evaluator", fake)
+    from harness.api.registry import default_registry
 
     ev = default_registry().create("evaluator", "voc07_full")
     toy = get_profile("toy")

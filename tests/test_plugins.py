@@ -4,9 +4,9 @@ import types
 
 import pytest
 
-from harness.errors import BadInputError, PluginError
-from harness.hookspecs import hookimpl
-from harness.plugins import build_registry, default_registry, get_plugin_manager
+from harness.api.errors import BadInputError, PluginError
+from harness.api.hookspecs import hookimpl
+from harness.api.registry import build_registry, default_registry, get_plugin_manager
 from tests.fakeplugins import TinyRepr, plugin_providing
 
 BUILTIN = {
@@ -32,7 +32,7 @@ def test_builtins_are_found_through_entry_points():
 
 
 def test_no_manager_is_built_at_import():
-    import harness.plugins as module
+    import harness.api.registry as module
 
     assert not any(isinstance(v, type(get_plugin_manager(entry_points=False)))
                    for v in vars(module).values())
@@ -99,8 +99,8 @@ def test_parameters_forwarded_to_a_base_are_declared_and_checked():
     they are type- and range-checked, and a name neither declares is refused."""
     from typing import Annotated
 
-    from harness.interfaces import Bounds
-    from harness.plugin_config import check_params, declared_params
+    from harness.api.interfaces import Bounds
+    from harness.api.params import check_params, declared_params
 
     class Base:
         def __init__(self, *, views: Annotated[int, Bounds(1, 8)] = 1):

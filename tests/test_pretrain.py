@@ -16,15 +16,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import harness.pretrain as pretrain_mod
-from harness.augment import (AugmentConfig, AugmentParams, augment, center, crop_flip, jitter,
+import harness.pretext.train as pretrain_mod
+from harness.pretext.augment import (AugmentConfig, AugmentParams, augment, center, crop_flip, jitter,
                              sample_params, to_float)
-from harness.checkpoint import FORMAT, load_pretrained, read_checkpoint
+from harness.networks.checkpoint import FORMAT, load_pretrained, read_checkpoint
 from harness.cli import app
-from harness.clips import ClipDataset, write_dataset
-from harness.errors import BadInputError
-from harness.framestore import frame_store, square_frame, store_path
-from harness.pretrain import (PretrainConfig, TrainingDiverged, batch_bounds, checkpoint_due,
+from harness.data.clips import ClipDataset, write_dataset
+from harness.api.errors import BadInputError
+from harness.data.framestore import frame_store, square_frame, store_path
+from harness.pretext.train import (PretrainConfig, TrainingDiverged, batch_bounds, checkpoint_due,
                               prefetched, pretrain, read_labels)
 
 CLASSES = 4
@@ -350,7 +350,7 @@ def test_random_networks_are_seeded_and_marked(tmp_path):
 
 
 def test_checkpoint_round_trip_and_weights_that_do_not_fit(tmp_path):
-    from harness.checkpoint import build_backbone, save_checkpoint
+    from harness.networks.checkpoint import build_backbone, save_checkpoint
 
     backbone = build_backbone("timm:test_resnet")
     net = backbone.create(3)
@@ -423,7 +423,7 @@ def test_pretrain_command_records_its_profile_and_the_options_that_override_it(c
     from typer.testing import CliRunner
 
     from harness.cli import app
-    from harness.pretrain import CONFIG_NAME
+    from harness.pretext.train import CONFIG_NAME
 
     data, labels = clips
     out = tmp_path / "run"

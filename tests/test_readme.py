@@ -143,8 +143,8 @@ def test_every_readme_command_runs_and_the_stages_equal_the_run(tmp_path, monkey
     import torch
 
     from harness.cli import app
-    from harness.plugins import default_registry
-    from harness.records import read_records
+    from harness.api.registry import default_registry
+    from harness.results.records import read_records
 
     work = tmp_path / "work"
     work.mkdir()

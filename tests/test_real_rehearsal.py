@@ -27,9 +27,9 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.clips import ClipDataset
-from harness.records import read_record
-from harness.voc import CLASSES, read_voc
+from harness.data.clips import ClipDataset
+from harness.results.records import read_record
+from harness.data.voc import CLASSES, read_voc
 from tests.media import write_video
 
 pytestmark = pytest.mark.slow
@@ -206,7 +206,7 @@ def test_the_vocdevkit_quirks_read_as_voc_reads_them(rehearsal):
 
 
 def test_the_paper_run_records_its_profile_data_and_overrides(rehearsal):
-    from harness.pipeline import voc_fingerprint
+    from harness.pipeline.run import voc_fingerprint
 
     record, out = rehearsal.record, rehearsal.run.output
     config = record["config"]
@@ -241,7 +241,7 @@ def test_the_paper_run_records_its_profile_data_and_overrides(rehearsal):
 
 
 def test_the_pretext_split_keeps_each_video_on_one_side(rehearsal):
-    from harness.pretrain import split_indices
+    from harness.pretext.train import split_indices
 
     ds = ClipDataset(rehearsal.clips)
     record = rehearsal.record
@@ -271,7 +271,7 @@ def loud_checkpoint(rehearsal) -> Path:
     """The rehearsal's checkpoint with the last block's BatchNorm scaled by 1e5: stage4 and
     the pooled features then reach about 1e5, beyond float16's 65504 (a finite,
     well-formed checkpoint, as a real one whose fc7 overflowed float16 was)."""
-    from harness.checkpoint import load_pretrained, read_checkpoint, save_checkpoint
+    from harness.networks.checkpoint import load_pretrained, read_checkpoint, save_checkpoint
 
     source = Path(rehearsal.record["pretext"]["checkpoint"])
     obj = read_checkpoint(source)

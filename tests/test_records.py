@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from harness import records
-from harness.errors import BadInputError, HarnessError
-from harness.paper_tables import VOC_CLASSES
+from harness.results import records
+from harness.api.errors import BadInputError, HarnessError
+from harness.leaderboard.paper_tables import VOC_CLASSES
 
 FIXED_ENV = {"python": "3.11.0", "packages": {"torch": "2.0"}, "machine": {"cpu_count": 2},
              "device": {"device": "cpu", "type": "cpu"}}
@@ -262,7 +262,7 @@ def test_environment_info_describes_this_machine():
     assert env["machine"]["cpu_count"] == os.cpu_count()
     assert env["packages"]["numpy"] and env["packages"]["torch"]
     assert env["device"]["type"] == "cpu"
-    from harness.devices import KERNEL_FLAGS
+    from harness.runtime.devices import KERNEL_FLAGS
     assert env["machine"]["cpu_model"] and env["device"]["name"] == env["machine"]["cpu_model"]
     assert set(env["machine"]["cpu_flags"]) <= set(KERNEL_FLAGS)
     code = records.code_info()
@@ -299,7 +299,7 @@ def test_stage_timer_says_when_each_stage_completes():
 
 
 def test_dataset_identity_lists_every_clip(tmp_path):
-    from harness.clips import ClipDataset, write_dataset
+    from harness.data.clips import ClipDataset, write_dataset
     from PIL import Image
     import numpy as np
     import soundfile as sf
@@ -346,7 +346,7 @@ def split_scores(seed: int = 0, n: int = 30):
     """Synthetic per-image test scores of the 20 classes (every class has a positive)."""
     import numpy as np
 
-    from harness.ap import SplitScores
+    from harness.evaluation.ap import SplitScores
 
     rng = np.random.default_rng(seed)
     labels = (rng.random((n, len(VOC_CLASSES))) < 0.3).astype(np.int8)
@@ -383,7 +383,7 @@ def test_sidecar_is_written_beside_the_record_and_read_back_checked(tmp_path):
         assert np.array_equal(back[name].labels, s.labels)
         assert np.array_equal(back[name].scores, s.scores)     # float64 on disk: exact
     # the bytes are a function of the scores: the record's sha256 is reproducible
-    from harness.scores import npz_bytes, sha256_bytes
+    from harness.results.scores import npz_bytes, sha256_bytes
 
     assert sha256_bytes(npz_bytes(scores)) == section["sha256"]
     assert records.read_records(tmp_path) == [as_written(record)]  # the .npz is no record

@@ -21,8 +21,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.clips import write_dataset
-from harness.errors import BadInputError
+from harness.data.clips import write_dataset
+from harness.api.errors import BadInputError
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ def test_a_toy_generation_killed_with_sigkill_leaves_nothing_after_the_next_one(
 
 
 def test_partial_folders_of_writers_that_are_gone_are_removed_by_the_next_write(tmp_path):
-    from harness.io import UNNAMED_TEMP_AGE_S
+    from harness.runtime.io import UNNAMED_TEMP_AGE_S
 
     out = tmp_path / "voc"
     out.mkdir()
@@ -255,7 +255,7 @@ def test_a_labeler_size_above_the_clip_count_is_refused_before_any_run(tmp_path)
 
 
 def test_check_run_accepts_every_run_of_a_valid_sweep(tmp_path):
-    from harness.pipeline import RunConfig, check_run, sweep_configs
+    from harness.pipeline.run import RunConfig, check_run, sweep_configs
 
     base = RunConfig(results=tmp_path / "r", clips=make_clips(tmp_path / "clips", n=4))
     configs = sweep_configs(base, ["mfcc"], [2, 4], ["alexnet"], [0, 1],
@@ -294,7 +294,7 @@ def test_toy_voc_into_a_read_only_folder_is_refused_before_generating(read_only_
 
 
 def test_probe_writable_creates_nothing_and_refuses_a_file_in_the_path(tmp_path):
-    from harness.bounds import probe_writable
+    from harness.runtime.bounds import probe_writable
 
     probe_writable(tmp_path / "new" / "deeper", "--results")
     assert list(tmp_path.iterdir()) == []
@@ -333,8 +333,8 @@ def test_an_unknown_plugin_kind_is_refused_listing_the_kinds():
 
 # ----------------------------------------------------------------------------- evaluation cache
 def test_a_truncated_cached_metrics_file_is_recomputed_and_said_so(tmp_path):
-    from harness import pipeline
-    from harness.interfaces import EvalMetrics, Evaluator
+    from harness.pipeline import run as pipeline
+    from harness.api.interfaces import EvalMetrics, Evaluator
     from harness.profiles import get_profile
 
     class FileCount(Evaluator):

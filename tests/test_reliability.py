@@ -25,8 +25,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.clips import ClipDataset, write_dataset
-from harness.errors import BadInputError
+from harness.data.clips import ClipDataset, write_dataset
+from harness.api.errors import BadInputError
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def make_clips(root: Path, n: int = 4, rate: int = 1000, seconds: float = 0.5) -
 
 def _meanstd():
     """A tiny representation (mean, std, max of the window) for fast feature tests."""
-    from harness.interfaces import SoundRepresentation
+    from harness.api.interfaces import SoundRepresentation
 
     class MeanStd(SoundRepresentation):
         name = "meanstd"
@@ -96,7 +96,7 @@ def test_case1_ingest_refuses_a_folder_it_did_not_create(tmp_path):
 
 
 def test_case1_ingest_refuses_a_dataset_of_other_videos(tmp_path):
-    from harness.ingest import STATE_DIR, IngestConfig
+    from harness.data.ingest import STATE_DIR, IngestConfig
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -124,7 +124,7 @@ def test_case16_ingest_with_no_clip_is_an_error(tmp_path):
 
 
 def test_case16_skip_bad_with_every_clip_bad_is_an_error(tmp_path):
-    from harness.features import DatasetSource, FeatureOptions, compute_features
+    from harness.labels.sound_features import DatasetSource, FeatureOptions, compute_features
 
     root = make_clips(tmp_path / "ds", n=3)
     for wav in (root / "audio").glob("*.wav"):
@@ -136,9 +136,9 @@ def test_case16_skip_bad_with_every_clip_bad_is_an_error(tmp_path):
 
 # ----------------------------------------------------------------------------- 2: pairs
 def test_case2_labels_and_sidecar_are_written_as_one_pair(tmp_path, monkeypatch):
-    from harness.interfaces import Labels
-    from harness.labels import read_labels, sidecar_path, write_labels
-    from harness.pretrain import read_labels as read_for_training
+    from harness.api.interfaces import Labels
+    from harness.labels.pseudo_labels import read_labels, sidecar_path, write_labels
+    from harness.pretext.train import read_labels as read_for_training
 
     path = tmp_path / "labels.npy"
     write_labels(path, Labels(np.arange(10) % 5, "classes", 5), {"labeler": "old"})
@@ -167,8 +167,8 @@ def test_case2_labels_and_sidecar_are_written_as_one_pair(tmp_path, monkeypatch)
 
 
 def test_case2_features_pair_is_checked(tmp_path):
-    from harness.features import FeatureMatrix, sidecar_path
-    from harness.io import check_pair
+    from harness.labels.sound_features import FeatureMatrix, sidecar_path
+    from harness.runtime.io import check_pair
 
     m = FeatureMatrix(np.ones((2, 3), np.float32), np.arange(2), [], 2, "r", {}, "float32", "k")
     meta_path = m.save(tmp_path / "f.npy")
@@ -180,7 +180,7 @@ def test_case2_features_pair_is_checked(tmp_path):
 
 # ----------------------------------------------------------------------------- 3: cache keys
 def test_case3_a_replaced_wav_is_not_served_from_the_cache(tmp_path):
-    from harness.features import DatasetSource, FeatureOptions, compute_features
+    from harness.labels.sound_features import DatasetSource, FeatureOptions, compute_features
 
     root = make_clips(tmp_path / "ds", n=3)
     opts = FeatureOptions(workers=0, progress=False)
@@ -193,7 +193,7 @@ def test_case3_a_replaced_wav_is_not_served_from_the_cache(tmp_path):
 
 
 def test_case3_a_replaced_frame_is_not_served_from_the_frame_cache(tmp_path):
-    from harness.framestore import frame_store
+    from harness.data.framestore import frame_store
 
     root = make_clips(tmp_path / "ds", n=3)
     frame_store(ClipDataset(root), 16, progress=False)
@@ -214,7 +214,7 @@ def test_case3_cache_key_follows_size_and_mtime_but_the_record_fingerprint_does_
 
 # ----------------------------------------------------------------------------- 4: overrides
 def test_case4_epochs_and_lr_overrides_are_used_or_refused(tmp_path):
-    from harness.pipeline import RunConfig
+    from harness.pipeline.run import RunConfig
 
     assert RunConfig(epochs=3, lr=0.5).resolved_profile().pretext_epochs == 3
     assert RunConfig(epochs=3, lr=0.5).resolved_profile().pretext_lr == 0.5
@@ -229,7 +229,7 @@ def test_case4_epochs_and_lr_overrides_are_used_or_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- 5: leaderboard
 def test_case5_leaderboard_from_no_records_keeps_the_tables(tmp_path):
-    from harness import records
+    from harness.results import records
 
     from .test_records import make
 
@@ -262,7 +262,7 @@ def _dead_pid() -> int:
 
 
 def test_case6_temporaries_of_killed_writers_are_removed_on_the_next_write(tmp_path):
-    from harness.io import remove_stale_temps_in, save_torch
+    from harness.runtime.io import remove_stale_temps_in, save_torch
 
     stale = tmp_path / f".last.pt.{_dead_pid()}-0badc0de.tmp"
     live = tmp_path / f".last.pt.{os.getppid()}-0000beef.tmp"     # a writer still running
@@ -304,11 +304,11 @@ def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
 
         import numpy as np
 
-        import harness.features
-        from harness.features import DatasetSource, FeatureOptions, compute_features
-        from harness.interfaces import SoundRepresentation
+        import harness.labels.sound_features
+        from harness.labels.sound_features import DatasetSource, FeatureOptions, compute_features
+        from harness.api.interfaces import SoundRepresentation
 
-        harness.features.load_audio = lambda path, rate: time.sleep(3600)
+        harness.labels.sound_features.load_audio = lambda path, rate: time.sleep(3600)
 
         class Rep(SoundRepresentation):
             name, sample_rate, clip_seconds, dim = "r", 1000, 0.5, 1
@@ -413,7 +413,7 @@ def test_case11_plugin_parameters_are_checked_and_named(tmp_path, param, message
 
 
 def test_case11_every_plugin_kind_is_checked_from_its_declared_types():
-    from harness.plugins import default_registry
+    from harness.api.registry import default_registry
 
     reg = default_registry()
     for kind, name, params, message in [
@@ -434,7 +434,7 @@ def test_case11_every_plugin_kind_is_checked_from_its_declared_types():
     ("5", "num_outputs must be an integer"), (10**9, "must lie in"),
 ])
 def test_case11_hand_made_label_sidecars_are_checked(tmp_path, num_outputs, message):
-    from harness.pretrain import read_labels
+    from harness.pretext.train import read_labels
 
     np.save(tmp_path / "l.npy", np.arange(6) % 3)
     (tmp_path / "l.json").write_text(json.dumps({"kind": "classes", "num_outputs": num_outputs}))
@@ -455,7 +455,7 @@ def test_case12_negative_seed_is_refused_by_every_command(tmp_path, command):
 
 # ----------------------------------------------------------------------------- 13: outputs
 def test_case13_output_paths_that_are_folders_or_files_are_refused(tmp_path, monkeypatch):
-    from harness.pretrain import PretrainConfig
+    from harness.pretext.train import PretrainConfig
 
     feats = tmp_path / "f.npy"
     np.save(feats, np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32))
@@ -488,7 +488,7 @@ def test_case14_an_unpickling_checkpoint_is_refused_with_its_reason(tmp_path):
 
 
 def test_case17_a_checkpoint_with_impossible_fields_is_refused(tmp_path):
-    from harness.checkpoint import read_checkpoint
+    from harness.networks.checkpoint import read_checkpoint
 
     base = {"format": "harness-checkpoint/1", "backbone": "alexnet", "backbone_params": {},
             "num_outputs": 5, "output_kind": "classes", "input_size": 64,
@@ -519,9 +519,9 @@ def test_case15_unknown_or_blocked_plugins_and_parameters_exit_2(tmp_path):
 
 # ----------------------------------------------------------------------------- 18: leftovers
 def test_case18_files_are_written_with_the_umask_mode(tmp_path):
-    from harness.io import save_torch, write_json
-    from harness.labels import write_labels
-    from harness.interfaces import Labels
+    from harness.runtime.io import save_torch, write_json
+    from harness.labels.pseudo_labels import write_labels
+    from harness.api.interfaces import Labels
 
     umask = os.umask(0o022)
     try:
@@ -537,9 +537,9 @@ def test_case18_files_are_written_with_the_umask_mode(tmp_path):
 def test_case18_a_finished_evaluation_leaves_no_training_state(tmp_path):
     """The VOC07 evaluator removes its resumable state once the test scores are written
     (the ~432 MB train-state.pt of an AlexNet); the scores file stays."""
-    from harness.interfaces import EvalContext
-    from harness.plugins import default_registry
-    from harness.testing import make_tiny_voc, tiny_model
+    from harness.api.interfaces import EvalContext
+    from harness.api.registry import default_registry
+    from harness.api.testing import make_tiny_voc, tiny_model
 
     voc = make_tiny_voc(tmp_path / "voc")
     work = tmp_path / "work"

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import BadClipError, BadInputError
-from harness.plugins import create
-from harness.testing import check_repr
+from harness.api.errors import BadClipError, BadInputError
+from harness.api.registry import create
+from harness.api.testing import check_repr
 from harness_plugins.sound_texture import SoundTexture
 from harness_plugins.sound_texture.baseline import texture_features
 from harness_plugins.sound_texture.filters import cochlear_cutoffs, modulation_centres

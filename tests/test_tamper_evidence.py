@@ -1,8 +1,8 @@
 """A result that disagrees with its own evidence is never published.
 
 ``harness leaderboard`` (and ``--check``) recompute every figure of every record from its
-per-image test scores and its per-class figures (:mod:`harness.verify`), and a record
-written now carries a digest of its content (:func:`harness.records.record_digest`). The
+per-image test scores and its per-class figures (:mod:`harness.results.verify`), and a record
+written now carries a digest of its content (:func:`harness.results.records.record_digest`). The
 edited records here are copies, in tmp_path, of committed ones; the committed files are
 only read.
 """
@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import records, verify
+from harness.results import records
+
+from harness.results import verify
 from harness.cli import app
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 
 from .test_records import make
 
@@ -239,7 +241,7 @@ def test_leaderboard_out_an_existing_file_is_refused(tmp_path, check):
 def test_scores_are_kept_exactly_so_a_new_record_recomputes_exactly(tmp_path):
     import numpy as np
 
-    from harness.ap import SplitScores, score_split
+    from harness.evaluation.ap import SplitScores, score_split
 
     rng = np.random.default_rng(0)
     n, classes = 200, make()["metrics"]["voc07_linear"]["breakdown"]

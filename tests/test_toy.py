@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.clips import ClipDataset
-from harness.errors import BadInputError
-from harness.toy import ToyConfig, generate_clips, generate_voc
-from harness.toy.generate import item_rng
-from harness.toy.sound import ambience, object_sound, synthesize
-from harness.toy.world import COLOURS, LOOKS, SCENES, SHAPES, SOUNDS, Composition, ObjectDraw
-from harness.voc import CLASSES, read_voc
+from harness.data.clips import ClipDataset
+from harness.api.errors import BadInputError
+from harness.data.toy import ToyConfig, generate_clips, generate_voc
+from harness.data.toy.generate import item_rng
+from harness.data.toy.sound import ambience, object_sound, synthesize
+from harness.data.toy.world import COLOURS, LOOKS, SCENES, SHAPES, SOUNDS, Composition, ObjectDraw
+from harness.data.voc import CLASSES, read_voc
 
 
 def _digest(root):
@@ -187,7 +187,7 @@ def test_pipeline_toy_voc_seals_one_test_split_per_world(tmp_path, monkeypatch):
     cache key, so three worlds have three sealed test sets."""
     from dataclasses import replace
 
-    from harness.pipeline import profile_toy_voc, toy_test_seed
+    from harness.pipeline.run import profile_toy_voc, toy_test_seed
     from harness.profiles import get_profile
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

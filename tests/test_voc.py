@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.errors import BadInputError
-from harness.voc import CLASSES, SPLITS, VOCClassification, read_voc, targets_matrix
+from harness.api.errors import BadInputError
+from harness.data.voc import CLASSES, SPLITS, VOCClassification, read_voc, targets_matrix
 
 
 def _xml(objects):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.hookspecs import hookimpl
-from harness.interfaces import SoundRepresentation
+from harness.api.hookspecs import hookimpl
+from harness.api.interfaces import SoundRepresentation
 
 
 class BandEnergy(SoundRepresentation):

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
-from harness.hookspecs import hookimpl
-from harness.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
-from harness.voc import CLASSES, read_voc, targets_matrix, voc2007_dir
+from harness.api.hookspecs import hookimpl
+from harness.api.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
+from harness.data.voc import CLASSES, read_voc, targets_matrix, voc2007_dir
 
 
 class CentroidProbe(Evaluator):

@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInputError
-from harness.hookspecs import hookimpl
-from harness.interfaces import Logger
+from harness.api.errors import BadInputError
+from harness.api.hookspecs import hookimpl
+from harness.api.interfaces import Logger
 
 
 class WandbLogger(Logger):

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.api.errors import HarnessError
 
 DEBUG_ENV = "HARNESS_DEBUG"
 
@@ -63,7 +63,7 @@ def _root(
     if debug:
         os.environ[DEBUG_ENV] = "1"
     if verify_cache:
-        from harness.cache import VERIFY_ENV
+        from harness.runtime.cache import VERIFY_ENV
 
         os.environ[VERIFY_ENV] = "1"
 

@@ -15,8 +15,8 @@ from typing import Optional
 
 import typer
 
-from harness.audio import Window
-from harness.errors import BadInputError
+from harness.data.audio import Window
+from harness.api.errors import BadInputError
 from harness.profiles import ProfileName
 
 app = typer.Typer(no_args_is_help=True)
@@ -25,7 +25,7 @@ app = typer.Typer(no_args_is_help=True)
 def check_out_folder(out: Path, option: str = "--out") -> Path:
     """``out`` as a folder to write into: BadInputError now if it, or a parent, is a file,
     or if no file can be created there (rather than an OSError once the work has started)."""
-    from harness.bounds import probe_writable
+    from harness.runtime.bounds import probe_writable
 
     for p in (out, *out.parents):
         if p.exists():
@@ -56,7 +56,7 @@ def toy(
 ) -> None:
     """Generate the toy audio-visual world as a clip dataset (ground truth in the manifest)."""
     from harness.profiles import get_profile
-    from harness.toy import ToyConfig, generate_clips
+    from harness.data.toy import ToyConfig, generate_clips
 
     clips = clips if clips is not None else get_profile(profile).toy_clips
     start = time.perf_counter()
@@ -82,7 +82,7 @@ def toy_voc(
 ) -> None:
     """Write a toy PASCAL VOC2007 (JPEG, XML with boxes and difficult flags, ImageSets)."""
     from harness.profiles import get_profile
-    from harness.toy import ToyConfig, generate_voc
+    from harness.data.toy import ToyConfig, generate_voc
 
     check_out_folder(out)
     prof = get_profile(profile)
@@ -110,8 +110,8 @@ def ingest(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Videos decoded in parallel."),
 ) -> None:
     """Cut every video into clips: a frame every --every seconds and its audio window."""
-    from harness.ingest import IngestConfig
-    from harness.ingest import ingest as run_ingest
+    from harness.data.ingest import IngestConfig
+    from harness.data.ingest import ingest as run_ingest
 
     cfg = IngestConfig(every=every, window=window, anchor=anchor.value, sample_rate=sample_rate,
                        frame_size=size)
@@ -134,7 +134,7 @@ def audioset(
     ingest_jobs: int = typer.Option(1, "--ingest-jobs", min=1, help="Parallel videos for --dataset."),
 ) -> None:
     """Download AudioSet segments with yt-dlp (resumable); failures are recorded, not fatal."""
-    from harness.audioset import DownloadConfig, download, ingest_metadata
+    from harness.data.audioset import DownloadConfig, download, ingest_metadata
 
     check_out_folder(out)
     if dataset is not None:
@@ -145,7 +145,7 @@ def audioset(
     typer.echo(f"{out}: obtained {summary['obtained']} of {summary['requested']} segments; "
                f"failed: {failed} (list: {out / 'audioset.json'})")
     if dataset is not None:
-        from harness.ingest import ingest as run_ingest
+        from harness.data.ingest import ingest as run_ingest
 
         _echo_report(run_ingest(out / "videos", dataset, jobs=ingest_jobs,
                                 extra_metadata=ingest_metadata(summary)))
@@ -154,7 +154,7 @@ def audioset(
 @app.command("info")
 def info(dataset: Path = typer.Argument(..., help="A clip dataset folder.")) -> None:
     """Check a clip dataset and summarise it (every named file must exist)."""
-    from harness.clips import ClipDataset
+    from harness.data.clips import ClipDataset
 
     ds = ClipDataset(dataset)
     _echo_report(ds)

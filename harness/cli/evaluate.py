@@ -1,6 +1,6 @@
 """``harness eval``: one evaluator's metrics for a checkpoint (or a ``random:`` network).
 
-The evaluator is called through the contract alone (:mod:`harness.evaluation`), so any
+The evaluator is called through the contract alone (:mod:`harness.evaluation.stage`), so any
 installed evaluator works here as in ``harness run``. Prints the headline figure and the
 breakdown table; ``--out`` writes the metrics (the EvalMetrics fields) as JSON, and an
 evaluator's per-image test scores beside it (``<name>.scores.npz``, as a record's);
@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from harness.errors import BadInputError, HarnessError, PluginError
+from harness.api.errors import BadInputError, HarnessError, PluginError
 from harness.profiles import ProfileName
 
 #: the toy world whose VOC is used when ``--voc`` is not given (as ``harness run``'s default)
@@ -99,15 +99,15 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
 ) -> None:
     """Evaluate a checkpoint with one evaluator (default: VOC07 classification "Head")."""
-    from harness.cache import cache_root, stage_key
+    from harness.runtime.cache import cache_root, stage_key
     from harness.cli.params import parse_params
-    from harness.devices import resolve_device
-    from harness.evaluation import metrics_dict, run_evaluator
-    from harness.io import check_output_path, write_bytes, write_json
-    from harness.plugins import default_registry
+    from harness.runtime.devices import resolve_device
+    from harness.evaluation.stage import metrics_dict, run_evaluator
+    from harness.runtime.io import check_output_path, write_bytes, write_json
+    from harness.api.registry import default_registry
     from harness.profiles import get_profile
 
-    from harness.bounds import probe_writable
+    from harness.runtime.bounds import probe_writable
 
     for option, path in (("--out", out), ("--scores-out", scores_out)):
         if path is not None:    # refused now, not after the evaluation
@@ -141,7 +141,7 @@ def evaluate(
         write_json(out, metrics_dict(metrics))
         typer.echo(f"metrics written to {out}")
         if metrics.test_scores is not None:
-            from harness.scores import npz_bytes
+            from harness.results.scores import npz_bytes
 
             sidecar = scores_sidecar(out)
             write_bytes(sidecar, npz_bytes({ev.name: metrics.test_scores}))
@@ -154,8 +154,8 @@ def evaluate(
 # ----------------------------------------------------------------------------- helpers
 def scores_sidecar(out: Path) -> Path:
     """Where ``--out FILE.json`` puts the per-image test scores: ``FILE.scores.npz``, the
-    sidecar format of a result record (:mod:`harness.scores`)."""
-    from harness.scores import SUFFIX
+    sidecar format of a result record (:mod:`harness.results.scores`)."""
+    from harness.results.scores import SUFFIX
 
     return out.with_name(out.name.removesuffix(".json") + SUFFIX)
 
@@ -163,7 +163,7 @@ def scores_sidecar(out: Path) -> Path:
 def default_toy_voc(profile, progress: bool = True) -> Path:
     """The toy VOC that ``harness run`` uses (world seed 0, the profile's size and sealed
     test split)."""
-    from harness.pipeline import profile_toy_voc
+    from harness.pipeline.run import profile_toy_voc
 
     return profile_toy_voc(profile, TOY_WORLD_SEED, progress)
 
@@ -171,8 +171,8 @@ def default_toy_voc(profile, progress: bool = True) -> Path:
 def load_model(spec: str, seed: int, expected_backbone: str | None, profile=None):
     """The network of ``spec`` (a random one initialised from ``seed`` with the profile's
     backbone parameters); check its backbone."""
-    from harness.checkpoint import RANDOM_PREFIX, backbone_name, load_pretrained
-    from harness.foreign import is_foreign_spec, load_foreign
+    from harness.networks.checkpoint import RANDOM_PREFIX, backbone_name, load_pretrained
+    from harness.networks.foreign import is_foreign_spec, load_foreign
 
     if is_foreign_spec(spec):       # another framework's weights: the spec names the backbone
         return load_foreign(spec, seed=seed, expected_backbone=expected_backbone)

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import typer
 
-from harness.audio import Window
+from harness.data.audio import Window
 
 
 class Dtype(str, Enum):
@@ -29,7 +29,7 @@ class Dtype(str, Enum):
 
 from harness.cli.params import parse_params
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 
 
 def features(
@@ -54,10 +54,10 @@ def features(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Compute a sound representation's feature matrix [N, D] of audio files or a clip dataset."""
-    from harness.features import FeatureOptions, FileSource, compute_features, open_dataset
-    from harness.plugins import default_registry
+    from harness.labels.sound_features import FeatureOptions, FileSource, compute_features, open_dataset
+    from harness.api.registry import default_registry
 
-    from harness.io import check_output_path
+    from harness.runtime.io import check_output_path
 
     if bool(audio) == (data is not None):
         raise BadInputError("give audio files or --data DATASET (one of the two)")

@@ -23,7 +23,7 @@ from typing import Any, List, Optional
 import numpy as np
 import typer
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 
 #: manifest columns of a clip dataset that hold ground truth (the toy world writes them)
 TRUTH_COLUMNS = ("scene", "objects", "sounding", "loudest")
@@ -53,16 +53,16 @@ def label(
 ) -> None:
     """Cluster sound features into pseudo-labels and diagnose the clustering."""
     from harness.cli.params import parse_params
-    from harness.labels import make_labels, size_param, write_labels
-    from harness.plugins import default_registry
-    from harness.label_diagnostics import format_report, score_against_truth
+    from harness.labels.pseudo_labels import make_labels, size_param, write_labels
+    from harness.api.registry import default_registry
+    from harness.labels.diagnostics import format_report, score_against_truth
 
     if features is None and data is None:
         raise BadInputError("give a FEATURES.npy file or --data DATASET")
     if truth is not None and data is not None:
         raise BadInputError("give ground truth by --truth or by --data, not both")
     if out is not None:
-        from harness.io import check_output_path
+        from harness.runtime.io import check_output_path
 
         check_output_path(out)
     registry = default_registry()
@@ -105,8 +105,8 @@ def _load_features(path: Path | None, data: Path | None, repr_name: str,
     """
     if path is not None:
         return _read_npy(path), None, str(path), _sidecar_rows(path)
-    from harness.features import FeatureOptions, compute_features, open_dataset
-    from harness.plugins import default_registry
+    from harness.labels.sound_features import FeatureOptions, compute_features, open_dataset
+    from harness.api.registry import default_registry
 
     rep = default_registry().create("repr", repr_name, **repr_params)
     # no skipping: one label per clip, so the labels line up with the dataset in pretraining
@@ -115,19 +115,19 @@ def _load_features(path: Path | None, data: Path | None, repr_name: str,
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    from harness.features import read_matrix
+    from harness.labels.sound_features import read_matrix
 
     return read_matrix(path)
 
 
 def _sidecar_rows(path: Path) -> np.ndarray | None:
     """Row -> clip positions recorded by ``harness features`` beside the matrix, if any."""
-    from harness.features import sidecar_path
+    from harness.labels.sound_features import sidecar_path
 
     meta_path = sidecar_path(path)
     if not meta_path.is_file():
         return None
-    from harness.io import check_pair
+    from harness.runtime.io import check_pair
 
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -155,7 +155,7 @@ def _read_truth_csv(path: Path, n: int) -> dict[str, list[str]]:
 
 def _dataset_truth(root: Path, rows: np.ndarray | None, n: int) -> dict[str, list[str]]:
     """``scene`` / ``objects`` of the clips behind the feature rows (empty if none)."""
-    from harness.clips import ClipDataset
+    from harness.data.clips import ClipDataset
 
     clips = ClipDataset(root).clips
     rows = np.arange(len(clips)) if rows is None else rows

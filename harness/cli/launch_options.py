@@ -83,7 +83,7 @@ def slurm_args(names: dict) -> dict:
 
 
 def executor(options):
-    """The ``execute`` argument of :func:`harness.pipeline.sweep` for ``options`` (None for
+    """The ``execute`` argument of :func:`harness.pipeline.run.sweep` for ``options`` (None for
     inline without a thread count: the sweep runs each run itself, as it always did)."""
     if options.launcher == "inline" and options.threads_per_job is None:
         return None

@@ -7,9 +7,9 @@ from typing import List
 
 import typer
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 from harness.profiles import ProfileName
-from harness.protocol_lock import DEFAULT_EVALUATORS
+from harness.results.protocol import DEFAULT_EVALUATORS
 
 #: where the committed leaderboard and its records live (relative to the working directory)
 DEFAULT_OUT = Path("leaderboards")
@@ -47,13 +47,13 @@ def leaderboard(
     records and the paper's reported rows. Every record, live or archived, is first checked
     against its own evidence (its per-image scores, its per-class figures, its digest); one
     that disagrees is refused (exit 2), with or without --check."""
-    from harness.archive import ARCHIVE_DIR
-    from harness.archive import archive_superseded as move_superseded
-    from harness.leaderboard import build_leaderboard, check_leaderboard, write_leaderboard
-    from harness.protocol_lock import (PROTOCOL_FILE, code_drift, current_protocol,
+    from harness.results.archive import ARCHIVE_DIR
+    from harness.results.archive import archive_superseded as move_superseded
+    from harness.leaderboard.board import build_leaderboard, check_leaderboard, write_leaderboard
+    from harness.results.protocol import (PROTOCOL_FILE, code_drift, current_protocol,
                                        read_frozen, write_frozen)
-    from harness.records import code_info, read_record_files, read_test_scores, utc_now
-    from harness.verify import verify_record_files
+    from harness.results.records import code_info, read_record_files, read_test_scores, utc_now
+    from harness.results.verify import verify_record_files
 
     if sum([check, freeze, archive_superseded]) > 1:
         raise BadInputError("--check, --freeze and --archive-superseded are separate steps; "
@@ -147,7 +147,7 @@ def figures(
 ) -> None:
     """Draw Figure 1 (frames grouped by sound cluster) and/or Figure 2 (the 9 frames that
     activate chosen conv3 units of a checkpoint most) as PNG files."""
-    from harness import figures as fig
+    from harness.leaderboard import figures as fig
 
     if labels is None and checkpoint is None:
         raise BadInputError("give --labels (Figure 1), --checkpoint (Figure 2), or both")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:

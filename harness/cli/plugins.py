@@ -11,10 +11,10 @@ def plugins(
     kind: str = typer.Option(None, "--kind", help="Only this kind: repr, labeler, backbone, evaluator, logger."),
 ) -> None:
     """List the installed plugins: kind, name, distribution and version, description."""
-    from harness.plugins import default_registry
+    from harness.api.registry import default_registry
 
-    from harness.errors import BadInputError
-    from harness.interfaces import KIND_CLASSES
+    from harness.api.errors import BadInputError
+    from harness.api.interfaces import KIND_CLASSES
 
     if kind is not None and kind not in KIND_CLASSES:
         raise BadInputError(f"--kind {kind!r}: no such plugin kind; kinds: "

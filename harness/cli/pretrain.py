@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from harness.devices import Precision
+from harness.runtime.devices import Precision
 from harness.profiles import ProfileName
 from harness.cli.run import MonitorKind
 
@@ -86,9 +86,9 @@ def pretrain(
 ) -> None:
     """Train a backbone on pseudo-labels (cross-entropy or BCE, AdamW, one-cycle schedule)."""
     from harness.cli.params import parse_params
-    from harness.errors import BadInputError
-    from harness.pretrain import PretrainConfig
-    from harness.pretrain import pretrain as run_pretrain
+    from harness.api.errors import BadInputError
+    from harness.pretext.train import PretrainConfig
+    from harness.pretext.train import pretrain as run_pretrain
     from harness.profiles import get_profile, pretrain_settings
 
     if threads is not None and threads < 0:
@@ -127,8 +127,8 @@ def pretrain(
 def _loggers(names, config):
     """The loggers ``--logger`` names, writing to ``OUT/logs`` (rank 0 only), with the
     run's configuration logged."""
-    from harness.plugins import default_registry
-    from harness.run_logs import RunLogs
+    from harness.api.registry import default_registry
+    from harness.pipeline.loggers import RunLogs
 
     for name in names:      # an unknown name is refused before anything is trained
         default_registry().get("logger", name)
@@ -140,12 +140,12 @@ def _loggers(names, config):
 
 def check_sizes(config) -> None:
     """Refuse, before anything is decoded or trained, an image size whose frame store would
-    not fit on disk or a batch whose images would not fit in memory (:mod:`harness.bounds`).
+    not fit on disk or a batch whose images would not fit in memory (:mod:`harness.runtime.bounds`).
     A data folder that is no clip dataset is left for training to report as before."""
-    from harness.bounds import check_pretext_sizes
-    from harness.clips import ClipDataset
-    from harness.errors import BadInputError
-    from harness.framestore import store_path
+    from harness.runtime.bounds import check_pretext_sizes
+    from harness.data.clips import ClipDataset
+    from harness.api.errors import BadInputError
+    from harness.data.framestore import store_path
 
     try:
         dataset = ClipDataset(config.data)
@@ -162,9 +162,9 @@ def check_sizes(config) -> None:
 def _say_cpu_estimate(config) -> None:
     """How long the run would take on this CPU, for a profile that declares its CPU rate
     (:func:`harness.profiles.cpu_estimate`); training goes on without waiting."""
-    from harness.clips import ClipDataset
-    from harness.devices import resolve_device
-    from harness.errors import BadInputError
+    from harness.data.clips import ClipDataset
+    from harness.runtime.devices import resolve_device
+    from harness.api.errors import BadInputError
     from harness.profiles import cpu_estimate, get_profile
 
     if resolve_device(config.device) != "cpu":
@@ -184,9 +184,9 @@ def _monitor(kind, voc, every, config):
     """The per-epoch monitor the options ask for, or None."""
     if kind is None:
         return None
-    from harness.checkpoint import build_backbone
-    from harness.errors import BadInputError
-    from harness.monitor import Monitor, MonitorConfig
+    from harness.networks.checkpoint import build_backbone
+    from harness.api.errors import BadInputError
+    from harness.pretext.monitor import Monitor, MonitorConfig
 
     if voc is None:
         raise BadInputError("--monitor needs --monitor-voc (the VOC folder to probe on)")

@@ -27,7 +27,7 @@ _EVAL_PARAM_HELP = "NAME=VALUE for every evaluator (repeatable), e.g. iterations
 
 
 class MonitorKind(str, Enum):
-    """A cheap downstream probe run during pretext training (:mod:`harness.monitor`)."""
+    """A cheap downstream probe run during pretext training (:mod:`harness.pretext.monitor`)."""
 
     knn = "knn"
     linear_probe = "linear_probe"
@@ -42,7 +42,7 @@ class Init(str, Enum):
 
 
 def _config(**kw):
-    from harness.pipeline import RunConfig
+    from harness.pipeline.run import RunConfig
 
     kw["evaluators"] = tuple(kw.get("evaluators") or default_evaluators(kw["results"]))
     return RunConfig(**{k: v for k, v in kw.items() if v is not None})
@@ -52,8 +52,8 @@ def default_evaluators(results: Path) -> tuple[str, ...]:
     """The evaluators a run writing to ``results`` gets when ``--eval`` is not given: those
     of the protocol frozen beside it, so that its records are current there (Head and All
     first); otherwise Table 1's Head and All."""
-    from harness.pipeline import DEFAULT_EVALUATORS
-    from harness.protocol_lock import frozen_for_results
+    from harness.pipeline.run import DEFAULT_EVALUATORS
+    from harness.results.protocol import frozen_for_results
 
     found = frozen_for_results(results)
     if found is None:
@@ -113,7 +113,7 @@ def run(
     slurm_setup: Optional[List[str]] = lo.SETUP,
 ) -> None:
     """Run the whole benchmark: data, features, labels, pretext training, evaluation, record."""
-    from harness.pipeline import run as run_pipeline
+    from harness.pipeline.run import run as run_pipeline
 
     init, imported, backbone = _init(init, backbone)
     config = _config(repr=repr, repr_params=parse_params(repr_param), labeler=labeler,
@@ -144,8 +144,8 @@ def run(
 def _init(init: str, backbone: str | None) -> tuple[str, str | None, str | None]:
     """(init, imported weights spec, backbone) from ``--init`` and ``--backbone``: another
     framework's weights are init "imported", and name the backbone they fit."""
-    from harness.errors import BadInputError
-    from harness.foreign import check_backbone, is_foreign_spec, parse_spec
+    from harness.api.errors import BadInputError
+    from harness.networks.foreign import check_backbone, is_foreign_spec, parse_spec
 
     if is_foreign_spec(init):
         return "imported", init, check_backbone(parse_spec(init), backbone)
@@ -159,8 +159,8 @@ def _say_cpu_estimate(config) -> None:
     """Before anything runs: how long the pretext would take on this CPU, for a profile
     that declares its CPU rate (:func:`harness.profiles.cpu_estimate`). Nothing waits:
     the run goes on, and Ctrl-C stops it."""
-    from harness.clips import ClipDataset
-    from harness.devices import resolve_device
+    from harness.data.clips import ClipDataset
+    from harness.runtime.devices import resolve_device
     from harness.profiles import cpu_estimate
 
     if resolve_device(config.device) != "cpu":
@@ -214,7 +214,7 @@ def sweep(
 ) -> None:
     """Run every combination of --init x --repr x --k x --backbone x --seed x --world-seed
     (Table 1 over worlds, Figures 3 and 4)."""
-    from harness.pipeline import sweep as sweep_pipeline
+    from harness.pipeline.run import sweep as sweep_pipeline
 
     base = _config(labeler=labeler, profile=profile.value, device=device, clips=clips, voc=voc,
                    evaluators=evaluators, eval_params=parse_params(eval_param), epochs=epochs,

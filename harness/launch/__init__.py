@@ -6,9 +6,9 @@
 - ``slurm``: one SLURM job per run, or a job array, through submitit
   (:mod:`harness.launch.slurm`).
 
-Whatever the launcher, a run is :func:`harness.pipeline.run` of one configuration, its
+Whatever the launcher, a run is :func:`harness.pipeline.run.run` of one configuration, its
 stages shared through the content-keyed cache under a lock per entry
-(:mod:`harness.cache_lock`), its record written whole or not at all. A batch whose runs do
+(:mod:`harness.runtime.cache_lock`), its record written whole or not at all. A batch whose runs do
 not all finish raises :class:`BatchFailed` (exit code 1) naming each failed run and its
 log; the same command with ``--skip-recorded`` then runs only what is missing.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.errors import BadInputError, HarnessError
+from harness.api.errors import BadInputError, HarnessError
 
 LAUNCHERS = ("inline", "local", "slurm")
 
@@ -68,7 +68,7 @@ class LaunchOptions:
             cpus = getattr(self.slurm, "cpus", None)
             if cpus:
                 return cpus
-        from harness.devices import usable_cpus
+        from harness.runtime.devices import usable_cpus
 
         return max(1, usable_cpus() // self.jobs)
 
@@ -76,7 +76,7 @@ class LaunchOptions:
 def launch(configs: list, lines: list[str], options: LaunchOptions,
            echo: Callable[[str], None] = print) -> list:
     """Run ``configs`` (each announced by its line in ``lines``) as ``options`` says;
-    return their :class:`~harness.pipeline.RunResult`s. Raises BatchFailed if any failed."""
+    return their :class:`~harness.pipeline.run.RunResult`s. Raises BatchFailed if any failed."""
     if options.launcher == "inline":
         return _inline(configs, lines, options, echo)
     from harness.launch.jobs import Job, default_job_dir
@@ -124,15 +124,15 @@ def _result(job):
     """A finished job's RunResult, read back from the record it wrote."""
     import json
 
-    from harness.pipeline import RunResult
+    from harness.pipeline.run import RunResult
 
     return RunResult(json.loads(job.record.read_text(encoding="utf-8")), job.record)
 
 
 def _inline(configs, lines, options: LaunchOptions, echo) -> list:
     """Each run here, in turn (with ``--threads-per-job``, torch uses that many threads)."""
-    from harness.devices import torch_threads
-    from harness.pipeline import run
+    from harness.runtime.devices import torch_threads
+    from harness.pipeline.run import run
 
     results = []
     with torch_threads(options.threads()):

@@ -1,11 +1,11 @@
 """A launched run's files: its specification, log, live state and outcome.
 
 Every launcher hands a job the same thing: a JSON specification of one
-:class:`harness.pipeline.RunConfig` plus the torch thread count it runs with, in a job
+:class:`harness.pipeline.run.RunConfig` plus the torch thread count it runs with, in a job
 folder that also receives its log, a small state file the job rewrites as it enters each
 stage (what the status board shows), and, once its record is written, a result file naming
 the record. A job that dies leaves no result file, so the launcher knows it failed however
-it died; its record is written whole or not at all (:func:`harness.records.write_record`).
+it died; its record is written whole or not at all (:func:`harness.results.records.write_record`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.io import write_json
+from harness.runtime.io import write_json
 
 def config_to_json(config) -> dict[str, Any]:
     """``config`` as plain JSON values (paths as strings, tuples as lists)."""
-    from harness.records import to_jsonable
+    from harness.results.records import to_jsonable
 
     return {f.name: to_jsonable(getattr(config, f.name)) for f in fields(config)}
 
 
 def config_from_json(data: dict[str, Any]):
-    """The :class:`~harness.pipeline.RunConfig` that :func:`config_to_json` wrote."""
-    from harness.pipeline import RunConfig
+    """The :class:`~harness.pipeline.run.RunConfig` that :func:`config_to_json` wrote."""
+    from harness.pipeline.run import RunConfig
 
     kwargs = {}
     for f in fields(RunConfig):
@@ -47,7 +47,7 @@ def config_from_json(data: dict[str, Any]):
 
 def default_job_dir() -> Path:
     """A new folder for a batch's job files: ``<cache>/jobs/<UTC time>-<pid>``."""
-    from harness.cache import cache_root
+    from harness.runtime.cache import cache_root
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return cache_root() / "jobs" / f"{stamp}-{os.getpid()}"

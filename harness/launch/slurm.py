@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 from harness.launch.jobs import Job
 from harness.launch.status import StatusBoard
 

@@ -1,6 +1,6 @@
 """One launched run, in its own process: ``python -m harness.launch.worker SPEC.json``.
 
-It does what ``harness run`` does for that configuration (:func:`harness.pipeline.run`),
+It does what ``harness run`` does for that configuration (:func:`harness.pipeline.run.run`),
 with torch's thread pool sized as the specification says, reporting each stage it enters
 in the job's state file and, once the record is written, the record's path in its result
 file (:mod:`harness.launch.jobs`). A SLURM job runs :func:`run_spec` through submitit.
@@ -73,10 +73,10 @@ def run_spec(spec_path: str | os.PathLike) -> str:
 
     if threads:
         torch.set_num_threads(int(threads))
-    from harness.io import write_json
+    from harness.runtime.io import write_json
     from harness.launch.jobs import config_from_json
-    from harness.pipeline import run
-    from harness.records import StageTimer
+    from harness.pipeline.run import run
+    from harness.results.records import StageTimer
 
     state_path, result_path = Path(spec["state"]), Path(spec["result"])
     group = distributed_env()
@@ -119,7 +119,7 @@ def run_spec(spec_path: str | os.PathLike) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """The worker's command line: one argument, the specification file."""
-    from harness.errors import HarnessError
+    from harness.api.errors import HarnessError
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

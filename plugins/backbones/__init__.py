@@ -2,7 +2,7 @@
 and the ``timm:<name>`` family. All are randomly initialised; nothing is
 downloaded (timm is imported only when a ``timm:`` backbone is asked for)."""
 
-from harness.hookspecs import hookimpl
+from harness.api.hookspecs import hookimpl
 from harness_plugins.backbones.alexnet import AlexNetBN, TorchvisionAlexNet
 from harness_plugins.backbones.resnet import ResNet18
 from harness_plugins.backbones.timm_family import TimmBackbone

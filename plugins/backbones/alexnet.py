@@ -33,9 +33,9 @@ from typing import Any
 
 from torch import nn
 
-from harness.errors import BadInputError
-from harness.interfaces import Backbone
-from harness.nets import BackboneNet
+from harness.api.errors import BadInputError
+from harness.api.interfaces import Backbone
+from harness.networks.shape import BackboneNet
 
 #: (out_channels, kernel, stride, padding) per convolution, "M" for a 3x3/2 max-pool
 _DEEPCLUSTER_FEATURES: list[tuple[int, int, int, int] | str] = [

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from harness.interfaces import Backbone
-from harness.nets import BackboneNet
+from harness.api.interfaces import Backbone
+from harness.networks.shape import BackboneNet
 
 _TRUNK_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
 

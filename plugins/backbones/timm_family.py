@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 from torch import nn
 
-from harness.errors import PluginError
-from harness.interfaces import Backbone, Bounds
-from harness.nets import BackboneNet
+from harness.api.errors import PluginError
+from harness.api.interfaces import Backbone, Bounds
+from harness.networks.shape import BackboneNet
 
 
 class TimmBackbone(Backbone):
@@ -24,7 +24,7 @@ class TimmBackbone(Backbone):
 
     name = "timm:"
     description = "any timm architecture, e.g. timm:resnet50 (random init); head = a new final layer"
-    #: a tiny variant for the conformance checks of harness.testing
+    #: a tiny variant for the conformance checks of harness.api.testing
     test_params = {"variant": "test_resnet"}
 
     def __init__(self, *, variant: str = "resnet18",

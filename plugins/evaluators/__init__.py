@@ -2,12 +2,12 @@
 
 ``voc07_linear`` trains the fully connected layers on a frozen trunk, ``voc07_full``
 fine-tunes everything; both follow one of two published protocols (``krahenbuhl``,
-``deepcluster``; see :mod:`.protocol`) and report AP three ways (:mod:`harness.ap`).
+``deepcluster``; see :mod:`.protocol`) and report AP three ways (:mod:`harness.evaluation.ap`).
 ``linear_probe``, ``voc07_svm``, ``voc07_lowshot`` and ``knn`` score frozen features
 (:mod:`.frozen_features`).
 """
 
-from harness.hookspecs import hookimpl
+from harness.api.hookspecs import hookimpl
 
 from .frozen_features import KNN, LinearProbe, VOC07LowShot, VOC07SVM
 from .voc07 import VOC07Full, VOC07Linear

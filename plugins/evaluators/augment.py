@@ -30,8 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness.devices import free_device_bytes
-from harness.errors import BadInputError
+from harness.runtime.devices import free_device_bytes
+from harness.api.errors import BadInputError
 
 #: float32 bytes one crop call may convert at once on a CPU (85 padded VOC images; the toy
 #: VOC's batches of 400 64-pixel images take 20 MB, one call)
@@ -105,7 +105,7 @@ class ImageStore:
 
 
 def _decode(path: Path) -> np.ndarray:
-    from harness.images import load_rgb
+    from harness.data.images import load_rgb
 
     if not path.is_file():
         raise BadInputError(f"{path}: missing image")
@@ -113,7 +113,7 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def _check_header(path: Path) -> None:
-    from harness.images import open_image
+    from harness.data.images import open_image
 
     if not path.is_file():
         raise BadInputError(f"{path}: missing image")

@@ -1,9 +1,9 @@
 """Evaluators on frozen features: ``linear_probe``, ``voc07_svm``, ``voc07_lowshot``, ``knn``.
 
-Each reads the features :mod:`harness.frozen` extracts once per (network, split, views)
+Each reads the features :mod:`harness.evaluation.layer_features` extracts once per (network, split, views)
 and caches, so the four share one extraction. The classifiers live in the core
-(:mod:`harness.logreg`, :mod:`harness.svm`, :mod:`harness.knn`); this module only picks
-splits, runs them and reports AP (:mod:`harness.ap`) per layer:
+(:mod:`harness.evaluation.logreg`, :mod:`harness_plugins.evaluators.svm`, :mod:`harness.evaluation.knn`); this module only picks
+splits, runs them and reports AP (:mod:`harness.evaluation.ap`) per layer:
 
 - settings are chosen on train -> val (or, for the SVM's cost, by the benchmark suite's
   3-fold cross-validation inside trainval); the reported figure is trainval -> test;
@@ -19,10 +19,10 @@ splits, runs them and reports AP (:mod:`harness.ap`) per layer:
   ``details["features"]``.
 
 ``evaluate(model, data_root, context)`` follows the evaluator contract and returns
-:class:`~harness.interfaces.EvalMetrics`. Parameters are typed keyword arguments: the four
+:class:`~harness.api.interfaces.EvalMetrics`. Parameters are typed keyword arguments: the four
 share :class:`FrozenFeatureEvaluator`'s (layers, views, ...), which each forwards as
 ``**shared`` and the registry checks with the evaluator's own
-(:func:`harness.plugin_config.declared_params` follows the forwarding).
+(:func:`harness.api.params.declared_params` follows the forwarding).
 """
 
 from __future__ import annotations
@@ -35,14 +35,15 @@ from typing import Annotated, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 
-from harness import ap as ap_mod
-from harness import knn as knn_mod
-from harness import logreg, svm
-from harness.devices import usable_cpus
-from harness.errors import BadInputError
-from harness.frozen import TARGET_VALUES, FrozenConfig, FrozenFeatures, split_features
-from harness.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
-from harness.voc import CLASSES
+from harness.evaluation import ap as ap_mod
+from harness.evaluation import knn as knn_mod
+from harness.evaluation import logreg
+from harness_plugins.evaluators import svm
+from harness.runtime.devices import usable_cpus
+from harness.api.errors import BadInputError
+from harness.evaluation.layer_features import TARGET_VALUES, FrozenConfig, FrozenFeatures, split_features
+from harness.api.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
+from harness.data.voc import CLASSES
 
 HEADLINE_FORMULA = ap_mod.HEADLINE
 
@@ -100,7 +101,7 @@ class FrozenFeatureEvaluator(Evaluator):
                               progress=context.progress)
 
     def costs_for(self, profile: str) -> tuple[float, ...]:
-        """The SVM cost grid: as given, else the profile's (:data:`harness.svm.PROFILE_COSTS`)."""
+        """The SVM cost grid: as given, else the profile's (:data:`harness_plugins.evaluators.svm.PROFILE_COSTS`)."""
         given = getattr(self, "costs", None)
         return given if given else svm.PROFILE_COSTS[_profile(profile)]
 
@@ -245,7 +246,7 @@ class VOC07SVM(FrozenFeatureEvaluator):
     """The benchmark suite's VOC07 linear SVMs per class and layer (cost by 3-fold CV)."""
 
     name = "voc07_svm"
-    #: a short run for harness.testing.check_evaluator (its tiny VOC has classes with only
+    #: a short run for harness.api.testing.check_evaluator (its tiny VOC has classes with only
     #: two positive training images)
     test_params: ClassVar[dict[str, Any]] = {"folds": 2, "costs": (1.0,)}
     description = ("VOC07 linear SVMs on frozen, L2-normalised features per layer, cost by 3-fold "

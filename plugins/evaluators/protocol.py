@@ -55,7 +55,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 from harness.profiles import get_profile
 
 Mode = Literal["head", "all"]
@@ -63,7 +63,7 @@ HeadInit = Literal["pretext", "random"]
 Augmentation = Literal["window_crop", "resized_crop"]
 BNStats = Literal["batch", "running"]
 #: the evaluation's arithmetic: "auto" is bf16 autocast on CUDA and on CPUs with native
-#: bf16, float32 elsewhere (as for every stage: harness.devices.resolve_precision)
+#: bf16, float32 elsewhere (as for every stage: harness.runtime.devices.resolve_precision)
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.devices import torch_threads
-from harness.errors import HarnessError
-from harness.interfaces import PretrainedModel
-from harness.voc import CLASSES, VOCImage, targets_matrix
+from harness.runtime.devices import torch_threads
+from harness.api.errors import HarnessError
+from harness.api.interfaces import PretrainedModel
+from harness.data.voc import CLASSES, VOCImage, targets_matrix
 
 from .augment import ImageStore, base_scales, sample_resized_crop, sample_window_crop
 from .protocol import Protocol
@@ -46,14 +46,14 @@ FEATURE_BATCH = 400
 
 
 def _bf16(dev: torch.device, proto: Protocol) -> bool:
-    from harness.devices import resolve_precision
+    from harness.runtime.devices import resolve_precision
 
     return resolve_precision(proto.precision, str(dev))
 
 
 def autocast(dev: torch.device, proto: Protocol):
     """The protocol's arithmetic: bf16 autocast or float32. ``auto`` means what it means for
-    every stage (:func:`harness.devices.resolve_precision`): bf16 on CUDA and on a CPU
+    every stage (:func:`harness.runtime.devices.resolve_precision`): bf16 on CUDA and on a CPU
     with native bf16 (AVX512-BF16 or AMX), float32 elsewhere."""
     if _bf16(dev, proto):
         return torch.autocast(dev.type, dtype=torch.bfloat16)
@@ -189,7 +189,7 @@ def _trunk_features(net: nn.Module, store: ImageStore, plan: _Plan, proto: Proto
 # ---------------------------------------------------------------------------- network
 def prepare_net(model: PretrainedModel, proto: Protocol, dev: torch.device) -> nn.Module:
     """A copy of the network with 20 new outputs initialised as the protocol says."""
-    from harness.nets import BackboneNet
+    from harness.networks.shape import BackboneNet
 
     if not isinstance(model.net, BackboneNet):
         raise HarnessError(f"{model.checkpoint}: the network is not a harness BackboneNet")
@@ -427,7 +427,7 @@ def _seed(*parts: int) -> int:
 def state_key(proto: Protocol, net_hash: str, train_images: list[VOCImage],
               model: PretrainedModel) -> str:
     """Identifies one training run: protocol, starting network, training images."""
-    from harness.cache import hash_params
+    from harness.runtime.cache import hash_params
 
     return hash_params({"format": STATE_FORMAT, "protocol": proto.to_dict(),
                         "net": net_hash, "origin": model.origin,
@@ -437,7 +437,7 @@ def state_key(proto: Protocol, net_hash: str, train_images: list[VOCImage],
 
 def _save_state(path: Path, key: str, iteration: int, net: nn.Module,
                 optimizer: torch.optim.Optimizer, curve: list[list[float]]) -> None:
-    from harness.io import save_torch
+    from harness.runtime.io import save_torch
 
     save_torch(path, {"format": STATE_FORMAT, "key": key, "iteration": iteration,
                       "net": net.state_dict(), "optimizer": optimizer.state_dict(),

@@ -1,13 +1,13 @@
 """VOC07 classification evaluators: ``voc07_linear`` ("Head") and ``voc07_full`` ("All").
 
-One run: read the training and test splits (through :mod:`harness.voc`), check them (disjoint,
+One run: read the training and test splits (through :mod:`harness.data.voc`), check them (disjoint,
 every class has a positive in each), decode the training images onto the device, put 20 new
 outputs on the network as the protocol says, recompute BatchNorm statistics of a
 never-trained trunk that will be used frozen, train with SGD (resumable through
 the context's work folder), free the training images and decode the test images (one
 split on the device at a time: 3.8 GB of padded uint8 VOC images each), score each test
 image as the sum of ten augmented crops, and
-report AP three ways (:mod:`harness.ap`). The network-side steps live in :mod:`.training`; everything
+report AP three ways (:mod:`harness.evaluation.ap`). The network-side steps live in :mod:`.training`; everything
 that determines the result is in :class:`~harness_plugins.evaluators.protocol.Protocol`
 and is recorded in the metrics.
 """
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import ap as ap_mod
-from harness.errors import BadInputError
-from harness.checkpoint import backbone_name
-from harness.devices import resolve_device, usable_cpus
-from harness.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
-from harness.io import write_text
-from harness.nets import weights_digest
-from harness.progress import enabled as progress_enabled, make_progress
-from harness.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
+from harness.evaluation import ap as ap_mod
+from harness.api.errors import BadInputError
+from harness.networks.checkpoint import backbone_name
+from harness.runtime.devices import resolve_device, usable_cpus
+from harness.api.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
+from harness.runtime.io import write_text
+from harness.networks.shape import weights_digest
+from harness.runtime.progress import enabled as progress_enabled, make_progress
+from harness.data.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
 
 from . import training
 from .augment import ImageStore, check_readable, load_images
@@ -60,11 +60,11 @@ class VOC07Evaluator(Evaluator):
     The parameters are this evaluator's own: the published protocol (``preset``), the
     reading of "Head" (``head_init``), the training split and explicit overrides of the
     iteration count and learning rate. How the preset is scaled comes from the run profile
-    and the seed from the run (both through :class:`~harness.interfaces.EvalContext`).
+    and the seed from the run (both through :class:`~harness.api.interfaces.EvalContext`).
     """
 
     mode: ClassVar[Mode]
-    #: a short run for harness.testing.check_evaluator
+    #: a short run for harness.api.testing.check_evaluator
     test_params: ClassVar[dict[str, Any]] = {"iterations": 2}
 
     def __init__(self, *, preset: str = "krahenbuhl", head_init: str | None = None,

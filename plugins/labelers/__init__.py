@@ -2,10 +2,10 @@
 
 Each turns a sound-feature matrix [N, D] into pretext targets; see :mod:`.kmeans`,
 :mod:`.pca_binary`, the shared input checks and rescaling in :mod:`.preprocess`, and what
-``harness label`` prints about the result in :mod:`harness.label_diagnostics`.
+``harness label`` prints about the result in :mod:`harness.labels.diagnostics`.
 """
 
-from harness.hookspecs import hookimpl
+from harness.api.hookspecs import hookimpl
 
 from .kmeans import KMeansLabeler
 from .pca_binary import PcaBinaryLabeler

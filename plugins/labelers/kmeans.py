@@ -30,10 +30,10 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 
-from harness.errors import BadInputError
-from harness.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
+from harness.api.errors import BadInputError
+from harness.api.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
 
-from harness.label_diagnostics import cluster_sizes, size_warnings
+from harness.labels.diagnostics import cluster_sizes, size_warnings
 from .preprocess import apply_preprocess, check_features, check_preprocess
 
 Backend = Literal["sklearn", "faiss"]

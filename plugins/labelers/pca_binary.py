@@ -12,8 +12,8 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
-from harness.errors import BadInputError
-from harness.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
+from harness.api.errors import BadInputError
+from harness.api.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
 
 from .preprocess import apply_preprocess, check_features, check_preprocess, pca_project
 
@@ -25,7 +25,7 @@ class PcaBinaryLabeler(Labeler):
     description = "Owens et al.'s binary codes: top principal components thresholded at the median"
     output_kind: ClassVar = "bits"
     size_param: ClassVar = "bits"
-    #: parameters for harness.testing's conformance check (its 90 x 6 blobs allow 6 bits)
+    #: parameters for harness.api.testing's conformance check (its 90 x 6 blobs allow 6 bits)
     test_params: ClassVar[dict[str, Any]] = {"bits": 4}
 
     def __init__(self, *, bits: Annotated[int, Bounds(1, 4096)] = 30,

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from harness.errors import BadInputError
+from harness.api.errors import BadInputError
 
 Preprocess = Literal["none", "standardize", "pca_whiten", "l2"]
 PREPROCESS_CHOICES: tuple[str, ...] = get_args(Preprocess)

@@ -2,7 +2,7 @@
 ``harness[tensorboard]``; the class is listed without it and says what to install when
 a run asks for it)."""
 
-from harness.hookspecs import hookimpl
+from harness.api.hookspecs import hookimpl
 from harness_plugins.loggers.csv_logger import CsvLogger
 from harness_plugins.loggers.tensorboard_logger import TensorBoardLogger
 

@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from harness.interfaces import Logger
+from harness.api.interfaces import Logger
 
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
@@ -50,7 +50,7 @@ class CsvLogger(Logger):
         self._file.flush()
 
     def log_config(self, config: dict[str, Any]) -> None:
-        from harness.io import write_json
+        from harness.runtime.io import write_json
 
         path = self._folder / CONFIG_FILE
         write_json(path, config)

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInputError
-from harness.interfaces import Logger
+from harness.api.errors import BadInputError
+from harness.api.interfaces import Logger
 
 EVENT_GLOB = "events.out.tfevents.*"
 

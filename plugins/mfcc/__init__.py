@@ -4,7 +4,7 @@
 :mod:`.torch_mfcc` is the same pipeline in torch, used on a GPU.
 """
 
-from harness.hookspecs import hookimpl
+from harness.api.hookspecs import hookimpl
 
 from .representation import Mfcc, MfccConfig
 

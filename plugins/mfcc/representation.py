@@ -24,8 +24,8 @@ from typing import Annotated, Any, ClassVar
 import librosa
 import numpy as np
 
-from harness.errors import BadClipError, BadInputError
-from harness.interfaces import Bounds, SoundRepresentation
+from harness.api.errors import BadClipError, BadInputError
+from harness.api.interfaces import Bounds, SoundRepresentation
 
 #: the largest FFT, window, hop and frame count accepted (2^16 samples is 3 s at 21 kHz)
 _SAMPLES = Bounds(1, 1 << 16)

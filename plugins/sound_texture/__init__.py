@@ -6,7 +6,7 @@ Modules: :mod:`.filters` (cochlear and modulation filterbanks, Octave's resampli
 numpy/scipy version, the readable reference and the benchmark's baseline).
 """
 
-from harness.hookspecs import hookimpl
+from harness.api.hookspecs import hookimpl
 
 from .representation import SoundTexture
 

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.errors import BadClipError, BadInputError
-from harness.interfaces import SoundRepresentation
+from harness.api.errors import BadClipError, BadInputError
+from harness.api.interfaces import SoundRepresentation
 
 from .baseband import BasebandConfig, get_baseband_plan
 from .envelopes import EnvelopeConfig, envelopes, get_plan, resample_kernel

@@ -1,6 +1,6 @@
 """The plugin author's whole test: harness's conformance checks."""
 
-from harness.testing import check_repr
+from harness.api.testing import check_repr
 
 from harness_band_energy import BandEnergy
 

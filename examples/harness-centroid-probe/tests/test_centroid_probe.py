@@ -1,4 +1,4 @@
-from harness.testing import check_evaluator
+from harness.api.testing import check_evaluator
 
 from harness_centroid_probe import CentroidProbe
 

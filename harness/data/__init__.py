@@ -1,0 +1,1 @@
+"""Data in: clip datasets, VOC, the toy world, video ingest, AudioSet, audio, images and frames."""

@@ -1,0 +1,1 @@
+"""Evaluation: frozen layer features, average precision and the evaluation stage."""

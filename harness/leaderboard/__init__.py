@@ -1,0 +1,1 @@
+"""The leaderboard: rows and groups, statistics, tables, plots and pages from result records."""

@@ -1,0 +1,398 @@
+"""How a toy-world Table 1 is presented: a headline declared before the results, one world
+set per table, and intervals that resample worlds.
+
+Three rules, each a guard against a reading the numbers do not support:
+
+- **The headline is declared, not found.** :data:`HEADLINE` names the comparison the
+  index page leads with: the paper's own (sound pseudo-labels from k-means with k = 15,
+  AlexNet, MFCC and sound-texture statistics, each minus the random-init AlexNet, on every
+  world the table ran). It is taken from the paper, not from the rows, so the headline is
+  never a maximum over rows, however the rows come out.
+- **One world set per table.** Toy worlds differ in difficulty (the supervised − random
+  gap differs by several points between worlds), so a mean over worlds 0-2 and a mean
+  over world 0 alone are not one quantity. :func:`world_sets` splits a group's rows by the
+  set of worlds they ran; each set gets its own table, in which rows that ran more worlds
+  appear with their runs on that set only (:func:`restrict`).
+- **Intervals over what varies.** Over several worlds, :func:`over_worlds` resamples the
+  worlds (with replacement, the same draw for every row), then each row's runs within a
+  drawn world, then that world's test images (the image and run resamples of
+  :mod:`harness.leaderboard.bootstrap`). Recovered shares get the same interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from harness.leaderboard import bootstrap
+
+
+@dataclass(frozen=True)
+class HeadlineSpec:
+    """The comparison a toy board leads with (see :data:`HEADLINE`)."""
+
+    #: pseudo-label representations, each its own headline row
+    representations: tuple[str, ...] = ("mfcc", "sound_texture")
+    labeler: str = "kmeans"
+    k: int = 15
+    backbone: str = "alexnet"
+    #: the row each headline row is measured against
+    baseline: str = "random"
+
+    def matches(self, run: Any) -> bool:
+        """Whether ``run`` (a :class:`harness.leaderboard.board.Run`) is one of the headline's
+        sound rows."""
+        return (run.init == "sound" and run.repr_name in self.representations
+                and (run.labeler_name or "kmeans") == self.labeler and run.size_name == "k"
+                and run.k == self.k and run.backbone_name == self.backbone)
+
+    def sentence(self) -> str:
+        reps = " and ".join(f"`{r}`" for r in self.representations)
+        return (f"sound pseudo-labels ({self.labeler}, k = {self.k}) from {reps}, "
+                f"{self.backbone}, each minus the {self.baseline}-init {self.backbone} row, "
+                f"on every world the table ran")
+
+
+#: The index page's headline, fixed before looking at the rows: it is the paper's own
+#: comparison (its Table 1 rows for MFCC and sound texture statistics at k = 15 on AlexNet,
+#: against random AlexNet), which predates every toy result, so no measured number can
+#: move it; never chosen as the best of the measured rows.
+HEADLINE = HeadlineSpec()
+
+#: covers -> mark of an interval that resamples less than the table's standard (worlds,
+#: runs and test images over several worlds; runs and test images on one world)
+MARKS = {"worlds and test images": "‡", "test images": "‡",
+         "worlds and runs": "†", "runs": "†", "worlds": "†"}
+NOTES = {
+    "‡": ("‡ a single run on each world of the row (or of a row it is compared with): the "
+          "interval resamples test images (and worlds, over several) but not runs within a "
+          "world."),
+    "†": ("† no per-image test scores for the row (or for a row it is compared with): the "
+          "interval resamples runs within a world (and worlds, over several) but not test "
+          "images."),
+}
+#: the frozen-feature evaluators that return their headline layer's per-image test scores
+#: (plugins/evaluators/frozen_features.py); voc07_lowshot's figure averages sampled
+#: training sets and has none
+KEEPS_TEST_SCORES = ("linear_probe", "voc07_svm", "knn")
+
+
+def missing_scores_note(evaluator: str, missing: int, total: int) -> str:
+    """Why ``missing`` of the ``total`` runs of ``evaluator`` lack per-image test scores."""
+    if evaluator in KEEPS_TEST_SCORES:
+        return (f"{missing:,} of the {total:,} runs here were recorded before `{evaluator}` "
+                f"kept its per-image test scores, so their rows' intervals cannot resample "
+                f"the test images; newer records keep them.")
+    return (f"`{evaluator}` keeps no per-image test scores, so its intervals cannot resample "
+            f"the test images.")
+
+
+def world_set(row: Any, evaluators: Sequence[str]) -> frozenset[str]:
+    """The worlds on which ``row`` has runs of any of ``evaluators``."""
+    return frozenset(w for ev in evaluators for w in row.world_counts(ev))
+
+
+def world_sets(group: Any, evaluators: Sequence[str]) -> list[frozenset[str]]:
+    """The distinct world sets of the group's rows, the largest first (then by the worlds'
+    seeds), empty sets left out."""
+    seeds = {key: (seed if seed is not None else 0) for key, seed, _ in group.worlds}
+    sets = {world_set(row, evaluators) for row in group.rows} - {frozenset()}
+    return sorted(sets, key=lambda s: (-len(s), sorted(seeds.get(w, 0) for w in s)))
+
+
+def restrict(group: Any, worlds: frozenset[str], evaluators: Sequence[str]) -> Any:
+    """The group seen on ``worlds`` only: every row whose world set contains them, with its
+    runs there; a row that ran more worlds is labelled with the worlds it is shown on. The
+    view shares the group's image resamples and per-run replicates (same images, same
+    numbers), not its per-row caches."""
+    from harness.leaderboard.board import Group, Row
+
+    rows = []
+    for row in group.rows:
+        own = world_set(row, evaluators)
+        if not own or not worlds <= own:
+            continue
+        runs = [r for r in row.runs if r.world in worlds]
+        label = row.label if own == worlds else f"{row.label} · its {group.world_names(worlds)} runs"
+        rows.append(Row(runs=runs, superseded=row.superseded, label=label))
+    return Group(group.key, rows, _images=group._images, _run_reps=group._run_reps)
+
+
+# --------------------------------------------------------------------------- bootstrap
+def world_draws(worlds: Sequence[str], replicates: int = bootstrap.REPLICATES
+                ) -> np.ndarray | None:
+    """[R, W] indices of the worlds each replicate draws (with replacement), shared by
+    every row on these worlds; None for a single world (nothing to resample)."""
+    if len(worlds) < 2:
+        return None
+    rng = bootstrap.stream("worlds", *sorted(worlds))
+    return rng.integers(0, len(worlds), size=(replicates, len(worlds)))
+
+
+@dataclass
+class _Rows:
+    """Rows' per-world means as measured ([rows, W]) and under each replicate
+    ([rows, W, R]), on the same worlds."""
+
+    observed: np.ndarray
+    replicates: np.ndarray
+    images: bool
+    repeats: bool
+    worlds: list[str] = field(default_factory=list)
+
+
+def _gather(group: Any, rows: Sequence[Any], evaluator: str, worlds: Sequence[str]
+            ) -> _Rows | None:
+    worlds = sorted(worlds)
+    if any(set(worlds) - set(row.world_counts(evaluator)) for row in rows):
+        return None
+    images = all(row.has_scores(evaluator) for row in rows)
+    repeats = any(c > 1 for row in rows for w, c in row.world_counts(evaluator).items()
+                  if w in worlds)
+    observed = np.array([[row.world_mean(evaluator, w) for w in worlds] for row in rows])
+    reps = []
+    for row in rows:
+        per_world = group._world_replicates(row, evaluator, images)
+        reps.append(np.stack([per_world[w] for w in worlds]))
+    return _Rows(observed, np.stack(reps), images, repeats, worlds)
+
+
+def _over(values: np.ndarray, draws: np.ndarray | None) -> np.ndarray:
+    """[rows, W, R] -> [rows, R]: each replicate's mean over the worlds it drew."""
+    if draws is None:
+        return values.mean(axis=1)
+    r = np.arange(values.shape[2])
+    return values[:, draws.T, r].mean(axis=1)
+
+
+def _covers(data: _Rows) -> str:
+    multi = len(data.worlds) > 1
+    if data.images:
+        what = "runs and test images" if data.repeats else "test images"
+    else:
+        what = "runs" if data.repeats else ""
+    if multi:
+        return f"worlds, {what}" if what == "runs and test images" else (
+            f"worlds and {what}" if what else "worlds")
+    return what
+
+
+def over_worlds(group: Any, evaluator: str, worlds: Sequence[str], rows: Sequence[Any],
+                statistic: Callable[[np.ndarray], np.ndarray]
+                ) -> "bootstrap.Interval | None":
+    """``statistic`` of the rows' means over ``worlds`` (each world weighing the same), with
+    its 95% interval: worlds drawn with replacement (:func:`world_draws`), then each row's
+    runs within a world, then the world's test images. ``statistic`` maps an array whose
+    first axis is the rows to the figure (e.g. ``lambda m: m[0] - m[1]``). None when a row
+    has no run on one of the worlds."""
+    data = _gather(group, rows, evaluator, worlds)
+    if data is None:
+        return None
+    estimate = float(statistic(data.observed.mean(axis=1)))
+    covers = _covers(data)
+    n = int(min(sum(c for w, c in row.world_counts(evaluator).items() if w in worlds)
+                for row in rows))
+    if not covers:
+        return bootstrap.Interval(estimate, None, None, n, "")
+    reps = statistic(_over(data.replicates, world_draws(data.worlds)))
+    lo, hi = bootstrap.interval(estimate, reps, data.images)
+    return bootstrap.Interval(estimate, lo, hi, n, covers)
+
+
+def value(group, row, evaluator, worlds):
+    """The row's mean over ``worlds`` with its interval."""
+    return over_worlds(group, evaluator, worlds, [row], lambda m: m[0])
+
+
+def gain(group, row, base, evaluator, worlds):
+    """``row`` minus ``base`` (paired: same worlds, same image resamples)."""
+    if row is base:
+        return bootstrap.Interval(0.0, None, None, 0, "baseline")
+    return over_worlds(group, evaluator, worlds, [row, base], lambda m: m[0] - m[1])
+
+
+def share(group, row, lo, hi, evaluator, worlds):
+    """The recovered share ``(row − lo) / (hi − lo)`` in percent, with its interval."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return over_worlds(group, evaluator, worlds, [row, lo, hi],
+                           lambda m: 100.0 * (m[0] - m[1]) / (m[2] - m[1]))
+
+
+def resampling_bias(group: Any, evaluator: str, worlds: Sequence[str]) -> float | None:
+    """How far AP under resampled test images reads above AP as measured: the mean over
+    the rows with per-image scores of (mean replicate − figure as measured), in points;
+    None when no row has per-image scores."""
+    gaps = []
+    for row in group.rows:
+        data = _gather(group, [row], evaluator, worlds)
+        if data is None or not data.images:
+            continue
+        gaps.append(float(np.nanmean(_over(data.replicates, None)[0]))
+                    - float(data.observed.mean()))
+    return float(np.mean(gaps)) if gaps else None
+
+
+# --------------------------------------------------------------------------- cells
+def cell(iv: "bootstrap.Interval | None", marks: set[str], signed: bool = False,
+         unit: str = "") -> str:
+    """``mean [lo, hi]`` with the marks of :data:`MARKS` (collected into ``marks``) and the
+    leaderboard's mark of an interval that misses its point."""
+    from harness.leaderboard.board import DASH, EXCLUDES_MARK
+
+    if iv is None:
+        return DASH
+    fmt = (lambda x: f"{x:+.1f}{unit}") if signed else (
+        (lambda x: f"{x:.0f}{unit}") if unit else (lambda x: f"{x:.1f}"))
+    if not np.isfinite(iv.mean):
+        return DASH
+    if iv.covers == "baseline":
+        return fmt(iv.mean)
+    if not iv.has_interval:
+        return fmt(iv.mean)
+    mark = MARKS.get(iv.covers, "")
+    if mark:
+        marks.add(mark)
+    outside = "" if iv.lo <= iv.mean <= iv.hi else EXCLUDES_MARK
+    if outside:
+        marks.add(outside)
+    return f"{fmt(iv.mean)} [{fmt(iv.lo)}, {fmt(iv.hi)}]{mark}{outside}"
+
+
+# --------------------------------------------------------------------------- tables
+def views(group: Any, evaluators: Sequence[str] | None = None
+          ) -> list[tuple[frozenset[str] | None, Any]]:
+    """The group as tables of one world set each: ``[(None, group)]`` when every row ran
+    the same worlds, else one (world set, restricted group) per set, the largest first
+    (world sets of ``evaluators``' runs; Table 1's pair by default)."""
+    from harness.leaderboard.board import PANELS
+
+    evs = list(evaluators or PANELS.values())
+    sets = world_sets(group, evs)
+    if len(sets) < 2:
+        return [(None, group)]
+    return [(s, restrict(group, s, evs)) for s in sets]
+
+
+def _table1_rows(sub: Any, worlds: Sequence[str], marks: set[str]) -> list[list[str]]:
+    from harness.leaderboard.board import ALL, HEAD
+
+    out = []
+    for row in sub.rows:
+        sound = row.first.init not in ("random", "supervised")     # sound or imported
+        lo, hi = sub.baseline(row, "random"), sub.baseline(row, "supervised")
+        source = "imported" if row.first.init == "imported" else "measured"
+        cells = [row.label, source, cell(value(sub, row, HEAD, worlds), marks),
+                 cell(value(sub, row, ALL, worlds), marks), str(len(row.runs))]
+        for ev in (HEAD, ALL):
+            if not sound:
+                cells.append("(reference)" if row.first.init == "supervised" else "(baseline)")
+            elif lo is None or hi is None:
+                cells.append(_dash())
+            else:
+                cells.append(cell(share(sub, row, lo, hi, ev, worlds), marks, unit="%"))
+        for ev in (HEAD, ALL):
+            cells.append(_dash() if lo is None else cell(gain(sub, row, lo, ev, worlds), marks,
+                                                         signed=True))
+        out.append(cells)
+    return out
+
+
+def _dash() -> str:
+    from harness.leaderboard.board import DASH
+
+    return DASH
+
+
+def _worlds_of(sub: Any) -> list[str]:
+    return sorted({r.world for row in sub.rows for r in row.runs})
+
+
+def interval_sentence(n_worlds: int) -> str:
+    """What an interval of these tables covers, in one sentence."""
+    if n_worlds > 1:
+        return (f"Each interval is a 95% bootstrap interval ({bootstrap.REPLICATES:,} "
+                f"replicates, seed {bootstrap.SEED}) that resamples, in this order, the "
+                f"table's {n_worlds} worlds (with replacement, the same draw for every row), "
+                f"each row's runs within a drawn world, and that world's test images (the "
+                f"same image draw for every row, so differences and shares are paired); a "
+                f"row's figure is the mean of its per-world means, each world weighing the "
+                f"same."
+                + (f" With only {n_worlds} worlds, resampling them is coarse and tends to "
+                   f"understate how much another world could differ: the per-world tables "
+                   f"below show each world's figure." if n_worlds < 5 else ""))
+    return (f"Each interval is a 95% bootstrap interval ({bootstrap.REPLICATES:,} replicates, "
+            f"seed {bootstrap.SEED}) that resamples each row's runs on this world and the "
+            f"world's test images (the same image draw for every row, so differences and "
+            f"shares are paired); it cannot say how another world would come out.")
+
+
+def table1_section(group: Any) -> tuple[list[str], set[str]]:
+    """The lines of a toy group's Table 1 section: one table per world set, the bias and
+    coverage sentences beside the first; and the marks used."""
+    from harness.leaderboard.board import HEAD, _table
+
+    headers = ["method", "source", "Head mAP [95% CI]", "All mAP [95% CI]", "runs",
+               "Head recovered [95% CI]", "All recovered [95% CI]",
+               "Head − random [95% CI]", "All − random [95% CI]"]
+    marks: set[str] = set()
+    lines: list[str] = []
+    parts = views(group)
+    for i, (worlds, sub) in enumerate(parts):
+        ws = _worlds_of(sub)
+        names = group.world_names(ws) or "its world"
+        if i == 0:
+            lines += [f"Rows run on {names}: every figure below is over exactly these "
+                      f"world(s). " + interval_sentence(len(ws)), ""]
+        else:
+            lines += [f"### On {names} only: Head and All mAP", "",
+                      f"Rows run on {names} only (not on the other worlds), beside the "
+                      f"{names} runs of the rows run on more worlds (labelled \"its {names} "
+                      f"runs\"): their means, shares and differences here are over {names} "
+                      f"alone, never pooled with other worlds. " + interval_sentence(len(ws)),
+                      ""]
+        lines += [_table(headers, _table1_rows(sub, ws, marks), numeric_from=2), ""]
+        if i == 0:
+            bias = resampling_bias(sub, HEAD, ws)
+            if bias is not None:
+                lines += [f"The intervals sit mostly below their means, on purpose: AP on a "
+                          f"resampled test set reads high (an image drawn twice adds its "
+                          f"precision twice); on this table the resampled Head mAP averages "
+                          f"{bias:+.1f} points against the figure as measured, so each "
+                          f"interval is the basic bootstrap interval, the replicates' spread "
+                          f"reflected about the measured figure, which moves it down by about "
+                          f"that much.", ""]
+    return lines, marks
+
+
+def mark_notes(marks: set[str]) -> list[str]:
+    """The sentences that explain ``marks`` (this module's and the excluded-point mark)."""
+    from harness.leaderboard.board import EXCLUDES_MARK, EXCLUDES_NOTE
+
+    out = [NOTES[m] for m in ("‡", "†") if m in marks]
+    if EXCLUDES_MARK in marks:
+        out.append(EXCLUDES_NOTE)
+    return out
+
+
+def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any]]:
+    """The declared headline rows of a group: (row, worlds, Head − random, All − random,
+    Head recovered), each on the worlds the row ran (the headline asks for every world:
+    the index names the worlds it got)."""
+    from harness.leaderboard.board import ALL, HEAD, PANELS
+
+    evs = list(PANELS.values())
+    out = []
+    for row in group.rows:
+        if not HEADLINE.matches(row.first):
+            continue
+        worlds = world_set(row, evs)
+        sub = restrict(group, worlds, evs)
+        (mine,) = [r for r in sub.rows if r.first.row_key == row.first.row_key]
+        base, top = sub.baseline(mine, HEADLINE.baseline), sub.baseline(mine, "supervised")
+        ws = sorted(worlds)
+        ivs = [None if base is None else gain(sub, mine, base, ev, ws) for ev in (HEAD, ALL)]
+        rec = None if base is None or top is None else share(sub, mine, base, top, HEAD, ws)
+        out.append((row, worlds, *ivs, rec))
+    return out

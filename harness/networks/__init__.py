@@ -1,0 +1,1 @@
+"""Networks between stages: the backbone shape, the checkpoint format, foreign weights."""

@@ -1,0 +1,1 @@
+"""Pretext training: a backbone learns to predict each frame's sound pseudo-label."""

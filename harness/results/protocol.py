@@ -1,0 +1,250 @@
+"""The frozen protocol: what a test-split result must have been made under to be shown.
+
+A record's **protocol fingerprint**, per evaluator, is a digest of
+
+- the evaluator's name and the ``protocol`` dict it recorded, seeds removed (every
+  setting that determines its result, e.g. iterations, learning-rate steps, crops);
+- the run profile's name;
+- the downstream data's recipe: its kind, and for a toy VOC the world version, the split
+  sizes, a digest of the world's configuration and the sealed test seed (the test seed
+  minus the world seed: the profile's ``toy_test_seed``, the same for every world).
+
+``leaderboards/PROTOCOL.json`` holds the fingerprints the code produced when the protocol
+was frozen (``harness leaderboard --freeze``), with the protocol dicts themselves, the
+date and the commit. A record is *current* when every one of its evaluators' fingerprints
+is a frozen one; the live leaderboard shows current records only, and ``harness
+leaderboard --archive-superseded`` moves the others to ``leaderboards/archive/``.
+Without a PROTOCOL.json (a fresh results folder of one's own) every record is current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from harness.api.errors import BadInputError
+from harness.pipeline.run import DEFAULT_EVALUATORS
+
+#: file name of the frozen protocol, in the leaderboard's folder
+PROTOCOL_FILE = "PROTOCOL.json"
+SCHEMA = "harness-protocol/1"
+#: the evaluators frozen unless others are named (Table 1's Head and All)
+_SEED_KEYS = {"seed", "random_state"}
+
+
+def strip_seeds(obj: Any, keys: Iterable[str] = _SEED_KEYS) -> Any:
+    """``obj`` without the entries named in ``keys``, at every depth (seeds do not change
+    what a protocol or a row is)."""
+    keys = frozenset(keys)
+    if isinstance(obj, dict):
+        return {k: strip_seeds(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [strip_seeds(v, keys) for v in obj]
+    return obj
+
+
+def digest(obj: Any) -> str:
+    """sha256 of ``obj``'s canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def data_recipe(downstream: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a record's ``downstream`` section that the protocol fixes (no world
+    seed, no path): kind, world version, split sizes, world configuration, sealed seed."""
+    world, test = downstream.get("world_seed"), downstream.get("test_seed")
+    return {"kind": downstream.get("kind"), "world_version": downstream.get("world_version"),
+            "n_trainval": downstream.get("n_trainval"), "n_test": downstream.get("n_test"),
+            "toy_config": downstream.get("toy_config"),
+            "test_seed": test - world if test is not None and world is not None else test}
+
+
+def evaluator_fingerprint(evaluator: str, protocol: Mapping[str, Any], profile: str,
+                          recipe: Mapping[str, Any]) -> str:
+    """The protocol fingerprint of one evaluator's result (see the module docstring)."""
+    return digest({"evaluator": evaluator, "protocol": strip_seeds(dict(protocol)),
+                    "profile": profile, "data": dict(recipe)})
+
+
+def record_fingerprints(record: Mapping[str, Any]) -> dict[str, str]:
+    """Evaluator name -> protocol fingerprint, for every evaluator of ``record``."""
+    from harness.results.records import metrics_entries
+
+    recipe = data_recipe(record["downstream"])
+    return {name: evaluator_fingerprint(name, m["protocol"], record["config"]["profile"],
+                                        recipe)
+            for name, m in sorted(metrics_entries(record).items())}
+
+
+def record_fingerprint(record: Mapping[str, Any]) -> str:
+    """One digest of all of a record's evaluator fingerprints (shown in the archive)."""
+    return digest(record_fingerprints(record))
+
+
+@dataclass
+class FrozenProtocol:
+    """The content of PROTOCOL.json."""
+
+    profile: str
+    #: the data recipe (:func:`data_recipe`) every current record has
+    data: dict[str, Any]
+    #: evaluator name -> {"params", "protocol" (seeds removed), "fingerprint"}
+    evaluators: dict[str, dict[str, Any]]
+    frozen_at: str = ""
+    commit: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def test_seed(self) -> int | None:
+        """The sealed test seed (world 0's; world ``w`` draws its test split from it + w)."""
+        return self.data.get("test_seed")
+
+    def fingerprints(self) -> dict[str, str]:
+        return {name: e["fingerprint"] for name, e in sorted(self.evaluators.items())}
+
+    def is_current(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` ran exactly the frozen evaluators, each under its frozen
+        protocol (a record missing one would leave a gap in that evaluator's table)."""
+        frozen, mine = self.fingerprints(), record_fingerprints(record)
+        return set(mine) == set(frozen) and all(frozen[name] == fp for name, fp in mine.items())
+
+    def why_superseded(self, record: Mapping[str, Any]) -> str:
+        """What differs between ``record`` and the frozen protocol, in a few words."""
+        from harness.results.records import metrics_entries
+
+        if self.is_current(record):
+            return ""
+        reasons = []
+        recipe = data_recipe(record["downstream"])
+        if recipe.get("test_seed") is None and self.test_seed is not None:
+            reasons.append("no sealed test split (made before it)")
+        changed = sorted(k for k in self.data if k != "test_seed"
+                         and recipe.get(k) != self.data[k])
+        if recipe.get("test_seed") is not None and recipe["test_seed"] != self.test_seed:
+            changed.append("test seed")
+        if record["config"]["profile"] != self.profile:
+            changed.append("profile")
+        if changed and recipe.get("world_version") is not None:
+            reasons.append("data: " + ", ".join(changed) + " differ")
+        elif "profile" in changed:
+            reasons.append("profile differs")
+        entries = metrics_entries(record)
+        missing = sorted(set(self.evaluators) - set(entries))
+        if missing:
+            reasons.append("no " + ", ".join(missing))
+        for name, m in sorted(entries.items()):
+            frozen = self.evaluators.get(name)
+            if frozen is None:
+                reasons.append(f"{name} is not in the frozen protocol")
+                continue
+            mine = strip_seeds(dict(m["protocol"]))
+            keys = sorted(k for k in set(mine) | set(frozen["protocol"])
+                          if mine.get(k) != frozen["protocol"].get(k))
+            if keys:
+                shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6
+                                               else "")
+                reasons.append(f"{name} protocol: {shown}")
+        return "; ".join(reasons) or "protocol fingerprint differs"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "frozen_at": self.frozen_at, "commit": self.commit,
+                "profile": self.profile, "test_seed": self.test_seed, "data": self.data,
+                "evaluators": self.evaluators, "notes": self.notes}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str | os.PathLike) -> "FrozenProtocol":
+        try:
+            if data.get("schema") != SCHEMA:
+                raise ValueError(f"schema is {data.get('schema')!r}, not {SCHEMA!r}")
+            evaluators = {str(k): dict(v) for k, v in data["evaluators"].items()}
+            for name, e in evaluators.items():
+                if not isinstance(e.get("fingerprint"), str) or not isinstance(
+                        e.get("protocol"), dict):
+                    raise ValueError(f"evaluator {name!r} lacks a fingerprint or protocol")
+            return cls(profile=str(data["profile"]), data=dict(data["data"]),
+                       evaluators=evaluators, frozen_at=str(data.get("frozen_at", "")),
+                       commit=data.get("commit"), notes=list(data.get("notes") or []))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInputError(f"{source}: not a frozen protocol file ({exc})") from None
+
+
+def current_protocol(profile_name: str, evaluators: Iterable[str] = DEFAULT_EVALUATORS,
+                     params: Mapping[str, Mapping[str, Any]] | None = None) -> FrozenProtocol:
+    """The protocol the code gives now, for the profile's toy VOC and the named evaluators
+    with their default parameters (or ``params[name]``); not yet dated."""
+    from harness.runtime.cache import hash_params
+    from harness.api.registry import default_registry
+    from harness.profiles import get_profile
+    from harness.data.toy import WORLD_VERSION, ToyConfig
+
+    profile = get_profile(profile_name)
+    data = {"kind": "toy-voc", "world_version": WORLD_VERSION,
+            "n_trainval": profile.toy_voc_images[0], "n_test": profile.toy_voc_images[1],
+            "toy_config": hash_params(ToyConfig().to_dict()),
+            "test_seed": profile.toy_test_seed}
+    frozen = {}
+    registry = default_registry()
+    for name in evaluators:
+        given = dict((params or {}).get(name, {}))
+        ev = registry.create("evaluator", name, **given)
+        protocol = ev.planned_protocol(profile.name, 0)
+        if protocol is None:
+            raise BadInputError(f"evaluator {name!r} cannot say its protocol without running "
+                                f"(its planned_protocol() returns None); it cannot be frozen")
+        from harness.results.records import to_jsonable
+
+        protocol = strip_seeds(to_jsonable(protocol))
+        frozen[name] = {"params": to_jsonable(given), "protocol": protocol,
+                        "fingerprint": evaluator_fingerprint(name, protocol, profile.name,
+                                                             data)}
+    return FrozenProtocol(profile=profile.name, data=data, evaluators=frozen)
+
+
+def frozen_for_results(results: str | os.PathLike) -> tuple[Path, FrozenProtocol] | None:
+    """The frozen protocol that governs a results folder: ``PROTOCOL.json`` beside it (the
+    leaderboard's layout, ``leaderboards/results`` and ``leaderboards/PROTOCOL.json``)."""
+    path = Path(results).parent / PROTOCOL_FILE
+    frozen = read_frozen(path)
+    return None if frozen is None else (path, frozen)
+
+
+def read_frozen(path: str | os.PathLike) -> FrozenProtocol | None:
+    """The frozen protocol in ``path`` (None if there is no such file)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path}: cannot read the frozen protocol: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: not a frozen protocol file (not a JSON object)")
+    return FrozenProtocol.from_json(data, path)
+
+
+def write_frozen(path: str | os.PathLike, frozen: FrozenProtocol) -> None:
+    """Write PROTOCOL.json atomically."""
+    from harness.runtime.io import write_text
+
+    write_text(path, json.dumps(frozen.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def code_drift(frozen: FrozenProtocol) -> list[str]:
+    """How the code's protocol now differs from the frozen one (empty: it does not)."""
+    now = current_protocol(frozen.profile, list(frozen.evaluators),
+                           {n: e.get("params") or {} for n, e in frozen.evaluators.items()})
+    problems = []
+    if now.data != frozen.data:
+        keys = sorted(k for k in set(now.data) | set(frozen.data)
+                      if now.data.get(k) != frozen.data.get(k))
+        problems.append(f"the toy VOC recipe differs ({', '.join(keys)})")
+    for name, e in sorted(frozen.evaluators.items()):
+        if now.evaluators[name]["fingerprint"] != e["fingerprint"]:
+            p_now, p_then = now.evaluators[name]["protocol"], e["protocol"]
+            keys = sorted(k for k in set(p_now) | set(p_then) if p_now.get(k) != p_then.get(k))
+            problems.append(f"{name}'s protocol differs ({', '.join(keys) or 'fingerprint'})")
+    return problems
