@@ -122,7 +122,7 @@ def test_paper_alexnet_krahenbuhl_on_gpu(benchmark, machine, evaluator):
 def test_toy_both_evaluators_on_cpu(benchmark, machine):
     from harness.networks.checkpoint import load_pretrained
     from harness.cli.evaluate import default_toy_voc
-    from harness.pipeline.run import PROFILES
+    from harness.profiles import PROFILES
     from harness.api.registry import create
 
     voc = default_toy_voc(PROFILES["toy"], progress=False)

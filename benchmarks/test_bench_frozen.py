@@ -99,7 +99,7 @@ def test_toy_evaluators_from_a_checkpoint(tmp_path):
     from harness.networks.checkpoint import load_pretrained
     from harness.evaluation.layer_features import FrozenConfig, split_features
     from harness.api.interfaces import EvalContext
-    from harness.pipeline.run import toy_voc
+    from harness.pipeline.data_stage import toy_voc
     from harness.api.registry import default_registry
 
     voc = toy_voc(0, (1000, 1000), False)
@@ -124,7 +124,8 @@ def test_monitor_overhead(tmp_path, monkeypatch):
     epochs: 2 evaluations here, 9 in the toy profile's 90; the one-off decoding of the
     1,000 VOC images weighs more in 20 epochs than in 90, so the figure is an upper bound)."""
     from harness.pretext.monitor import EVERY as every
-    from harness.pipeline.run import RunConfig, run
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.run import run
 
     monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))   # nothing cached before

@@ -52,7 +52,9 @@ def test_local_jobs_against_inline_runs_per_hour(tmp_path, monkeypatch):
 
     from harness.runtime.devices import torch_threads
     from harness.launch import LaunchOptions, launch
-    from harness.pipeline.run import RunConfig, profile_toy_voc, sweep, toy_clips
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.data_stage import profile_toy_voc, toy_clips
+    from harness.pipeline.sweep import sweep
 
     def fresh_cache(name: str) -> Path:
         cache = tmp_path / name

@@ -9,7 +9,7 @@ cache. The figure is frames/s per worker, set against what one H100 consumes at 
 pretext targets (AlexNet 15,000 and ResNet-18 7,000 images/s at 224 px): the workers a
 GPU needs. A store larger than RAM is read from disk instead, and then the disk's rate
 (bytes/s / 196,608 bytes per frame) bounds the stream whatever the worker count.
-Figures: benchmarks/README.md (section "Pretext training", streaming).
+Figures: benchmarks/README.md (section "GPU check"; LOG.md, 2026-12-06).
 """
 
 from __future__ import annotations

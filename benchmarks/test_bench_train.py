@@ -36,7 +36,8 @@ from PIL import Image
 
 from harness.data.clips import ClipDataset, write_dataset
 from harness.data.framestore import store_path
-from harness.pretext.train import PretrainConfig, pretrain
+from harness.pretext.config import PretrainConfig
+from harness.pretext.train import pretrain
 
 CLUSTERS = 15
 #: torch threads for the CPU cases (default: torch's choice, all cores)

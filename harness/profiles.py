@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from harness.pretext.augment import AugmentConfig
+from harness.pretext.config import AugmentConfig
 from harness.api.errors import BadInputError
 
 
@@ -71,10 +71,15 @@ class Profile:
     pretext_epochs: int
     pretext_batch_size: int
     pretext_lr: float
+    #: the pretext training's augmentation (every field spelled out: this is its home)
+    pretext_augment: AugmentConfig
     #: backbone parameters this profile sets, by backbone name
     backbone_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: the pretext training's augmentation
-    pretext_augment: AugmentConfig = AugmentConfig()
+    #: AdamW's weight decay, the one-cycle's share of steps rising to the peak rate, and
+    #: the share of clips held out to validate the pretext (the same in every profile)
+    pretext_weight_decay: float = 0.01
+    pretext_pct_start: float = 0.3
+    pretext_val_fraction: float = 0.1
     #: steps of linear warm-up in front of the one-cycle schedule (0: none;
     #: :class:`harness.pretext.train.WarmOneCycleLR`)
     pretext_warmup_steps: int = 0
@@ -89,6 +94,9 @@ class Profile:
     #: the toy VOC's sealed test split is drawn from this seed plus the world seed (a seed
     #: no choice was ever made on); None draws it from the trainval seed
     toy_test_seed: int | None = None
+    #: the toy world's preset and knobs, ``{"preset": NAME, KNOB: VALUE}`` (empty: the
+    #: oracle preset; docs/toy-worlds.md); the toy VOC is the same under every preset
+    toy_world: dict[str, Any] = field(default_factory=dict)
 
     def backbone_params_for(self, backbone: str) -> dict[str, Any]:
         """The parameters this profile gives ``backbone`` (empty for one it does not name)."""
@@ -98,13 +106,14 @@ class Profile:
 #: the toy Head schedule: the length at which a random-initialisation row stops rising on
 #: train -> val (doubling it adds under 0.5 mAP). Random AlexNet under the protocol of
 #: plugins/evaluators/protocol.py (seed 0, world 0, bf16): 31.5 / 33.0 / 34.4 / 34.4 mAP at
-#: 8k / 16k / 32k / 64k (benchmarks/README.md, "Session 6")
+#: 8k / 16k / 32k / 64k (benchmarks/LOG.md, 2026-12-02, "The "Head" length re-checked")
 HEAD_ITERATIONS_TOY = 32000
 
 #: the toy All schedule, chosen by the same rule on train -> val (seed 0, world 0, the
 #: protocol of plugins/evaluators/protocol.py, bf16): random AlexNet 30.7 / 34.6 / 37.3 /
 #: 38.9 / 37.3 mAP at 1.2k / 2.4k / 4.8k / 9.6k / 19.2k (doubling 9.6k adds nothing);
-#: supervised 47.5 / 47.6 / 46.7 at 2.4k / 4.8k / 9.6k; benchmarks/README.md has the curve
+#: supervised 47.5 / 47.6 / 46.7 at 2.4k / 4.8k / 9.6k (benchmarks/LOG.md, 2026-12-02, "The
+#: frozen toy protocol and how each setting was chosen")
 ALL_ITERATIONS_TOY = 9600
 
 PROFILES: dict[str, Profile] = {
@@ -112,8 +121,8 @@ PROFILES: dict[str, Profile] = {
     # 36 times into fc6 (36x fc6's effective learning rate: lr 0.01 collapsed to the
     # majority class in a test run). pool=1 sees the same information; fc6-fc7 of 1,024
     # units cost 20x less per step than 4,096 on a CPU. The pretext schedule was chosen on
-    # pretext validation accuracy and VOC train -> val (never test; benchmarks/README.md has
-    # the figures): lr 0.01 stalled at 13% cluster accuracy, 0.001 reached 35-40%; batch 16
+    # pretext validation accuracy and VOC train -> val (never test; benchmarks/LOG.md has
+    # the figures, 2026-11-25 and 2026-12-01): lr 0.01 stalled at 13% cluster accuracy, 0.001 reached 35-40%; batch 16
     # (4x the optimizer steps of batch 64 for 25% more time per epoch) and a gentler
     # augmentation (crops of at least 40% of the frame, so that they rarely cut out the
     # small objects the sound label is about; saturation 0.2 and no hue shift, so that
@@ -123,7 +132,9 @@ PROFILES: dict[str, Profile] = {
         name="toy", toy_clips=1000, toy_voc_images=(1000, 1000), image_size=64,
         pretext_epochs=90, pretext_batch_size=16, pretext_lr=0.001,
         backbone_params={"alexnet": {"pool": 1, "fc_units": 1024}},
-        pretext_augment=AugmentConfig(crop_scale=(0.4, 1.0), saturation=0.2, hue=0.0),
+        pretext_augment=AugmentConfig(crop_scale=(0.4, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                                      flip=0.5, brightness=0.4, contrast=0.4,
+                                      saturation=0.2, hue=0.0),
         evaluation=EvalScaling(
             head_iterations=HEAD_ITERATIONS_TOY, all_iterations=ALL_ITERATIONS_TOY, crop_size=64,
             rescale_to_voc_geometry=True, head_views=10,
@@ -151,10 +162,48 @@ PROFILES: dict[str, Profile] = {
         name="paper", toy_clips=1000, toy_voc_images=(1000, 1000), image_size=224,
         pretext_epochs=200, pretext_batch_size=256, pretext_lr=3e-4,
         pretext_store_size=256,
+        # crops of 20-100% of the frame and ColorJitter(0.4, 0.4, 0.4, 0.1)
+        pretext_augment=AugmentConfig(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                                      flip=0.5, brightness=0.4, contrast=0.4,
+                                      saturation=0.4, hue=0.1),
         cpu_images_per_s={"alexnet": 50.0, "resnet18": 24.0},
         evaluation=EvalScaling(frozen_storage="float32",
                                description="the preset at full length on real VOC2007")),
 }
+
+
+#: the profile a command uses when none is named, and whose values the pretext's typed
+#: settings (:class:`harness.pretext.config.PretrainConfig`) default to
+DEFAULT_PROFILE = "toy"
+
+# The plugins and settings a run uses unless told otherwise (harness.pipeline.config.RunConfig
+# and the CLI's options read them here). The core names plugins only in this block.
+#: what a run initialises its network from (one of harness.results.schema.INITS)
+DEFAULT_INIT = "sound"
+#: the sound representation, labeler and backbone of a run
+DEFAULT_REPR = "mfcc"
+DEFAULT_LABELER = "kmeans"
+DEFAULT_BACKBONE = "alexnet"
+#: the downstream evaluators of a run: Table 1's Head and All
+DEFAULT_EVALUATORS: tuple[str, ...] = ("voc07_linear", "voc07_full")
+#: the column each of them heads in the Table-1 row a run prints
+TABLE1_LABELS = {"voc07_linear": "Head mAP", "voc07_full": "All mAP"}
+#: the evaluators that keep their headline layer's per-image test scores (the frozen-feature
+#: ones; voc07_lowshot's figure averages sampled training sets and has none): the
+#: leaderboard says that their runs without such scores were recorded before they kept them
+EVALUATORS_WITH_TEST_SCORES: tuple[str, ...] = ("linear_probe", "voc07_svm", "knn")
+#: a run's seed, the toy world's seed, its device and the folder its record goes in
+DEFAULT_SEED = 0
+DEFAULT_WORLD_SEED = 0
+DEFAULT_DEVICE = "auto"
+DEFAULT_RESULTS = "results"
+#: epochs between a pretext monitor's evaluations (:mod:`harness.pretext.monitor`): 9 in
+#: the toy profile's 90 epochs, about 7% of the pretext stage on two cores
+#: (benchmarks/README.md, "Frozen-feature evaluation")
+MONITOR_EVERY = 10
+#: the declared size of a pooled layer in frozen-feature evaluation (DeepCluster
+#: eval_linear.py lines 163-181; :mod:`harness.evaluation.layer_features` pools to it)
+FROZEN_TARGET_VALUES = 9216
 
 
 def get_profile(name: str | ProfileName) -> Profile:
@@ -166,7 +215,7 @@ def get_profile(name: str | ProfileName) -> Profile:
 
 
 def pretrain_settings(profile: Profile, backbone: str) -> dict[str, Any]:
-    """The :class:`harness.pretext.train.PretrainConfig` fields this profile sets for ``backbone``.
+    """The :class:`harness.pretext.config.PretrainConfig` fields this profile sets for ``backbone``.
 
     ``harness run`` and ``harness pretrain`` both start from these, so the two train alike.
     """
@@ -175,11 +224,14 @@ def pretrain_settings(profile: Profile, backbone: str) -> dict[str, Any]:
             "augment": profile.pretext_augment,
             "warmup_steps": profile.pretext_warmup_steps,
             "store_size": profile.pretext_store_size,
+            "weight_decay": profile.pretext_weight_decay,
+            "pct_start": profile.pretext_pct_start,
+            "val_fraction": profile.pretext_val_fraction,
             "backbone_params": profile.backbone_params_for(backbone)}
 
 
 def cpu_estimate(profile: Profile, backbone: str, *, clips: int, epochs: int | None = None,
-                 image_size: int | None = None, val_fraction: float = 0.1,
+                 image_size: int | None = None, val_fraction: float | None = None,
                  threads: int | None = None) -> str | None:
     """One line saying how long ``profile``'s pretext would train on this CPU, or None for a
     profile that declares no CPU rate (the toy one: its whole run takes minutes).
@@ -193,6 +245,8 @@ def cpu_estimate(profile: Profile, backbone: str, *, clips: int, epochs: int | N
         return None
     epochs = epochs or profile.pretext_epochs
     size = image_size or profile.image_size
+    if val_fraction is None:
+        val_fraction = profile.pretext_val_fraction
     train = max(1, round(clips * (1 - val_fraction)))
     head = f"{profile.name} profile on CPU: "
     advice = "; use a GPU or --epochs"

@@ -11,7 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from harness.leaderboard import board as lb
+from harness.leaderboard.writing import ARCHIVE_PAGE, INDEX
 from harness.results import records
 from harness.results.archive import move_to_archive
 from harness.cli import app
@@ -167,7 +167,7 @@ def test_cli_freeze_archive_check(tmp_path, frozen):
 
     # the superseded record is not shown, and --check says it must be archived
     assert runner.invoke(app, args).exit_code == 0
-    index = (out / lb.INDEX).read_text()
+    index = (out / INDEX).read_text()
     assert "1 record(s) in `results/` were made under another protocol" in index
     res = runner.invoke(app, [*args, "--check"])
     assert res.exit_code == 1 and "not under the frozen protocol" in res.output
@@ -179,14 +179,14 @@ def test_cli_freeze_archive_check(tmp_path, frozen):
     assert (out / "archive" / old_pair[0]["test_scores"]["file"]).is_file()
     assert len(list(results.glob("*.json"))) == len(current)
     assert runner.invoke(app, [*args, "--check"]).exit_code == 0
-    page = (out / lb.ARCHIVE_PAGE).read_text()
+    page = (out / ARCHIVE_PAGE).read_text()
     assert old_pair[0]["run_id"] in page and "no sealed test split" in page
-    assert "archive/README.md" in (out / lb.INDEX).read_text()
+    assert "archive/README.md" in (out / INDEX).read_text()
     live = next(p for p in out.glob("toy-voc*.md")).read_text()
     assert old_pair[0]["run_id"] not in live and current[0][0]["run_id"] in live
 
     # a stale archive page, and a frozen protocol the code no longer gives, fail --check
-    (out / lb.ARCHIVE_PAGE).write_text(page + "edited\n")
+    (out / ARCHIVE_PAGE).write_text(page + "edited\n")
     res = runner.invoke(app, [*args, "--check"])
     assert res.exit_code == 1 and "archive/README.md: out of date" in res.output
     assert runner.invoke(app, args).exit_code == 0
@@ -207,5 +207,5 @@ def test_archiving_everything_empties_the_live_tables_but_keeps_the_archive(tmp_
     res = runner.invoke(app, [*args, "--archive-superseded"])
     assert res.exit_code == 0, res.output
     assert not list(out.glob("toy-voc*.md"))                   # the old page is removed
-    assert "No result records under the frozen protocol yet" in (out / lb.INDEX).read_text()
+    assert "No result records under the frozen protocol yet" in (out / INDEX).read_text()
     assert runner.invoke(app, [*args, "--check"]).exit_code == 0

@@ -10,7 +10,14 @@ import re
 
 import numpy as np
 
-from harness.leaderboard import board as lb
+from harness.leaderboard import identity as board_identity
+from harness.runtime.cache import hash_params as digest
+from harness.leaderboard.board import build_leaderboard
+from harness.leaderboard.cells import EXCLUDES_MARK, EXCLUDES_NOTE
+from harness.leaderboard.groups import group_records
+from harness.leaderboard.reported import ONLY_REPORTED, SOME_REPORTED
+from harness.leaderboard.rows import _strip_seeds
+from harness.leaderboard.writing import INDEX
 from harness.results import records
 from harness.evaluation.ap import HEADLINE, SplitScores, score_split
 from harness.leaderboard.identity import VOC2007_SPLITS
@@ -67,7 +74,7 @@ def _entry(scores: SplitScores) -> dict:
 
 def pages(board) -> dict[str, str]:
     """The board's table pages (not the index)."""
-    return {name: text for name, text in board.markdown.items() if name != lb.INDEX}
+    return {name: text for name, text in board.markdown.items() if name != INDEX}
 
 
 def the_page(board) -> str:
@@ -81,11 +88,11 @@ def test_runs_on_two_clip_datasets_are_two_rows_and_neither_supersedes_the_other
     early = real_record("sound", clips="a", head=30.0, created="2026-01-01T00:00:00+00:00")
     late = real_record("sound", clips="b", head=44.0, created="2026-02-01T00:00:00+00:00")
     random = real_record("random", head=20.0)
-    (group,) = lb.group_records([early, late, random])
+    (group,) = group_records([early, late, random])
     sound = [row for row in group.rows if row.first.init == "sound"]
     assert len(sound) == 2 and all(row.superseded == 0 for row in sound)
-    assert sorted(row.stat(lb.HEAD).mean for row in sound) == [30.0, 44.0]
-    page = the_page(lb.build_leaderboard([early, late, random]))
+    assert sorted(row.stat("voc07_linear").mean for row in sound) == [30.0, 44.0]
+    page = the_page(build_leaderboard([early, late, random]))
     assert table1_line(page, "sound: mfcc k=15 alexnet [clips aaaaaaaa]")[2] == "30.0"
     assert table1_line(page, "sound: mfcc k=15 alexnet [clips bbbbbbbb]")[2] == "44.0"
     # both measured against the one random-init row, which trains on no clips
@@ -101,7 +108,7 @@ def test_supervised_rows_on_two_clip_datasets_are_each_compared_with_their_own()
             real_record("supervised", clips="b", head=40.0),
             real_record("sound", clips="a", head=40.0),
             real_record("sound", clips="b", head=30.0)]
-    page = the_page(lb.build_leaderboard(recs))
+    page = the_page(build_leaderboard(recs))
     # (40 - 20) / (60 - 20) on clips a, (30 - 20) / (40 - 20) on clips b
     assert table1_line(page, "sound: mfcc k=15 alexnet [clips aaaaaaaa]")[5] == "50%"
     assert table1_line(page, "sound: mfcc k=15 alexnet [clips bbbbbbbb]")[5] == "50%"
@@ -114,44 +121,44 @@ def test_the_toy_worlds_own_clips_still_pool_into_one_row():
         record, scores = toy_record("sound", seed=0, world=world, quality=1.0)
         record["dataset"]["fingerprint"] = f"{world + 10:x}" * 64
         pairs.append((record, scores))
-    (group,) = lb.group_records([r for r, _ in pairs])
+    (group,) = group_records([r for r, _ in pairs])
     (row,) = group.rows
     assert len(row.runs) == 2 and row.superseded == 0 and row.label == "sound: mfcc k=15 alexnet"
     # the row's identity is its configuration's, as it was before clips were part of it
     config = {k: v for k, v in pairs[0][0]["config"].items() if k != "device"}
-    assert row.first.row_key == lb.digest(lb._strip_seeds(config))
+    assert row.first.row_key == digest(_strip_seeds(config))
 
 
 # --------------------------------------------------------------------------- downstream
 def test_a_folder_without_voc2007_splits_gets_its_own_name_no_reported_rows_no_toy_text():
     recs = [real_record("sound", sizes=(40, 30), head=35.0),
             real_record("random", sizes=(40, 30), head=25.0)]
-    board = lb.build_leaderboard(recs)
+    board = build_leaderboard(recs)
     (name,) = [n for n, t in pages(board).items() if "## Table 1" in t]
     page = board.markdown[name]
     assert name.startswith("voc-eeeeeeee_") and "# voc-eeeeeeee · preset krahenbuhl" in page
     assert "40 trainval and 30 test images" in page and "not PASCAL VOC2007's" in page
     table = page.split("## Table 1")[1].split("\n## ")[0]
     assert "reported" not in table and "Owens" not in page and "ImageNet" not in page
-    assert lb.ONLY_REPORTED not in page and lb.SOME_REPORTED not in page
+    assert ONLY_REPORTED not in page and SOME_REPORTED not in page
     for text in pages(board).values():
         for words in TOY_WORDING:
             assert words.lower() not in text.lower(), words
     # the index lists it under its own name, never as voc07
-    assert "voc-eeeeeeee" in board.markdown[lb.INDEX]
-    assert "| voc07 " not in board.markdown[lb.INDEX]
+    assert "voc-eeeeeeee" in board.markdown[INDEX]
+    assert "| voc07 " not in board.markdown[INDEX]
 
 
 def test_only_voc2007_sized_splits_are_tabled_beside_the_papers_rows():
     recs = [real_record("sound", head=50.0), real_record("random", head=29.0)]
-    page = the_page(lb.build_leaderboard(recs))
+    page = the_page(build_leaderboard(recs))
     assert "# voc07 · preset krahenbuhl" in page
     assert ("PASCAL VOC2007 (`eeeeeeee`, folder `voc-e`; 5,011 trainval and 4,952 test "
             "images)") in page
     assert table1_line(page, "Ambient sound (Owens et al. 2016/2018)")[1] == "reported"
     assert table1_line(page, "sound: mfcc k=15 alexnet")[1] == "measured"
     # the reported rows are said to be reported, the measured ones measured
-    assert lb.ONLY_REPORTED not in page and lb.SOME_REPORTED in page
+    assert ONLY_REPORTED not in page and SOME_REPORTED in page
     for words in TOY_WORDING:
         assert words.lower() not in page.lower(), words
 
@@ -170,13 +177,13 @@ def test_a_real_folders_record_holds_its_split_sizes(tmp_path):
     assert (down["n_trainval"], down["n_test"]) == (7, 5)
     record = real_record("sound", sizes=VOC2007_SPLITS)
     record["downstream"].update(n_trainval=7, n_test=5)     # the folder's own count wins
-    assert lb.board_identity.downstream_name(record) == "voc-eeeeeeee"
+    assert board_identity.downstream_name(record) == "voc-eeeeeeee"
 
 
 def test_two_real_folders_are_two_tables():
     recs = [real_record("sound", voc="e", head=50.0),
             real_record("sound", voc="c", head=20.0, sizes=(40, 30))]
-    names = sorted(n for n, t in pages(lb.build_leaderboard(recs)).items() if "## Table 1" in t)
+    names = sorted(n for n, t in pages(build_leaderboard(recs)).items() if "## Table 1" in t)
     assert len(names) == 2
     assert names[0].startswith("voc-cccccccc_") and names[1].startswith("voc07_")
 
@@ -186,17 +193,17 @@ def test_every_override_is_named_on_the_page():
     short = real_record("sound", overrides={"pretext_epochs": 3},
                         eval_params={"iterations": 20})
     plain = real_record("sound", clips="a", seed=1)
-    board = lb.build_leaderboard([short, plain])
+    board = build_leaderboard([short, plain])
     page = the_page(board)
     assert "`pretext_epochs=3`" in page
     assert "`voc07_linear.iterations=20`" in page and "`voc07_full.iterations=20`" in page
     # two configurations: the one without overrides says so
     assert re.search(r"^- sound: mfcc k=15 alexnet \[cfg \w+\]: none$", page, re.M)
-    only = the_page(lb.build_leaderboard([short]))
+    only = the_page(build_leaderboard([short]))
     assert ("Overrides: every run changed the profile's values or the evaluators' default "
             "parameters: `pretext_epochs=3`, `voc07_full.iterations=20`, "
             "`voc07_linear.iterations=20`.") in only
-    none = the_page(lb.build_leaderboard([plain]))
+    none = the_page(build_leaderboard([plain]))
     assert "(no override)" in none
 
 
@@ -235,22 +242,22 @@ def test_every_printed_interval_contains_its_point_or_carries_the_explained_mark
     for seed in (0, 1):        # runs without per-image scores: intervals over runs only
         recs.append(real_record("supervised", seed=seed, sizes=(60, N_TEST), head=9.0 + seed,
                                 all_=8.0 + seed))
-    board = lb.build_leaderboard(recs, scores=scores)
+    board = build_leaderboard(recs, scores=scores)
     marked = 0
     for name, text in board.markdown.items():
         for m in INTERVAL.finditer(text):
             point, lo, hi = (float(x) for x in m.groups()[:3])
             if lo <= point <= hi:
                 continue
-            assert lb.EXCLUDES_MARK in m[4], f"{name}: {m[0]} excludes its point unmarked"
-            assert lb.EXCLUDES_NOTE in text, f"{name}: {m[0]} marked but not explained"
+            assert EXCLUDES_MARK in m[4], f"{name}: {m[0]} excludes its point unmarked"
+            assert EXCLUDES_NOTE in text, f"{name}: {m[0]} marked but not explained"
             marked += 1
     # the single run's interval sits below its point: the case is exercised
     cells = table1_line(the_page(board), "random init alexnet")
-    assert lb.EXCLUDES_MARK in cells[2] and lb.EXCLUDES_MARK in cells[3]
+    assert EXCLUDES_MARK in cells[2] and EXCLUDES_MARK in cells[3]
     assert marked >= 2
     # the mark is never put on an interval that holds its point strictly inside
     for text in board.markdown.values():
         for m in INTERVAL.finditer(text):
             point, lo, hi = (float(x) for x in m.groups()[:3])
-            assert not (lb.EXCLUDES_MARK in m[4] and lo < point < hi), m[0]
+            assert not (EXCLUDES_MARK in m[4] and lo < point < hi), m[0]

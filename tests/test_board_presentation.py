@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 from harness.leaderboard import presentation as bp
-from harness.leaderboard import board as lb
+from harness.leaderboard.cells import EXCLUDES_MARK
+from harness.leaderboard.groups import group_records
+from harness.leaderboard.index import index_page
+from harness.leaderboard.rows import Run, base_label
+from harness.leaderboard.writing import INDEX
 from harness.evaluation.ap import HEADLINE, score_split
 from harness.evaluation.stage import metrics_dict
 from harness.api.interfaces import EvalMetrics
@@ -22,7 +26,7 @@ from harness.api.interfaces import EvalMetrics
 from .test_leaderboard import table1_line
 from .test_leaderboard_intervals import _cell, board_of, toy_record
 
-MARKS = ("†", "‡", "§", lb.EXCLUDES_MARK)
+MARKS = ("†", "‡", "§", EXCLUDES_MARK)
 
 
 def with_knn(pair, value: float):
@@ -76,7 +80,7 @@ def test_a_board_of_rows_on_different_world_sets_has_no_table_mixing_them(mixed_
     pairs, board = mixed_board
     worlds: dict[str, set[int]] = {}
     for record, _ in pairs:
-        label = lb.base_label(lb.Run.from_record(record))
+        label = base_label(Run.from_record(record))
         worlds.setdefault(label, set()).add(record["downstream"]["world_seed"])
     assert {frozenset(v) for v in worlds.values()} == {frozenset({0, 1, 2}), frozenset({0})}
     checked = 0
@@ -87,7 +91,7 @@ def test_a_board_of_rows_on_different_world_sets_has_no_table_mixing_them(mixed_
                 continue
             sets = set()
             for cells in rows:
-                label = cells[0] if name != lb.INDEX else cells[1]
+                label = cells[0] if name != INDEX else cells[1]
                 if label not in worlds and " · its " not in label:
                     continue             # a reported row, or an index link
                 own = (frozenset(int(x) for x in re.findall(r"\d+", label.split(" · its ")[1]))
@@ -123,7 +127,7 @@ def test_every_mark_used_on_a_page_is_explained_on_that_page(mixed_board):
 
 def test_the_headline_is_the_declared_comparison_even_when_another_row_is_larger(mixed_board):
     pairs, board = mixed_board
-    index = board.markdown[lb.INDEX]
+    index = board.markdown[INDEX]
     section = index.split("## Headline")[1].split("\n## ")[0]
     lines = [l for l in section.splitlines() if l.startswith("| [")]
     labels = [[c.strip() for c in l.strip("|").split("|")][1] for l in lines]
@@ -147,7 +151,7 @@ def test_the_headline_is_the_declared_comparison_even_when_another_row_is_larger
     assert mean == round(float(gap), 1) and lo < mean < hi and cells[2] == "worlds 0, 1, 2"
     each = [np.mean(head["sound", w]) - np.mean(head["random", w]) for w in (0, 1, 2)]
     assert cells[3] == " / ".join(f"{g:+.1f}" for g in each)
-    assert bp.HEADLINE.matches(lb.Run.from_record(pairs[2][0]))
+    assert bp.HEADLINE.matches(Run.from_record(pairs[2][0]))
 
 
 def test_intervals_over_worlds_resample_the_worlds(mixed_board):
@@ -156,19 +160,19 @@ def test_intervals_over_worlds_resample_the_worlds(mixed_board):
     alone, and a single world's interval resamples no world."""
     _, board = mixed_board
     pairs = mixed_world_pairs()
-    group = next(g for g in lb.group_records([r for r, _ in pairs],
+    group = next(g for g in group_records([r for r, _ in pairs],
                                              {r["run_id"]: s for r, s in pairs if s})
                  if not g.key.evaluator)
     (worlds, full), *_ = bp.views(group)
     sound = next(r for r in full.rows if r.label == "sound: mfcc k=15 alexnet")
     base = full.baseline(sound, "random")
-    over = bp.gain(full, sound, base, lb.HEAD, sorted(worlds))
+    over = bp.gain(full, sound, base, "voc07_linear", sorted(worlds))
     assert over.covers == "worlds, runs and test images"
-    fixed = full.difference(sound, base, lb.HEAD)       # runs and images, worlds fixed
+    fixed = full.difference(sound, base, "voc07_linear")       # runs and images, worlds fixed
     assert fixed.mean == pytest.approx(over.mean)
     assert over.hi - over.lo > fixed.hi - fixed.lo
     for w in worlds:
-        assert bp.gain(full, sound, base, lb.HEAD, [w]).covers == "runs and test images"
+        assert bp.gain(full, sound, base, "voc07_linear", [w]).covers == "runs and test images"
     draws = bp.world_draws(sorted(worlds))
     assert draws.shape == (bp.bootstrap.REPLICATES, 3) and len(np.unique(draws)) == 3
 
@@ -193,13 +197,6 @@ def test_frozen_feature_evaluators_return_the_headline_layers_test_scores(name, 
 
     record = {"metrics": {name: metrics_dict(metrics)}, "test_scores": {"evaluators": [name]}}
     assert record_disagreements(record, {name: scores}) == []
-
-
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory):
-    from tests.test_evaluators import make_voc
-
-    return make_voc(tmp_path_factory.mktemp("voc"))
 
 
 # --------------------------------------------------------------------------- what the sound told
@@ -229,7 +226,7 @@ def page_of_krahenbuhl(board) -> str:
 
 
 def test_the_labels_stage_scores_toy_clusters_against_the_clips_true_objects(tmp_path):
-    from harness.pipeline.run import clip_truth
+    from harness.pipeline.labels_stage import clip_truth
     from harness.data.toy import generate_clips
 
     dataset = generate_clips(tmp_path / "toy", 12, 0, jobs=1, progress=False)
@@ -258,10 +255,10 @@ def test_protocol_notes_are_shown_and_change_no_fingerprint(tmp_path):
     assert frozen.notes                                   # the committed history is there
     bare = dataclasses.replace(frozen, notes=[])
     assert bare.fingerprints() == frozen.fingerprints()
-    index = lb.index_page([], frozen)
+    index = index_page([], frozen)
     for note in frozen.notes:
         assert f"- {note}" in index
-    assert "### History of the protocol" not in lb.index_page([], bare)
+    assert "### History of the protocol" not in index_page([], bare)
     # notes round-trip through the file and leave the fingerprints as they were
     path = tmp_path / "PROTOCOL.json"
     write_frozen(path, dataclasses.replace(frozen, notes=["another note"]))

@@ -28,8 +28,7 @@ from harness.networks.checkpoint import (DIGEST_METHOD, build_backbone, load_pre
 from harness.cli import app
 from harness.api.errors import BadInputError
 from harness.runtime.io import NoSpaceError, save_torch, write_array_pair
-from harness.api.testing import make_tiny_voc
-from tests.test_pretrain import make_clip_dataset, tiny_config, write_labels
+from tests.test_pretrain import tiny_config
 from tests.test_reliability import make_clips
 
 BACKBONE = "timm:test_resnet"
@@ -41,8 +40,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def voc(tmp_path_factory) -> Path:
-    return make_tiny_voc(tmp_path_factory.mktemp("voc"))
+def voc(voc_root) -> Path:
+    """The VOC these tests evaluate on: conftest's ``voc_root`` at its default sizes."""
+    return voc_root
 
 
 def save_small(path: Path, *, fill: float | None = None) -> Path:
@@ -196,16 +196,13 @@ def test_non_finite_weights_are_refused_on_load_naming_the_file_and_the_tensor(t
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clips")
-    classes = make_clip_dataset(root / "data", 48)
-    labels = write_labels(root / "labels.npy", classes, {"kind": "classes", "num_outputs": 4,
-                                                         "labeler": "truth", "params": {}})
-    return root / "data", labels
+def clips(make_labelled_clips):
+    return make_labelled_clips(48)
 
 
 def test_weights_that_become_non_finite_stop_pretraining_naming_the_epoch(clips, tmp_path):
-    from harness.pretext.train import TrainingDiverged, pretrain
+    from harness.pretext.checkpoints import TrainingDiverged
+    from harness.pretext.train import pretrain
 
     def poison_in_epoch_2(net, epoch, epochs):   # a finite loss, then NaN weights
         if epoch == 2:

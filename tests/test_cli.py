@@ -53,13 +53,14 @@ def test_unknown_plugin_error_lists_available(tmp_path):
 def test_run_and_sweep_pass_the_world_seed(monkeypatch, tmp_path):
     """--world-seed picks the toy world (and so its sealed test split); default world 0."""
     import harness.pipeline.run
-    from harness.pipeline.run import RunResult
+    import harness.pipeline.sweep
+    from harness.pipeline.config import RunResult
 
     seen = []
     monkeypatch.setattr(harness.pipeline.run, "run",
                         lambda config, echo=print: seen.append(config)
                         or RunResult({}, tmp_path / "r.json"))
-    monkeypatch.setattr(harness.pipeline.run, "sweep",
+    monkeypatch.setattr(harness.pipeline.sweep, "sweep",
                         lambda base, *args, echo=print, inits, world_seeds, **flags:
                         seen.append(world_seeds) or [])
     for argv in (["run"], ["run", "--world-seed", "2"],

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from harness.networks.checkpoint import read_checkpoint
-from harness.pretext.train import PretrainConfig, pretrain
+from harness.pretext.config import PretrainConfig
+from harness.pretext.train import pretrain
 from harness.profiles import get_profile
 from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 

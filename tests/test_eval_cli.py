@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.data.voc import CLASSES
-from tests.test_evaluators import make_voc
 
 runner = CliRunner()
 pytest.importorskip("harness.networks.checkpoint", reason="the checkpoint loader is not written yet")
@@ -25,9 +24,8 @@ pytest.importorskip("harness.networks.checkpoint", reason="the checkpoint loader
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> Path:
-    return make_voc(tmp_path_factory.mktemp("voc"), n={"train": 20, "val": 20, "test": 20})
+#: Images per split of the ``voc_root`` fixture (tests/conftest.py) in this module.
+VOC_IMAGES_PER_SPLIT = {"train": 20, "val": 20, "test": 20}
 
 
 def _eval(*args: str):
@@ -168,13 +166,13 @@ def test_eval_defaults_to_the_profiles_toy_voc(tmp_path, monkeypatch):
 
 
 def test_the_default_toy_voc_is_the_one_harness_run_uses(monkeypatch, tmp_path):
-    import harness.pipeline.run
+    import harness.pipeline.data_stage
     from harness.cli.evaluate import default_toy_voc
 
     calls = []
-    monkeypatch.setattr(harness.pipeline.run, "toy_voc",
+    monkeypatch.setattr(harness.pipeline.data_stage, "toy_voc",
                         lambda *args, **kwargs: calls.append((args, kwargs)) or tmp_path)
-    from harness.pipeline.run import toy_test_seed
+    from harness.pipeline.data_stage import toy_test_seed
     from harness.profiles import get_profile
 
     assert default_toy_voc(get_profile("toy"), progress=False) == tmp_path

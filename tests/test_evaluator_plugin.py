@@ -21,13 +21,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "harness-centroid-p
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """pip-install the example (no dependencies, no network) into a private folder."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
-                   check=True, cwd=tmp_path_factory.mktemp("build"))
-    return target
+def installed(pip_install_example):
+    """The example, pip-installed into a private folder (conftest.py)."""
+    return pip_install_example(EXAMPLE)
 
 
 def _harness(target: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:

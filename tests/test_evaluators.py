@@ -21,16 +21,11 @@ from harness_plugins.evaluators.protocol import PRESETS, resolve
 from harness_plugins.evaluators.voc07 import VOC07Full, VOC07Linear
 
 # ----------------------------------------------------------------------------- fixtures
-from harness.api.testing import TinyBackbone, make_tiny_voc as make_voc, tiny_model  # noqa: E402,F401
+from harness.api.testing import TinyBackbone, tiny_model  # noqa: E402,F401
 
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> Path:
-    return make_voc(tmp_path_factory.mktemp("voc"))
 
 
 FAST = {"iterations": 12}

@@ -11,14 +11,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "harness-band-energ
 
 
 @pytest.fixture(scope="module")
-def installed_example(tmp_path_factory):
-    """pip-install the example (no dependencies, no network) into a private folder."""
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
-                   check=True, cwd=build)
-    return target
+def installed_example(pip_install_example):
+    """The example, pip-installed into a private folder (conftest.py)."""
+    return pip_install_example(EXAMPLE)
 
 
 def _run(target, *args):

@@ -17,17 +17,16 @@ from harness.data.audio import fit_window, load_audio
 from harness.cli import app
 from harness.data.clips import write_dataset
 from harness.api.errors import BadClipError, BadInputError
-from harness.labels.sound_features import DatasetSource, FeatureOptions, FileSource, compute_features
+from harness.labels.audio_sources import DatasetSource, FileSource
+from harness.labels.sound_features import FeatureOptions, compute_features
 from harness.api.interfaces import SoundRepresentation
 from harness.api.registry import create
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    """A cache per test: datasets with equal content share cache keys by design."""
-    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+#: a cache per test (conftest.py): datasets with equal content share cache keys by design
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 # ----------------------------------------------------------------------------- fixtures

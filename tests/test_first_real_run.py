@@ -13,8 +13,9 @@ from harness.cli import app
 from harness.data.clips import ClipDataset
 from harness.api.errors import BadInputError
 from harness.data.ingest import IngestConfig
-from harness.pipeline.run import RunConfig, evaluator_params
-from harness.pretext.train import _SPLIT, derive_seed, split_indices
+from harness.pipeline.config import RunConfig, evaluator_params
+from harness.pretext.data import _SPLIT, split_indices
+from harness.runtime.seeds import derive_seed
 from harness_plugins.labelers.kmeans import KMeansLabeler
 from tests.media import write_video
 

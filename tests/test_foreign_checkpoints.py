@@ -21,7 +21,6 @@ from harness.networks.checkpoint import load_pretrained
 from harness.cli import app
 from harness.api.errors import BadInputError
 from harness.networks.foreign import load_foreign, strip_wrappers
-from harness.api.testing import make_tiny_voc
 
 runner = CliRunner()
 
@@ -30,9 +29,8 @@ runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> Path:
-    return make_tiny_voc(tmp_path_factory.mktemp("voc"), n={"train": 20, "val": 20, "test": 20})
+#: Images per split of the ``voc_root`` fixture (tests/conftest.py) in this module.
+VOC_IMAGES_PER_SPLIT = {"train": 20, "val": 20, "test": 20}
 
 
 def _saved(path: Path, obj) -> Path:
@@ -276,8 +274,10 @@ def test_eval_scores_imported_torchvision_alexnet(tmp_path, voc_root):
 
 def test_a_run_of_imported_weights_records_their_sha256_and_the_board_says_imported(
         tmp_path, monkeypatch):
-    from harness.leaderboard.board import group_records, group_table1
-    from harness.pipeline.run import RunConfig, run
+    from harness.leaderboard.groups import group_records
+    from harness.leaderboard.tables import group_table1
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.run import run
     from harness.results.records import read_record
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

@@ -9,7 +9,7 @@ import torch
 from harness.api.errors import BadInputError
 from harness.data.framestore import open_store
 from harness.data.framestream import WORKERS_ENV, stream_batches, stream_workers
-from harness.pretext.train import FrameSource, batch_bounds, split_indices
+from harness.pretext.data import FrameSource, batch_bounds, split_indices
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from harness.networks.shape import BackboneNet
 from harness.evaluation.rowspace import reduce
 from harness.data.voc import CLASSES as CLASSES_
 from harness_plugins.evaluators.frozen_features import KNN, LinearProbe, VOC07LowShot, VOC07SVM
-from tests.test_evaluators import TinyBackbone, make_voc
+from tests.test_evaluators import TinyBackbone
 
 
 class LayeredTiny(TinyBackbone):
@@ -46,11 +46,6 @@ def model(origin: str = "pretext", seed: int = 0) -> PretrainedModel:
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> Path:
-    return make_voc(tmp_path_factory.mktemp("voc"))
 
 
 def context(tmp_path: Path, seed: int = 0) -> EvalContext:
@@ -398,7 +393,8 @@ def test_harness_eval_runs_a_frozen_feature_evaluator(voc_root, tmp_path):
 
 # ----------------------------------------------------------------------------- leaderboard
 def test_leaderboard_shows_frozen_feature_tables_and_plots(tmp_path):
-    from harness.leaderboard import board as lb
+    from harness.leaderboard.board import build_leaderboard
+    from harness.leaderboard.writing import INDEX
     from harness.results import records
     from harness.evaluation.stage import metrics_dict
     from tests.test_records import make
@@ -414,8 +410,8 @@ def test_leaderboard_shows_frozen_feature_tables_and_plots(tmp_path):
     record["pretext"] = {"monitor": {"curve": [{"epoch": 5, "monitor_knn_val_map": 21.0},
                                                {"epoch": 10, "monitor_knn_val_map": 24.0}]}}
     records.validate_record(record)
-    board = lb.build_leaderboard([record])
-    pages = {name: text for name, text in board.markdown.items() if name != lb.INDEX}
+    board = build_leaderboard([record])
+    pages = {name: text for name, text in board.markdown.items() if name != INDEX}
     knn_page = next(text for text in pages.values() if "evaluator `knn`" in text)
     breakdown = knn_page.split("## Breakdown")[1].split("\n## ")[0]
     assert "conv1" in breakdown and "pool5" in breakdown and "30.0" in breakdown

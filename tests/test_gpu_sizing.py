@@ -14,7 +14,7 @@ from PIL import Image
 from harness.runtime.devices import CPUS_ENV, usable_cpus
 from harness.api.errors import BadInputError
 from harness.api.interfaces import EvalContext
-from harness.api.testing import make_tiny_voc, tiny_model
+from harness.api.testing import tiny_model
 from harness_plugins.evaluators import augment, training
 from harness_plugins.evaluators.augment import (load_images, sample_resized_crop,
                                                 sample_window_crop)
@@ -23,11 +23,6 @@ from harness_plugins.evaluators.voc07 import VOC07Full, VOC07Linear
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory):
-    return make_tiny_voc(tmp_path_factory.mktemp("voc"))
 
 
 # ----------------------------------------------------------------------------- CPUs
@@ -46,7 +41,7 @@ def test_a_bad_cpu_override_is_one_clear_error(monkeypatch, value):
 
 
 def test_worker_counts_are_sized_from_the_usable_cpus(monkeypatch):
-    from harness.labels.sound_features import AUDIO_WORKERS_MAX, _workers
+    from harness.labels.audio_sources import AUDIO_WORKERS_MAX, _workers
     from harness_plugins.evaluators.frozen_features import FrozenFeatureEvaluator
 
     monkeypatch.setenv(CPUS_ENV, "12")

@@ -158,8 +158,8 @@ def test_8_bit_images_read_exactly_as_pil_converts_them(tmp_path):
 
 
 def test_a_16_bit_voc_image_is_scaled_by_every_voc_reader(tmp_path):
-    from harness.evaluation.layer_features import _render
-    from harness.data.voc import VOCClassification
+    from harness.evaluation.views import _render
+    from harness.data.voc_dataset import VOCClassification
     from plugins.evaluators.augment import _decode
     from tests.test_voc import make_voc
 
@@ -189,7 +189,7 @@ def test_a_frame_that_is_a_symlink_loop_is_refused_naming_it(tmp_path):
                          ids=["over-the-warning-limit", "over-the-error-limit"])
 def test_a_decompression_bomb_frame_is_refused_before_decoding(tmp_path, size):
     from harness.data.framestore import frame_store
-    from harness.evaluation.layer_features import image_size
+    from harness.evaluation.views import image_size
 
     bomb = write_png(tmp_path / "bomb.png", None, colour_type=2, size=size)
     ds = ClipDataset(make_clips(tmp_path / "ds", [None, bomb]))
@@ -214,7 +214,7 @@ def test_a_bomb_is_refused_even_where_its_warning_is_silenced(tmp_path, monkeypa
 
 
 def test_a_decompression_bomb_in_voc_is_refused_naming_it(tmp_path):
-    from harness.data.voc import VOCClassification
+    from harness.data.voc_dataset import VOCClassification
     from tests.test_voc import make_voc
 
     voc = make_voc(tmp_path)
@@ -381,7 +381,7 @@ def test_verify_cache_recomputes_a_wav_replaced_with_its_mtime_restored(tmp_path
 
 def test_verify_cache_keys_frames_and_voc_images_by_content(tmp_path, monkeypatch):
     from harness.runtime.cache import VERIFY_ENV
-    from harness.pipeline.run import voc_cache_key
+    from harness.pipeline.data_stage import voc_cache_key
     from tests.test_voc import make_voc
 
     root = make_clips(tmp_path / "ds")

@@ -14,10 +14,8 @@ from harness.cli import app
 from harness.labels.pseudo_labels import read_labels, sidecar_path
 
 
-@pytest.fixture(autouse=True)
-def _quiet_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
+#: a cache per test (conftest.py; progress bars are off for every test there)
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def invoke(*args: str):

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.launch import BatchFailed, LaunchOptions, launch
-from harness.pipeline.run import RunConfig, sweep
+from harness.pipeline.config import RunConfig
+from harness.pipeline.sweep import sweep
 
 #: a tiny sound run: two of them take a few seconds each on one thread
 TINY = dict(backbone="timm:test_resnet", toy_clips=24, toy_voc_images=(120, 80), epochs=1,

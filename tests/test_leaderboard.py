@@ -10,7 +10,13 @@ import statistics
 import pytest
 from typer.testing import CliRunner
 
-from harness.leaderboard import board as lb
+from harness.leaderboard import identity as board_identity
+from harness.leaderboard.board import build_leaderboard
+from harness.leaderboard.cells import DASH
+from harness.leaderboard.groups import group_records
+from harness.leaderboard.reported import ONLY_REPORTED, SOME_REPORTED
+from harness.leaderboard.rows import headline_ap
+from harness.leaderboard.writing import INDEX, MARKER, check_leaderboard, write_leaderboard
 from harness.leaderboard import paper_tables
 from harness.results import records
 from harness.cli import app
@@ -58,8 +64,8 @@ def _interval(cell: str) -> tuple[float, float, float, str]:
 
 def test_table1_mean_interval_runs_and_recovered_share(table1_records):
     recs, heads, alls = table1_records
-    board = lb.build_leaderboard(recs)
-    pages = [n for n in board.markdown if n != lb.INDEX]
+    board = build_leaderboard(recs)
+    pages = [n for n in board.markdown if n != INDEX]
     assert len(pages) == 1
     page = board.markdown[pages[0]]
     # the fixture's per-class APs average exactly to the requested value
@@ -102,27 +108,27 @@ def test_recovered_share_needs_matching_baselines():
     """A ResNet row is not measured against AlexNet's random and supervised rows."""
     recs = [make("random", head=20.0), make("supervised", head=40.0),
             make("sound", head=30.0, backbone="resnet18")]
-    page = next(t for n, t in lb.build_leaderboard(recs).markdown.items() if n != lb.INDEX)
-    assert table1_line(page, "sound: mfcc k=15 resnet18")[5] == lb.DASH
+    page = next(t for n, t in build_leaderboard(recs).markdown.items() if n != INDEX)
+    assert table1_line(page, "sound: mfcc k=15 resnet18")[5] == DASH
 
 
 def test_a_newer_run_with_the_same_seed_supersedes_the_older():
     old = make("sound", seed=0, head=30.0, created="2025-01-01T00:00:00+00:00")
     new = make("sound", seed=0, head=32.0, created="2025-02-01T00:00:00+00:00")
-    groups = lb.group_records([new, old])
+    groups = group_records([new, old])
     (row,) = groups[0].rows
-    assert row.superseded == 1 and row.stat(lb.HEAD).mean == pytest.approx(32.0)
+    assert row.superseded == 1 and row.stat("voc07_linear").mean == pytest.approx(32.0)
 
 
 def test_seed_parameters_do_not_split_rows():
     """Seeds inside plugin params (k-means seed, pretrain seed) are still 'seeds'."""
-    groups = lb.group_records([make("sound", seed=s) for s in range(3)])
+    groups = group_records([make("sound", seed=s) for s in range(3)])
     assert len(groups[0].rows) == 1 and groups[0].rows[0].seeds == [0, 1, 2]
 
 
 def voc2007(record: dict) -> dict:
     """``record`` with a downstream folder of PASCAL VOC2007's split sizes."""
-    trainval, test = lb.board_identity.VOC2007_SPLITS
+    trainval, test = board_identity.VOC2007_SPLITS
     record["downstream"].update({"n_trainval": trainval, "n_test": test})
     return record
 
@@ -131,7 +137,7 @@ def test_toy_and_voc07_are_never_mixed():
     recs = [make("sound", downstream="toy-voc", head=30.0),
             voc2007(make("sound", downstream="voc07", head=50.0)),
             voc2007(make("random", downstream="voc07", head=29.0))]
-    board = lb.build_leaderboard(recs)
+    board = build_leaderboard(recs)
     toy = [t for n, t in board.markdown.items() if n.startswith("toy-voc")]
     voc = [t for n, t in board.markdown.items() if n.startswith("voc07")]
     assert len(toy) == 1 and len(voc) == 1
@@ -144,11 +150,11 @@ def test_toy_and_voc07_are_never_mixed():
     # reported paper rows sit beside measured ones only for real VOC07
     assert "reported" in voc[0] and "reported" not in toy[0].split("## Table 1")[1]
     # beside the reported rows: how their AP formula may differ from the measured one
-    assert "trapezoidal" in voc[0] and "trapezoidal" in board.markdown[lb.INDEX]
+    assert "trapezoidal" in voc[0] and "trapezoidal" in board.markdown[INDEX]
     assert "sklearn_pessimistic" in voc[0]
     # measured rows stand in that table too: it never calls all of its rows reported
-    assert lb.ONLY_REPORTED not in voc[0] and lb.SOME_REPORTED in voc[0]
-    assert lb.ONLY_REPORTED in board.markdown[lb.INDEX]
+    assert ONLY_REPORTED not in voc[0] and SOME_REPORTED in voc[0]
+    assert ONLY_REPORTED in board.markdown[INDEX]
     # the toy page says what makes sound informative there, from the generator's numbers
     from harness.data.toy import ToyConfig
 
@@ -161,13 +167,13 @@ def test_toy_and_voc07_are_never_mixed():
 def test_presets_and_profiles_are_separate_tables():
     recs = [make("sound", preset="krahenbuhl"), make("sound", preset="deepcluster"),
             make("sound", profile="paper")]
-    assert len([n for n in lb.build_leaderboard(recs).markdown if n != lb.INDEX]) == 3
+    assert len([n for n in build_leaderboard(recs).markdown if n != INDEX]) == 3
 
 
 def test_reported_rows_present_and_marked_with_zero_records():
-    board = lb.build_leaderboard([])
-    assert list(board.markdown) == [lb.INDEX] and board.plots == {}
-    index = board.markdown[lb.INDEX]
+    board = build_leaderboard([])
+    assert list(board.markdown) == [INDEX] and board.plots == {}
+    index = board.markdown[INDEX]
     assert "No result records yet" in index
     assert paper_tables.CITATION in index
     for row in paper_tables.table1() + paper_tables.table2():
@@ -192,10 +198,10 @@ def test_paper_classes_match_voc_module():
 def test_headline_ap_picks_the_kind_matching_map():
     good = {c: 50.0 for c in paper_tables.VOC_CLASSES}
     other = {c: 10.0 for c in paper_tables.VOC_CLASSES}
-    assert lb.headline_ap({"map": 50.0, "ap": {"voc07_11pt": other, "sklearn": good}}) == good
-    assert lb.headline_ap({"map": 50.0, "ap": good}) == good
+    assert headline_ap({"map": 50.0, "ap": {"voc07_11pt": other, "sklearn": good}}) == good
+    assert headline_ap({"map": 50.0, "ap": good}) == good
     with pytest.raises(HarnessError, match="cannot tell"):
-        lb.headline_ap({"map": 30.0, "ap": {"a": good, "b": other}})
+        headline_ap({"map": 30.0, "ap": {"a": good, "b": other}})
 
 
 def sweep_records():
@@ -210,7 +216,7 @@ def sweep_records():
 
 
 def test_sweep_plots_exist_when_records_hold_a_sweep():
-    board = lb.build_leaderboard(sweep_records())
+    board = build_leaderboard(sweep_records())
     names = sorted(board.plots)
     assert len(names) == 3
     assert [n for n in names if not n.endswith(("-backbone.png", "-k-sweep.png", "-repr.png"))] == []
@@ -221,18 +227,18 @@ def test_sweep_plots_exist_when_records_hold_a_sweep():
     _, repr_data = next(v for n, v in board.plots.items() if n.endswith("repr.png"))
     assert repr_data["variants"] == ["mfcc", "sound_texture"]
     assert repr_data["settings"] == ["alexnet k=5", "alexnet k=15", "alexnet k=30"]
-    page = next(t for n, t in board.markdown.items() if n != lb.INDEX)
+    page = next(t for n, t in board.markdown.items() if n != INDEX)
     for name in names:
         assert f"]({name})" in page
     # a single configuration gives no plot
-    assert lb.build_leaderboard([make("sound")]).plots == {}
+    assert build_leaderboard([make("sound")]).plots == {}
 
 
 def test_output_is_deterministic_bytes(tmp_path):
     recs = sweep_records()
     a, b = tmp_path / "a", tmp_path / "b"
-    lb.write_leaderboard(lb.build_leaderboard(recs), a)
-    lb.write_leaderboard(lb.build_leaderboard(list(reversed(recs))), b)
+    write_leaderboard(build_leaderboard(recs), a)
+    write_leaderboard(build_leaderboard(list(reversed(recs))), b)
     files_a = sorted(p.name for p in a.iterdir())
     assert files_a == sorted(p.name for p in b.iterdir())
     assert any(n.endswith(".png") for n in files_a)
@@ -289,7 +295,7 @@ def test_cli_with_no_records_and_bad_records(tmp_path):
     results.mkdir()
     args = ["leaderboard", "--results", str(results), "--out", str(out)]
     assert runner.invoke(app, args).exit_code == 0
-    assert (out / "README.md").read_text().startswith(lb.MARKER)
+    assert (out / "README.md").read_text().startswith(MARKER)
     assert runner.invoke(app, [*args, "--check"]).exit_code == 0
     (results / "bad.json").write_text('{"schema": "harness-record/1"}')
     res = runner.invoke(app, args)
@@ -302,20 +308,20 @@ def test_hand_written_files_are_left_alone(tmp_path):
     out = tmp_path / "board"
     out.mkdir()
     (out / "NOTES.md").write_text("my notes\n")
-    lb.write_leaderboard(lb.build_leaderboard([]), out)
+    write_leaderboard(build_leaderboard([]), out)
     assert (out / "NOTES.md").read_text() == "my notes\n"
-    assert lb.check_leaderboard(lb.build_leaderboard([]), out) == []
+    assert check_leaderboard(build_leaderboard([]), out) == []
 
 
 def test_a_binary_labeler_row_names_its_bits():
     rec = make("sound")
     rec["config"]["labeler"] = {"name": "pca_binary", "params": {"bits": 15, "seed": 0}}
-    page = next(t for n, t in lb.build_leaderboard([rec]).markdown.items() if n != lb.INDEX)
+    page = next(t for n, t in build_leaderboard([rec]).markdown.items() if n != INDEX)
     assert "sound: mfcc pca_binary bits=15 alexnet" in page and "k=15" not in page
     # ... and so does the representation plot's setting, MFCC beside texture statistics
     other = make("sound", repr_name="sound_texture", head=35.0)
     other["config"]["labeler"] = rec["config"]["labeler"]
-    _, data = next(v for n, v in lb.build_leaderboard([rec, other]).plots.items()
+    _, data = next(v for n, v in build_leaderboard([rec, other]).plots.items()
                    if n.endswith("repr.png"))
     assert data["settings"] == ["alexnet bits=15 pca_binary"]
 
@@ -326,10 +332,10 @@ def test_another_evaluator_gets_a_generic_table_and_voc07_pages_are_unchanged():
     plain = make("sound")
     both = make("sound", seed=1)
     both["metrics"]["probe"] = {**metrics(30.0), "headline": "top1", "formula": "accuracy"}
-    board = lb.build_leaderboard([plain, both])
+    board = build_leaderboard([plain, both])
     generic = [n for n in board.markdown if "eval-probe" in n]
     assert len(generic) == 1
     text = board.markdown[generic[0]]
     assert "top1" in text and "accuracy" in text and "sound: mfcc k=15 alexnet" in text
-    assert "## Other evaluators" in board.markdown[lb.INDEX]
-    assert "## Other evaluators" not in lb.build_leaderboard([plain]).markdown[lb.INDEX]
+    assert "## Other evaluators" in board.markdown[INDEX]
+    assert "## Other evaluators" not in build_leaderboard([plain]).markdown[INDEX]

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from harness.leaderboard import bootstrap
-from harness.leaderboard import board as lb
+from harness.leaderboard.board import build_leaderboard
+from harness.leaderboard.groups import group_records
+from harness.leaderboard.writing import INDEX
 from harness.results import records
 from harness.evaluation.ap import HEADLINE, SplitScores, score_split
 
@@ -75,11 +77,11 @@ def toy_record(init: str, *, seed: int, world: int, quality: float, n: int = 60,
 
 def board_of(pairs):
     recs = [r for r, _ in pairs]
-    return lb.build_leaderboard(recs, scores={r["run_id"]: s for r, s in pairs if s})
+    return build_leaderboard(recs, scores={r["run_id"]: s for r, s in pairs if s})
 
 
 def page_of(board) -> str:
-    (page,) = [t for n, t in board.markdown.items() if n != lb.INDEX]
+    (page,) = [t for n, t in board.markdown.items() if n != INDEX]
     return page
 
 
@@ -170,13 +172,13 @@ def test_identical_rows_differ_by_exactly_zero_because_they_share_image_resample
             config={**a["config"], "repr": {"name": "sound_texture", "params": {}}},
             test_scores=sa)
         pairs.append((b, sa))
-    group = lb.group_records([r for r, _ in pairs], {r["run_id"]: s for r, s in pairs})[0]
+    group = group_records([r for r, _ in pairs], {r["run_id"]: s for r, s in pairs})[0]
     row_a, row_b = group.rows
-    diff = group.difference(row_a, row_b, lb.HEAD)
+    diff = group.difference(row_a, row_b, "voc07_linear")
     assert diff.covers == "runs and test images" or diff.covers == "test images"
     assert diff.mean == pytest.approx(0) and diff.lo == pytest.approx(0)
     assert diff.hi == pytest.approx(0)
-    assert group.interval(row_a, lb.HEAD).hi > group.interval(row_a, lb.HEAD).lo
+    assert group.interval(row_a, "voc07_linear").hi > group.interval(row_a, "voc07_linear").lo
 
 
 def test_single_runs_and_rows_without_scores_are_marked():

@@ -20,9 +20,8 @@ from harness.cli import app
 from harness.api.errors import BadInputError
 from harness.api.interfaces import Logger
 from harness.api.registry import default_registry
-from harness.api.testing import ConformanceError, check_plugin, make_tiny_voc
+from harness.api.testing import ConformanceError, check_plugin
 from harness_plugins.loggers.csv_logger import read_metrics
-from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 
 runner = CliRunner()
 EPOCHS = 3
@@ -37,18 +36,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("clips")
-    classes = make_clip_dataset(root / "data", 48)
-    labels = write_labels(root / "labels.npy", classes, {"kind": "classes",
-                                                         "num_outputs": CLASSES,
-                                                         "labeler": "truth", "params": {}})
-    return root / "data", labels
+def clips(make_labelled_clips):
+    return make_labelled_clips(48)
 
 
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> Path:
-    return make_tiny_voc(tmp_path_factory.mktemp("voc"), n={"train": 20, "val": 20, "test": 20})
+#: Images per split of the ``voc_root`` fixture (tests/conftest.py) in this module.
+VOC_IMAGES_PER_SPLIT = {"train": 20, "val": 20, "test": 20}
 
 
 def _pretrain_args(clips, out: Path, *extra: str) -> list[str]:
@@ -138,7 +131,8 @@ def test_an_unknown_logger_is_refused_in_one_line_before_training(clips, tmp_pat
 # ----------------------------------------------------------------------------- harness run
 def test_a_run_logs_pretext_evaluation_and_config_and_its_record_names_the_files(
         tmp_path, monkeypatch):
-    from harness.pipeline.run import RunConfig, run
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.run import run
     from harness.results.records import read_record
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
@@ -235,15 +229,10 @@ def test_tensorboard_without_its_package_names_the_extra(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- W&B example
 @pytest.fixture(scope="module")
-def installed_wandb_example(tmp_path_factory):
-    """pip-install the example W&B logger (no dependencies, no network) into a private
-    folder, as tests/test_example_plugin.py does for the other examples."""
+def installed_wandb_example(pip_install_example):
+    """The example W&B logger, pip-installed into a private folder (conftest.py)."""
     pytest.importorskip("wandb", reason="the wandb package is not installed here")
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(WANDB_EXAMPLE)],
-                   check=True, cwd=tmp_path_factory.mktemp("build"))
-    return target
+    return pip_install_example(WANDB_EXAMPLE)
 
 
 def _run_with(target: Path, *args: str, cwd: Path | None = None):

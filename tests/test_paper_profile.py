@@ -22,9 +22,9 @@ from harness.cli import app
 from harness.api.errors import BadInputError
 from harness.data.clips import ClipDataset
 from harness.data.framestore import store_path
-from harness.pretext.train import PretrainConfig, WarmOneCycleLR, pretrain
+from harness.pretext.config import PretrainConfig
+from harness.pretext.train import WarmOneCycleLR, pretrain
 from harness.profiles import cpu_estimate, get_profile, pretrain_settings
-from tests.test_pretrain import CLASSES, make_clip_dataset, write_labels
 
 REPO = Path(__file__).resolve().parents[1]
 #: PretrainConfig fields the pipeline leaves out of a record's ``config.pretrain``
@@ -32,14 +32,9 @@ UNRECORDED = {"out", "progress", "data", "labels", "checkpoint_seconds", "profil
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips(make_labelled_clips):
     """40 colour-coded 32-px clips and their class labels."""
-    root = tmp_path_factory.mktemp("paper-clips")
-    classes = make_clip_dataset(root / "data", 40)
-    labels = write_labels(root / "labels.npy", classes, {"kind": "classes",
-                                                         "num_outputs": CLASSES,
-                                                         "labeler": "truth", "params": {}})
-    return root / "data", labels
+    return make_labelled_clips(40)
 
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)
@@ -164,7 +159,7 @@ def test_pretraining_crops_from_a_store_of_the_store_size_and_warms_up(clips, tm
 def test_run_passes_the_store_size_and_compile_and_says_how_long_on_a_cpu(monkeypatch,
                                                                           tmp_path):
     import harness.pipeline.run
-    from harness.pipeline.run import RunResult
+    from harness.pipeline.config import RunResult
 
     seen = []
     monkeypatch.setattr(harness.pipeline.run, "run", lambda config, echo=print:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from harness.runtime.cache import cache_root
-from harness.pipeline.run import RunConfig, run, stage_summary
+from harness.pipeline.config import RunConfig
+from harness.pipeline.run import run, stage_summary
 from harness.results.records import read_record
 
 TINY = dict(backbone="timm:test_resnet", toy_clips=48, toy_voc_images=(160, 120), epochs=1,
@@ -27,9 +28,9 @@ def _snapshot(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+def cache(own_cache):
+    """The test's own cache folder (conftest.py's ``own_cache``)."""
+    return own_cache
 
 
 def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache, monkeypatch):
@@ -56,7 +57,7 @@ def test_sound_run_writes_a_valid_record_and_caches_every_stage(tmp_path, cache,
     for stage in [*record["timings"], "total"]:
         assert stage in summary
     # the downstream identity says which world and which sealed test seed
-    from harness.pipeline.run import toy_test_seed
+    from harness.pipeline.data_stage import toy_test_seed
     from harness.profiles import get_profile
 
     down = record["downstream"]
@@ -133,7 +134,8 @@ def test_clips_with_unusable_audio_are_skipped_counted_and_never_trained_on(tmp_
     from dataclasses import replace
 
     from harness.data.clips import ClipDataset
-    from harness.pipeline.run import PROFILES, toy_clips
+    from harness.pipeline.data_stage import toy_clips
+    from harness.profiles import PROFILES
 
     source = toy_clips(replace(PROFILES["toy"], toy_clips=48), 0, progress=False)
     clips = tmp_path / "clips"
@@ -158,7 +160,7 @@ def test_pretext_augmentation_comes_from_the_profile_and_keys_the_pretext_stage(
         tmp_path, cache, monkeypatch):
     from dataclasses import replace
 
-    from harness.pipeline import run as pipeline
+    from harness import profiles as pipeline
 
     toy = pipeline.PROFILES["toy"]
     first = read_record(run(_config(tmp_path)).path)
@@ -179,7 +181,8 @@ def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache)
     from dataclasses import replace
 
     from harness.data.clips import ClipDataset
-    from harness.pipeline.run import PROFILES, toy_clips
+    from harness.pipeline.data_stage import toy_clips
+    from harness.profiles import PROFILES
 
     profile = replace(PROFILES["toy"], toy_clips=12)
     first = toy_clips(profile, 0, progress=False)
@@ -195,7 +198,7 @@ def test_toy_world_is_published_whole_even_over_an_interrupted_generation(cache)
 
 def test_eval_params_apply_to_every_evaluator_or_to_the_one_named():
     from harness.api.errors import BadInputError
-    from harness.pipeline.run import evaluator_params
+    from harness.pipeline.config import evaluator_params
 
     config = RunConfig(eval_params={"iterations": 5, "voc07_full.iterations": 7, "voc07_full.lr": 0.1})
     assert evaluator_params(config, "voc07_linear") == {"iterations": 5}
@@ -220,7 +223,8 @@ def test_stage_summary_lists_seconds_and_shares():
 
 
 def test_sweep_runs_random_and_supervised_once_per_backbone_world_and_seed():
-    from harness.pipeline.run import RunConfig, sweep_configs
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.sweep import sweep_configs
 
     configs = sweep_configs(RunConfig(), ["mfcc", "sound_texture"], [5, 15], ["alexnet"], [0, 1],
                             inits=("random", "supervised", "sound"), world_seeds=(0, 1, 2))
@@ -253,7 +257,8 @@ def _recorded(init="sound", *, rep="mfcc", k=15, seed=0, world=0, iterations=Non
 
 
 def test_a_record_is_matched_to_the_run_it_holds():
-    from harness.pipeline.run import RunConfig, is_recorded_by
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.sweep import is_recorded_by
 
     cfg = RunConfig(repr="mfcc", k=15, seed=1, world_seed=2)
     assert is_recorded_by(cfg, _recorded(seed=1, world=2))
@@ -272,11 +277,11 @@ def test_a_record_is_matched_to_the_run_it_holds():
 
 
 def test_sweep_skips_recorded_runs_and_dry_run_runs_none(monkeypatch, tmp_path):
-    from harness.pipeline import run as pipeline
-    from harness.pipeline.run import RunConfig
+    from harness.pipeline import sweep as pipeline
+    from harness.pipeline.config import RunConfig
 
     held = [_recorded("random", seed=0), _recorded(seed=0)]
-    monkeypatch.setattr("harness.results.records.read_records", lambda folder: held)
+    monkeypatch.setattr("harness.results.store.read_records", lambda folder: held)
     ran, lines = [], []
     monkeypatch.setattr(pipeline, "run", lambda cfg, echo: ran.append((cfg.init, cfg.seed)))
     base = RunConfig(results=tmp_path)
@@ -295,7 +300,7 @@ def test_eval_cache_follows_the_profiles_evaluation_scaling(monkeypatch, tmp_pat
     from dataclasses import replace
 
     import harness.evaluation.stage
-    from harness.pipeline import run as pipeline
+    from harness.pipeline import eval_stage as pipeline
     from harness.api.interfaces import EvalMetrics
     from harness.profiles import get_profile
 

@@ -16,16 +16,19 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import harness.pretext.checkpoints as checkpoints_mod
 import harness.pretext.train as pretrain_mod
-from harness.pretext.augment import (AugmentConfig, AugmentParams, augment, center, crop_flip, jitter,
+from harness.pretext.augment import (AugmentParams, augment, center, crop_flip, jitter,
                              sample_params, to_float)
 from harness.networks.checkpoint import FORMAT, load_pretrained, read_checkpoint
 from harness.cli import app
 from harness.data.clips import ClipDataset, write_dataset
 from harness.api.errors import BadInputError
 from harness.data.framestore import frame_store, square_frame, store_path
-from harness.pretext.train import (PretrainConfig, TrainingDiverged, batch_bounds, checkpoint_due,
-                              prefetched, pretrain, read_labels)
+from harness.pretext.checkpoints import TrainingDiverged, checkpoint_due
+from harness.pretext.config import AugmentConfig, PretrainConfig
+from harness.pretext.data import batch_bounds, prefetched, read_labels
+from harness.pretext.train import pretrain
 
 CLASSES = 4
 
@@ -58,13 +61,9 @@ def write_labels(path: Path, values: np.ndarray, sidecar: dict | None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips(make_labelled_clips):
     """48 colour-coded clips and their class labels (with a sidecar)."""
-    root = tmp_path_factory.mktemp("clips")
-    classes = make_clip_dataset(root / "data", 48)
-    labels = write_labels(root / "labels.npy", classes, {"kind": "classes", "num_outputs": CLASSES,
-                                                         "labeler": "truth", "params": {}})
-    return root / "data", labels
+    return make_labelled_clips(48)
 
 
 #: every test here runs torch on one thread (the fixture is in conftest.py)
@@ -275,20 +274,20 @@ def test_interrupted_run_resumes_to_the_same_weights(clips, tmp_path, monkeypatc
     whole = pretrain(tiny_config(clips, tmp_path / "whole"))
 
     saves = []
-    real_save = pretrain_mod.save_checkpoint
+    real_save = checkpoints_mod.save_checkpoint
 
     def crash_after_first_epoch(*args, **kwargs):
         real_save(*args, **kwargs)
         saves.append(kwargs["train_state"]["epoch"])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pretrain_mod, "save_checkpoint", crash_after_first_epoch)
+    monkeypatch.setattr(checkpoints_mod, "save_checkpoint", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny_config(clips, tmp_path / "resumed"))
     assert saves == [1]
     partial = read_checkpoint(tmp_path / "resumed" / "last.pt")["train_state"]
     assert partial["epoch"] == 1 and "optimizer" in partial and "scheduler" in partial
-    monkeypatch.setattr(pretrain_mod, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints_mod, "save_checkpoint", real_save)
 
     resumed = pretrain(tiny_config(clips, tmp_path / "resumed"))
     a, b = weights(whole), weights(resumed)
@@ -423,7 +422,7 @@ def test_pretrain_command_records_its_profile_and_the_options_that_override_it(c
     from typer.testing import CliRunner
 
     from harness.cli import app
-    from harness.pretext.train import CONFIG_NAME
+    from harness.pretext.config import CONFIG_NAME
 
     data, labels = clips
     out = tmp_path / "run"

@@ -206,7 +206,7 @@ def test_the_vocdevkit_quirks_read_as_voc_reads_them(rehearsal):
 
 
 def test_the_paper_run_records_its_profile_data_and_overrides(rehearsal):
-    from harness.pipeline.run import voc_fingerprint
+    from harness.pipeline.data_stage import voc_fingerprint
 
     record, out = rehearsal.record, rehearsal.run.output
     config = record["config"]
@@ -241,7 +241,7 @@ def test_the_paper_run_records_its_profile_data_and_overrides(rehearsal):
 
 
 def test_the_pretext_split_keeps_each_video_on_one_side(rehearsal):
-    from harness.pretext.train import split_indices
+    from harness.pretext.data import split_indices
 
     ds = ClipDataset(rehearsal.clips)
     record = rehearsal.record

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from harness.results import records
+from harness.results import records, store
 from harness.api.errors import BadInputError, HarnessError
 from harness.leaderboard.paper_tables import VOC_CLASSES
 
@@ -219,7 +219,7 @@ def test_write_is_atomic_when_the_final_step_fails(tmp_path, monkeypatch):
     def broken_link(src, dst):
         raise KeyboardInterrupt  # an interruption at the worst moment
 
-    monkeypatch.setattr(records, "_link_no_clobber", broken_link)
+    monkeypatch.setattr(store, "_link_no_clobber", broken_link)
     with pytest.raises(KeyboardInterrupt):
         records.write_record(make(), tmp_path)
     assert list(tmp_path.iterdir()) == []

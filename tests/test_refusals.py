@@ -64,7 +64,7 @@ def cache_dir() -> Path:
 
 
 def cache_files() -> set[str]:
-    """Every file under the test session's cache folder (to see that nothing was added)."""
+    """Every file under this test run's cache folder (to see that nothing was added)."""
     root = cache_dir()
     return {str(p.relative_to(root)) for p in root.rglob("*")} if root.is_dir() else set()
 
@@ -255,7 +255,9 @@ def test_a_labeler_size_above_the_clip_count_is_refused_before_any_run(tmp_path)
 
 
 def test_check_run_accepts_every_run_of_a_valid_sweep(tmp_path):
-    from harness.pipeline.run import RunConfig, check_run, sweep_configs
+    from harness.pipeline.checks import check_run
+    from harness.pipeline.config import RunConfig
+    from harness.pipeline.sweep import sweep_configs
 
     base = RunConfig(results=tmp_path / "r", clips=make_clips(tmp_path / "clips", n=4))
     configs = sweep_configs(base, ["mfcc"], [2, 4], ["alexnet"], [0, 1],
@@ -333,7 +335,7 @@ def test_an_unknown_plugin_kind_is_refused_listing_the_kinds():
 
 # ----------------------------------------------------------------------------- evaluation cache
 def test_a_truncated_cached_metrics_file_is_recomputed_and_said_so(tmp_path):
-    from harness.pipeline import run as pipeline
+    from harness.pipeline import eval_stage as pipeline
     from harness.api.interfaces import EvalMetrics, Evaluator
     from harness.profiles import get_profile
 

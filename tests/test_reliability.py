@@ -1,7 +1,7 @@
-"""Regression tests of issue 15: no lost or stale data, no silent fallback, exit 2 for bad input.
+"""No lost or stale data, no silent fallback, exit 2 for bad input.
 
-One test (or a few) per numbered case of the issue, named ``test_caseN_...``;
-docs/guarantees.md names them. Each is small and runs in the default suite.
+Each test is named for the guarantee it checks; docs/guarantees.md names them. Each is
+small and runs in the default suite.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def _meanstd():
     return MeanStd()
 
 
-# ----------------------------------------------------------------------------- 1, 16: ingest
-def test_case1_ingest_refuses_a_folder_it_did_not_create(tmp_path):
+# ----------------------------------------------------------------------------- ingest
+def test_ingest_refuses_a_folder_it_did_not_create(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "a.mp4").write_bytes(b"not decoded: the folder is refused first")
@@ -95,7 +95,7 @@ def test_case1_ingest_refuses_a_folder_it_did_not_create(tmp_path):
     assert (copy / "manifest.csv").read_bytes() == manifest and not (copy / ".ingest").exists()
 
 
-def test_case1_ingest_refuses_a_dataset_of_other_videos(tmp_path):
+def test_ingest_refuses_a_dataset_of_other_videos(tmp_path):
     from harness.data.ingest import STATE_DIR, IngestConfig
 
     videos = tmp_path / "videos"
@@ -109,7 +109,7 @@ def test_case1_ingest_refuses_a_dataset_of_other_videos(tmp_path):
     assert len(ClipDataset(ds)) == 2
 
 
-def test_case16_ingest_with_no_clip_is_an_error(tmp_path):
+def test_ingest_with_no_clip_is_an_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     one_line_exit_2(invoke("data", "ingest", "--videos", empty, "--out", tmp_path / "a"),
@@ -123,7 +123,7 @@ def test_case16_ingest_with_no_clip_is_an_error(tmp_path):
     assert not (out / "manifest.csv").exists()
 
 
-def test_case16_skip_bad_with_every_clip_bad_is_an_error(tmp_path):
+def test_skip_bad_with_every_clip_bad_is_an_error(tmp_path):
     from harness.labels.sound_features import DatasetSource, FeatureOptions, compute_features
 
     root = make_clips(tmp_path / "ds", n=3)
@@ -134,11 +134,11 @@ def test_case16_skip_bad_with_every_clip_bad_is_an_error(tmp_path):
                          FeatureOptions(skip_bad=True, workers=0, progress=False))
 
 
-# ----------------------------------------------------------------------------- 2: pairs
-def test_case2_labels_and_sidecar_are_written_as_one_pair(tmp_path, monkeypatch):
+# ----------------------------------------------------------------------------- pairs
+def test_labels_and_sidecar_are_written_as_one_pair(tmp_path, monkeypatch):
     from harness.api.interfaces import Labels
     from harness.labels.pseudo_labels import read_labels, sidecar_path, write_labels
-    from harness.pretext.train import read_labels as read_for_training
+    from harness.pretext.data import read_labels as read_for_training
 
     path = tmp_path / "labels.npy"
     write_labels(path, Labels(np.arange(10) % 5, "classes", 5), {"labeler": "old"})
@@ -166,8 +166,8 @@ def test_case2_labels_and_sidecar_are_written_as_one_pair(tmp_path, monkeypatch)
     assert sidecar_path(path).is_file()
 
 
-def test_case2_features_pair_is_checked(tmp_path):
-    from harness.labels.sound_features import FeatureMatrix, sidecar_path
+def test_a_features_matrix_that_no_longer_matches_its_sidecar_is_refused(tmp_path):
+    from harness.labels.feature_matrix import FeatureMatrix, sidecar_path
     from harness.runtime.io import check_pair
 
     m = FeatureMatrix(np.ones((2, 3), np.float32), np.arange(2), [], 2, "r", {}, "float32", "k")
@@ -178,8 +178,8 @@ def test_case2_features_pair_is_checked(tmp_path):
         check_pair(tmp_path / "f.npy", meta_path, json.loads(sidecar_path(tmp_path / "f.npy").read_text()))
 
 
-# ----------------------------------------------------------------------------- 3: cache keys
-def test_case3_a_replaced_wav_is_not_served_from_the_cache(tmp_path):
+# ----------------------------------------------------------------------------- cache keys
+def test_a_replaced_wav_is_not_served_from_the_cache(tmp_path):
     from harness.labels.sound_features import DatasetSource, FeatureOptions, compute_features
 
     root = make_clips(tmp_path / "ds", n=3)
@@ -192,7 +192,7 @@ def test_case3_a_replaced_wav_is_not_served_from_the_cache(tmp_path):
         compute_features(_meanstd(), DatasetSource(ClipDataset(root)), opts)
 
 
-def test_case3_a_replaced_frame_is_not_served_from_the_frame_cache(tmp_path):
+def test_a_replaced_frame_is_not_served_from_the_frame_cache(tmp_path):
     from harness.data.framestore import frame_store
 
     root = make_clips(tmp_path / "ds", n=3)
@@ -203,7 +203,7 @@ def test_case3_a_replaced_frame_is_not_served_from_the_frame_cache(tmp_path):
         frame_store(ClipDataset(root), 16, progress=False)
 
 
-def test_case3_cache_key_follows_size_and_mtime_but_the_record_fingerprint_does_not(tmp_path):
+def test_cache_key_follows_size_and_mtime_but_the_record_fingerprint_does_not(tmp_path):
     root = make_clips(tmp_path / "ds", n=2)
     before = ClipDataset(root)
     key, fingerprint = before.cache_key(), before.fingerprint()
@@ -212,9 +212,9 @@ def test_case3_cache_key_follows_size_and_mtime_but_the_record_fingerprint_does_
     assert after.fingerprint() == fingerprint and after.cache_key() != key
 
 
-# ----------------------------------------------------------------------------- 4: overrides
-def test_case4_epochs_and_lr_overrides_are_used_or_refused(tmp_path):
-    from harness.pipeline.run import RunConfig
+# ----------------------------------------------------------------------------- overrides
+def test_epochs_and_lr_overrides_are_used_or_refused(tmp_path):
+    from harness.pipeline.config import RunConfig
 
     assert RunConfig(epochs=3, lr=0.5).resolved_profile().pretext_epochs == 3
     assert RunConfig(epochs=3, lr=0.5).resolved_profile().pretext_lr == 0.5
@@ -227,8 +227,8 @@ def test_case4_epochs_and_lr_overrides_are_used_or_refused(tmp_path):
     assert not results.exists()
 
 
-# ----------------------------------------------------------------------------- 5: leaderboard
-def test_case5_leaderboard_from_no_records_keeps_the_tables(tmp_path):
+# ----------------------------------------------------------------------------- leaderboard
+def test_leaderboard_from_no_records_keeps_the_tables(tmp_path):
     from harness.results import records
 
     from .test_records import make
@@ -245,7 +245,7 @@ def test_case5_leaderboard_from_no_records_keeps_the_tables(tmp_path):
     assert sorted(p.name for p in board.iterdir()) == before
 
 
-def test_case5_leaderboard_does_not_overwrite_a_file_it_did_not_write(tmp_path):
+def test_leaderboard_does_not_overwrite_a_file_it_did_not_write(tmp_path):
     out = tmp_path / "docs"
     out.mkdir()
     (out / "README.md").write_text("my notes\n")
@@ -254,14 +254,14 @@ def test_case5_leaderboard_does_not_overwrite_a_file_it_did_not_write(tmp_path):
     assert (out / "README.md").read_text() == "my notes\n"
 
 
-# ----------------------------------------------------------------------------- 6: kills
+# ----------------------------------------------------------------------------- kills
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
 
 
-def test_case6_temporaries_of_killed_writers_are_removed_on_the_next_write(tmp_path):
+def test_temporaries_of_killed_writers_are_removed_on_the_next_write(tmp_path):
     from harness.runtime.io import remove_stale_temps_in, save_torch
 
     stale = tmp_path / f".last.pt.{_dead_pid()}-0badc0de.tmp"
@@ -295,7 +295,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
+def test_the_audio_loading_worker_dies_with_its_parent(tmp_path):
     # the parent computes features with one loading worker, whose load never returns (as a
     # read that hangs); the module-level patch reaches the worker under fork and spawn alike
     script = tmp_path / "parent.py"
@@ -304,11 +304,11 @@ def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
 
         import numpy as np
 
-        import harness.labels.sound_features
+        import harness.labels.audio_sources
         from harness.labels.sound_features import DatasetSource, FeatureOptions, compute_features
         from harness.api.interfaces import SoundRepresentation
 
-        harness.labels.sound_features.load_audio = lambda path, rate: time.sleep(3600)
+        harness.labels.audio_sources.load_audio = lambda path, rate: time.sleep(3600)
 
         class Rep(SoundRepresentation):
             name, sample_rate, clip_seconds, dim = "r", 1000, 0.5, 1
@@ -353,8 +353,8 @@ def test_case6_the_audio_loading_worker_dies_with_its_parent(tmp_path):
                 os.kill(w, signal.SIGKILL)
 
 
-# ----------------------------------------------------------------------------- 8: NaN records
-def test_case8_a_record_with_nan_is_refused_naming_the_file(tmp_path):
+# ----------------------------------------------------------------------------- NaN records
+def test_a_record_with_nan_is_refused_naming_the_file(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     src = sorted((REPO / "leaderboards/archive").glob("*.json"))[0]
@@ -366,8 +366,8 @@ def test_case8_a_record_with_nan_is_refused_naming_the_file(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# ----------------------------------------------------------------------------- 9: --results
-def test_case9_results_file_is_refused_before_any_stage(tmp_path):
+# ----------------------------------------------------------------------------- --results
+def test_a_results_path_that_is_a_file_is_refused_before_any_stage(tmp_path):
     results = tmp_path / "results"
     results.write_text("a file")
     cache = Path(os.environ["HARNESS_CACHE"])
@@ -378,12 +378,12 @@ def test_case9_results_file_is_refused_before_any_stage(tmp_path):
     assert (sorted((cache / "toy").iterdir()) if (cache / "toy").is_dir() else []) == toy_before
 
 
-# ----------------------------------------------------------------------------- 10: label input
+# ----------------------------------------------------------------------------- label input
 @pytest.mark.parametrize("case, message", [
     ("oned", "shape [N, D]"), ("structured", "holds numbers"), ("empty", "is empty"),
     ("huge", "header claims 1000000 x 1000000 values"),
 ])
-def test_case10_label_refuses_unusable_matrices(tmp_path, case, message):
+def test_label_refuses_unusable_matrices(tmp_path, case, message):
     path = tmp_path / f"{case}.npy"
     if case == "oned":
         np.save(path, np.arange(5.0))
@@ -399,7 +399,7 @@ def test_case10_label_refuses_unusable_matrices(tmp_path, case, message):
     one_line_exit_2(invoke("label", path), str(path), message)
 
 
-# ----------------------------------------------------------------------------- 11: parameters
+# ----------------------------------------------------------------------------- parameters
 @pytest.mark.parametrize("param, message", [
     ("n_mfcc=abc", "parameter n_mfcc must be an integer"),
     ("clip_seconds=nan", "parameter clip_seconds must be a number"),
@@ -407,12 +407,12 @@ def test_case10_label_refuses_unusable_matrices(tmp_path, case, message):
     ("hop_length=0", "parameter hop_length must be >= 1"),
     ("center=3", "parameter center must be true or false"),
 ])
-def test_case11_plugin_parameters_are_checked_and_named(tmp_path, param, message):
+def test_plugin_parameters_are_checked_and_named(tmp_path, param, message):
     one_line_exit_2(invoke("features", "--repr", "mfcc", "-p", param, "--out", tmp_path / "f.npy",
                            tmp_path / "missing.wav"), message)
 
 
-def test_case11_every_plugin_kind_is_checked_from_its_declared_types():
+def test_every_plugin_kind_is_checked_from_its_declared_types():
     from harness.api.registry import default_registry
 
     reg = default_registry()
@@ -433,8 +433,8 @@ def test_case11_every_plugin_kind_is_checked_from_its_declared_types():
 @pytest.mark.parametrize("num_outputs, message", [
     ("5", "num_outputs must be an integer"), (10**9, "must lie in"),
 ])
-def test_case11_hand_made_label_sidecars_are_checked(tmp_path, num_outputs, message):
-    from harness.pretext.train import read_labels
+def test_hand_made_label_sidecars_are_checked(tmp_path, num_outputs, message):
+    from harness.pretext.data import read_labels
 
     np.save(tmp_path / "l.npy", np.arange(6) % 3)
     (tmp_path / "l.json").write_text(json.dumps({"kind": "classes", "num_outputs": num_outputs}))
@@ -442,20 +442,20 @@ def test_case11_hand_made_label_sidecars_are_checked(tmp_path, num_outputs, mess
         read_labels(tmp_path / "l.npy")
 
 
-# ----------------------------------------------------------------------------- 12: seeds
+# ----------------------------------------------------------------------------- seeds
 @pytest.mark.parametrize("command", [
     ["label", "f.npy"], ["run"], ["eval", "--checkpoint", "random:alexnet"],
     ["pretrain", "--backbone", "alexnet", "--labels", "l.npy", "--data", "d", "--out", "o"],
 ])
-def test_case12_negative_seed_is_refused_by_every_command(tmp_path, command):
+def test_negative_seed_is_refused_by_every_command(tmp_path, command):
     result = invoke(*command, "--seed", "-1")
     assert result.exit_code == 2 and "--seed" in result.output, result.output
     assert "Traceback" not in result.output
 
 
-# ----------------------------------------------------------------------------- 13: outputs
-def test_case13_output_paths_that_are_folders_or_files_are_refused(tmp_path, monkeypatch):
-    from harness.pretext.train import PretrainConfig
+# ----------------------------------------------------------------------------- outputs
+def test_output_paths_that_are_folders_or_files_are_refused(tmp_path, monkeypatch):
+    from harness.pretext.config import PretrainConfig
 
     feats = tmp_path / "f.npy"
     np.save(feats, np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32))
@@ -473,13 +473,13 @@ def test_case13_output_paths_that_are_folders_or_files_are_refused(tmp_path, mon
                     "$HARNESS_CACHE", "is a file")
 
 
-# ----------------------------------------------------------------------------- 14, 17: checkpoints
+# ----------------------------------------------------------------------------- checkpoints
 class _Evil:
     def __reduce__(self):
         return (os.system, ("true",))
 
 
-def test_case14_an_unpickling_checkpoint_is_refused_with_its_reason(tmp_path):
+def test_an_unpickling_checkpoint_is_refused_with_its_reason(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "harness-checkpoint/1", "payload": _Evil()}, path)
     line = one_line_exit_2(invoke("eval", "--checkpoint", path, "--voc", tmp_path), str(path))
@@ -487,7 +487,7 @@ def test_case14_an_unpickling_checkpoint_is_refused_with_its_reason(tmp_path):
     assert "weights_only` set to `False" not in line and "Re-running" not in line
 
 
-def test_case17_a_checkpoint_with_impossible_fields_is_refused(tmp_path):
+def test_a_checkpoint_with_impossible_fields_is_refused(tmp_path):
     from harness.networks.checkpoint import read_checkpoint
 
     base = {"format": "harness-checkpoint/1", "backbone": "alexnet", "backbone_params": {},
@@ -503,8 +503,8 @@ def test_case17_a_checkpoint_with_impossible_fields_is_refused(tmp_path):
             read_checkpoint(path)
 
 
-# ----------------------------------------------------------------------------- 15: exit codes
-def test_case15_unknown_or_blocked_plugins_and_parameters_exit_2(tmp_path):
+# ----------------------------------------------------------------------------- exit codes
+def test_unknown_or_blocked_plugins_and_parameters_exit_2(tmp_path):
     one_line_exit_2(invoke("features", "--repr", "nope", tmp_path / "a.wav"), "unknown repr 'nope'")
     one_line_exit_2(invoke("features", "--repr", "mfcc", "-p", "bogus=1", tmp_path / "a.wav"),
                     "unknown parameter 'bogus'")
@@ -517,8 +517,8 @@ def test_case15_unknown_or_blocked_plugins_and_parameters_exit_2(tmp_path):
                            env={"HARNESS_BLOCK_PLUGINS": "repr:mfcc"}), "blocked")
 
 
-# ----------------------------------------------------------------------------- 18: leftovers
-def test_case18_files_are_written_with_the_umask_mode(tmp_path):
+# ----------------------------------------------------------------------------- leftovers
+def test_files_are_written_with_the_umask_mode(tmp_path):
     from harness.runtime.io import save_torch, write_json
     from harness.labels.pseudo_labels import write_labels
     from harness.api.interfaces import Labels
@@ -534,7 +534,7 @@ def test_case18_files_are_written_with_the_umask_mode(tmp_path):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
-def test_case18_a_finished_evaluation_leaves_no_training_state(tmp_path):
+def test_a_finished_evaluation_leaves_no_training_state(tmp_path):
     """The VOC07 evaluator removes its resumable state once the test scores are written
     (the ~432 MB train-state.pt of an AlexNet); the scores file stays."""
     from harness.api.interfaces import EvalContext

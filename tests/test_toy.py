@@ -187,7 +187,7 @@ def test_pipeline_toy_voc_seals_one_test_split_per_world(tmp_path, monkeypatch):
     cache key, so three worlds have three sealed test sets."""
     from dataclasses import replace
 
-    from harness.pipeline.run import profile_toy_voc, toy_test_seed
+    from harness.pipeline.data_stage import profile_toy_voc, toy_test_seed
     from harness.profiles import get_profile
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

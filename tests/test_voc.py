@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from harness.api.errors import BadInputError
-from harness.data.voc import CLASSES, SPLITS, VOCClassification, read_voc, targets_matrix
+from harness.data.voc import CLASSES, SPLITS, read_voc, targets_matrix
+from harness.data.voc_dataset import VOCClassification
 
 
 def _xml(objects):

@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score
 
 from harness.api.hookspecs import hookimpl
 from harness.api.interfaces import EvalContext, EvalMetrics, Evaluator, PretrainedModel
-from harness.data.voc import CLASSES, read_voc, targets_matrix, voc2007_dir
+from harness.api import CLASSES, read_voc, targets_matrix, voc2007_dir
 
 
 class CentroidProbe(Evaluator):

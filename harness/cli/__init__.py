@@ -81,6 +81,9 @@ def _assemble() -> None:
     app.command("sweep")(run.sweep)
     app.command("leaderboard")(leaderboard.leaderboard)
     app.command("figures")(leaderboard.figures)
+    from harness.cli import label_truth
+
+    app.command("label-truth")(label_truth.label_truth)
     app.add_typer(data.app, name="data", help="Build clip datasets and VOC folders.")
 
 

@@ -17,6 +17,11 @@ import typer
 
 from harness.data.audio import Window
 from harness.api.errors import BadInputError
+from harness.cli.defaults import PROFILE, field_default, param_default
+from harness.data import audioset as _audioset
+from harness.data import ingest as _ingest
+from harness.data.audioset import DownloadConfig
+from harness.data.ingest import IngestConfig
 from harness.profiles import ProfileName
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,19 +54,52 @@ def toy(
     out: Path = typer.Option(..., "--out", help="Folder to write the clip dataset to."),
     clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Number of clips "
                                         "(default: the profile's toy world)."),
-    profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
+    profile: ProfileName = typer.Option(PROFILE, "--profile", help="toy or paper."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (same seed, same dataset)."),
     image_size: int = typer.Option(64, "--image-size", help="Frame side in pixels (64; 96-112 also work)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: CPU count)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="World preset: oracle (sound "
+                                         "names the objects) or realistic (the audio of real "
+                                         "video); see docs/toy-worlds.md. The knobs below "
+                                         "change it. Default: the profile's (oracle)."),
+    sound_prob: Optional[float] = typer.Option(None, "--sound-prob", help="P(audible | "
+                                               "visible object of a sounding class)."),
+    silent_classes: Optional[str] = typer.Option(None, "--silent-classes", help="Classes that "
+                                                 "never sound, comma-separated, or none."),
+    object_gain_db: Optional[str] = typer.Option(None, "--object-gain-db", help="LOW,HIGH: "
+                                                 "level of sources over the ambience, dB."),
+    offscreen_prob: Optional[float] = typer.Option(None, "--offscreen-prob", help="P(a clip "
+                                                   "holds an audible source not in the frame)."),
+    narration_prob: Optional[float] = typer.Option(None, "--narration-prob",
+                                                   help="P(a narration bed under a clip)."),
+    music_prob: Optional[float] = typer.Option(None, "--music-prob",
+                                               help="P(a music bed under a clip)."),
+    unrelated_prob: Optional[float] = typer.Option(None, "--unrelated-prob", help="P(a clip's "
+                                                   "audio is unrelated to its frame)."),
+    event_share: Optional[float] = typer.Option(None, "--event-share", help="Mean share of the "
+                                                "window a source sounds for (1: all of it)."),
 ) -> None:
     """Generate the toy audio-visual world as a clip dataset (ground truth in the manifest)."""
     from harness.profiles import get_profile
-    from harness.data.toy import ToyConfig, generate_clips
+    from harness.data.toy import generate_clips
+    from harness.data.toy.config import world_config
 
+    knobs = {"sound_prob": sound_prob, "silent_classes": silent_classes,
+             "object_gain_db": object_gain_db, "offscreen_prob": offscreen_prob,
+             "narration_prob": narration_prob, "music_prob": music_prob,
+             "unrelated_prob": unrelated_prob, "event_share": event_share}
+    world = {**get_profile(profile).toy_world, **({"preset": preset} if preset else {}),
+             **{k: v for k, v in knobs.items() if v is not None}}
+    try:
+        config = world_config(world, image_size=image_size)
+    except BadInputError as exc:
+        raise BadInputError(f"--preset {preset}: {exc}" if "unknown preset" in str(exc)
+                            else str(exc)) from None
     clips = clips if clips is not None else get_profile(profile).toy_clips
     start = time.perf_counter()
-    ds = generate_clips(out, clips, seed, config=ToyConfig(image_size=image_size), jobs=jobs)
-    typer.echo(f"{ds.root}: {len(ds)} toy clips (seed {seed}) in {time.perf_counter() - start:.1f} s")
+    ds = generate_clips(out, clips, seed, config=config, jobs=jobs)
+    typer.echo(f"{ds.root}: {len(ds)} toy clips (seed {seed}, {config.preset_label} world) in "
+               f"{time.perf_counter() - start:.1f} s")
 
 
 @app.command("toy-voc")
@@ -76,7 +114,7 @@ def toy_voc(
                                            "(half train, half val; default: the profile's)."),
     test: Optional[int] = typer.Option(None, "--test", min=1, help="test images (default: "
                                        "the profile's)."),
-    profile: ProfileName = typer.Option(ProfileName.toy, "--profile", help="toy or paper."),
+    profile: ProfileName = typer.Option(PROFILE, "--profile", help="toy or paper."),
     image_size: int = typer.Option(64, "--image-size", help="Image side in pixels."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: CPU count)."),
 ) -> None:
@@ -101,16 +139,15 @@ def toy_voc(
 def ingest(
     videos: Path = typer.Option(..., "--videos", help="Folder of video files (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Clip dataset folder (created; rerun to resume)."),
-    every: float = typer.Option(3.75, "--every", help="Seconds between frames."),
-    window: float = typer.Option(3.75, "--window-seconds", help="Audio window length, seconds."),
-    anchor: Window = typer.Option(Window.center, "--window", help="Frame position in its "
+    every: float = typer.Option(field_default(IngestConfig, "every"), "--every", help="Seconds between frames."),
+    window: float = typer.Option(field_default(IngestConfig, "window"), "--window-seconds", help="Audio window length, seconds."),
+    anchor: Window = typer.Option(Window(field_default(IngestConfig, "anchor")), "--window", help="Frame position in its "
                                   "window: center, or start (the seed's layout)."),
-    sample_rate: int = typer.Option(21000, "--sample-rate", help="Audio sample rate, Hz."),
-    size: int = typer.Option(256, "--size", help="Side of the square frames, pixels."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Videos decoded in parallel."),
+    sample_rate: int = typer.Option(field_default(IngestConfig, "sample_rate"), "--sample-rate", help="Audio sample rate, Hz."),
+    size: int = typer.Option(field_default(IngestConfig, "frame_size"), "--size", help="Side of the square frames, pixels."),
+    jobs: int = typer.Option(param_default(_ingest.ingest, "jobs"), "--jobs", min=1, help="Videos decoded in parallel."),
 ) -> None:
     """Cut every video into clips: a frame every --every seconds and its audio window."""
-    from harness.data.ingest import IngestConfig
     from harness.data.ingest import ingest as run_ingest
 
     cfg = IngestConfig(every=every, window=window, anchor=anchor.value, sample_rate=sample_rate,
@@ -123,18 +160,18 @@ def audioset(
     csv: Path = typer.Option(..., "--csv", help="AudioSet segment CSV (YTID, start, end, labels)."),
     out: Path = typer.Option(..., "--out", help="Folder for videos/, audioset.json, obtained.csv."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N segments."),
-    jobs: int = typer.Option(4, "--jobs", min=1, help="Parallel downloads."),
-    retries: int = typer.Option(3, "--retries", min=0, help="Retries of transient failures."),
-    backoff: float = typer.Option(5.0, "--backoff", min=0.0, help="First retry delay, seconds (doubles)."),
-    ytdlp: str = typer.Option("yt-dlp", "--yt-dlp", help="yt-dlp executable."),
+    jobs: int = typer.Option(param_default(_audioset.download, "jobs"), "--jobs", min=1, help="Parallel downloads."),
+    retries: int = typer.Option(field_default(DownloadConfig, "retries"), "--retries", min=0, help="Retries of transient failures."),
+    backoff: float = typer.Option(field_default(DownloadConfig, "backoff"), "--backoff", min=0.0, help="First retry delay, seconds (doubles)."),
+    ytdlp: str = typer.Option(field_default(DownloadConfig, "ytdlp"), "--yt-dlp", help="yt-dlp executable."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry segments that "
                                       "failed for good before (unavailable, private)."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Then ingest the downloads "
                                            "into this clip dataset (default options)."),
-    ingest_jobs: int = typer.Option(1, "--ingest-jobs", min=1, help="Parallel videos for --dataset."),
+    ingest_jobs: int = typer.Option(param_default(_ingest.ingest, "jobs"), "--ingest-jobs", min=1, help="Parallel videos for --dataset."),
 ) -> None:
     """Download AudioSet segments with yt-dlp (resumable); failures are recorded, not fatal."""
-    from harness.data.audioset import DownloadConfig, download, ingest_metadata
+    from harness.data.audioset import download, ingest_metadata
 
     check_out_folder(out)
     if dataset is not None:

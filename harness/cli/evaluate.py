@@ -18,7 +18,8 @@ from typing import Any, List, Optional
 import typer
 
 from harness.api.errors import BadInputError, HarnessError, PluginError
-from harness.profiles import ProfileName
+from harness.cli.defaults import PROFILE
+from harness.profiles import DEFAULT_DEVICE, DEFAULT_EVALUATORS, DEFAULT_SEED, ProfileName
 
 #: the toy world whose VOC is used when ``--voc`` is not given (as ``harness run``'s default)
 TOY_WORLD_SEED = 0
@@ -46,9 +47,9 @@ class Split(str, Enum):
 
 
 def evaluate(
-    evaluator: str = typer.Option("voc07_linear", "--evaluator", "-e",
-                                  help="Evaluator plugin, e.g. voc07_linear (\"Head\") or "
-                                       "voc07_full (\"All\")."),
+    evaluator: str = typer.Option(DEFAULT_EVALUATORS[0], "--evaluator", "-e",
+                                  help="Evaluator plugin, e.g. {} (\"Head\") or {} "
+                                       "(\"All\").".format(*DEFAULT_EVALUATORS)),
     checkpoint: str = typer.Option(..., "--checkpoint", "-c",
                                    help="A pretext checkpoint (.pt), random:<backbone> for "
                                         "a never-trained network (with the profile's "
@@ -60,7 +61,7 @@ def evaluate(
                                        help="VOCdevkit or VOC2007 folder. Default: the "
                                             "profile's toy VOC, generated into the cache on "
                                             "first use (the one `harness run` uses)."),
-    profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
+    profile: ProfileName = typer.Option(PROFILE, "--profile",
                                         help="Scales the protocol and sets the backbone of a "
                                              "random: network."),
     eval_param: List[str] = typer.Option([], "--eval-param", "-p",
@@ -81,11 +82,11 @@ def evaluate(
                                                   "as an override of the profile's)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Shorthand for -p lr=X (tune it on "
                                                            "--split train)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the evaluation's own randomness."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", min=0, help="Seed of the evaluation's own randomness."),
     backbone: Optional[str] = typer.Option(None, "--backbone",
                                            help="Expected backbone: refuse a checkpoint of "
                                                 "another one."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    device: str = typer.Option(DEFAULT_DEVICE, "--device", help="auto | cpu | cuda | cuda:N"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
     scores_out: Optional[Path] = typer.Option(None, "--scores-out",
                                               help="Copy the evaluator's per-image test "
@@ -163,7 +164,7 @@ def scores_sidecar(out: Path) -> Path:
 def default_toy_voc(profile, progress: bool = True) -> Path:
     """The toy VOC that ``harness run`` uses (world seed 0, the profile's size and sealed
     test split)."""
-    from harness.pipeline.run import profile_toy_voc
+    from harness.pipeline.data_stage import profile_toy_voc
 
     return profile_toy_voc(profile, TOY_WORLD_SEED, progress)
 

@@ -18,7 +18,9 @@ from typing import List, Optional
 
 import typer
 
+from harness.cli.defaults import field_default
 from harness.data.audio import Window
+from harness.labels.sound_features import FeatureOptions
 
 
 class Dtype(str, Enum):
@@ -41,20 +43,21 @@ def features(
                                        "a .json description goes beside it)."),
     param: List[str] = typer.Option([], "--repr-param", "-p", help="Representation parameter "
                                     "NAME=VALUE (repeatable), e.g. -p mode=fast."),
-    dtype: Dtype = typer.Option(Dtype.float32, "--dtype", help="Feature dtype."),
+    dtype: Dtype = typer.Option(Dtype(field_default(FeatureOptions, "dtype")), "--dtype", help="Feature dtype."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave unusable clips out (listed) "
                                   "instead of stopping at the first."),
-    window: Window = typer.Option(Window.center, "--window", help="Window of a longer file."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Clips per batch."),
+    window: Window = typer.Option(Window(field_default(FeatureOptions, "window")), "--window", help="Window of a longer file."),
+    batch_size: int = typer.Option(field_default(FeatureOptions, "batch_size"), "--batch-size", help="Clips per batch."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Audio-loading processes "
                                           "(default: one per spare core, at most 4)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    shard_size: int = typer.Option(1024, "--shard-size", help="Clips per cached shard (the unit of resuming)."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Use the feature cache."),
+    device: str = typer.Option(field_default(FeatureOptions, "device"), "--device", help="auto | cpu | cuda | cuda:N"),
+    shard_size: int = typer.Option(field_default(FeatureOptions, "shard_size"), "--shard-size", help="Clips per cached shard (the unit of resuming)."),
+    cache: bool = typer.Option(field_default(FeatureOptions, "cache"), "--cache/--no-cache", help="Use the feature cache."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Compute a sound representation's feature matrix [N, D] of audio files or a clip dataset."""
-    from harness.labels.sound_features import FeatureOptions, FileSource, compute_features, open_dataset
+    from harness.labels.audio_sources import FileSource
+    from harness.labels.sound_features import compute_features, open_dataset
     from harness.api.registry import default_registry
 
     from harness.runtime.io import check_output_path

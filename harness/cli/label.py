@@ -24,6 +24,7 @@ import numpy as np
 import typer
 
 from harness.api.errors import BadInputError
+from harness.profiles import DEFAULT_LABELER, DEFAULT_REPR
 
 #: manifest columns of a clip dataset that hold ground truth (the toy world writes them)
 TRUTH_COLUMNS = ("scene", "objects", "sounding", "loudest")
@@ -32,7 +33,7 @@ TRUTH_COLUMNS = ("scene", "objects", "sounding", "loudest")
 def label(
     features: Optional[Path] = typer.Argument(None, help="Feature matrix .npy [N, D] (from "
                                               "`harness features`)."),
-    labeler_name: str = typer.Option("kmeans", "--labeler", "-l", help="Labeler (see "
+    labeler_name: str = typer.Option(DEFAULT_LABELER, "--labeler", "-l", help="Labeler (see "
                                      "`harness plugins --kind labeler`)."),
     k: Optional[int] = typer.Option(None, "--k", help="The labeler's size parameter: clusters "
                                     "(kmeans k) or bits (pca_binary); default: the labeler's."),
@@ -43,7 +44,7 @@ def label(
                                        "a .json sidecar goes beside it)."),
     data: Optional[Path] = typer.Option(None, "--data", help="A clip dataset: its features "
                                         "(computed or cached with --repr) and ground truth."),
-    repr_name: str = typer.Option("mfcc", "--repr", "-r", help="Sound representation for --data "
+    repr_name: str = typer.Option(DEFAULT_REPR, "--repr", "-r", help="Sound representation for --data "
                                   "without a FEATURES file."),
     repr_param: List[str] = typer.Option([], "--repr-param", help="Representation parameter "
                                          "NAME=VALUE for --data (repeatable)."),
@@ -115,14 +116,14 @@ def _load_features(path: Path | None, data: Path | None, repr_name: str,
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    from harness.labels.sound_features import read_matrix
+    from harness.labels.feature_matrix import read_matrix
 
     return read_matrix(path)
 
 
 def _sidecar_rows(path: Path) -> np.ndarray | None:
     """Row -> clip positions recorded by ``harness features`` beside the matrix, if any."""
-    from harness.labels.sound_features import sidecar_path
+    from harness.labels.feature_matrix import sidecar_path
 
     meta_path = sidecar_path(path)
     if not meta_path.is_file():

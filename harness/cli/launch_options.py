@@ -8,6 +8,10 @@ from typing import List, Optional
 
 import typer
 
+from harness.cli.defaults import field_default
+from harness.launch import LaunchOptions
+from harness.launch.slurm import SlurmOptions
+
 
 class Launcher(str, Enum):
     """Where the runs execute."""
@@ -17,11 +21,11 @@ class Launcher(str, Enum):
     slurm = "slurm"
 
 
-LAUNCHER = typer.Option(Launcher.inline, "--launcher",
+LAUNCHER = typer.Option(Launcher(field_default(LaunchOptions, "launcher")), "--launcher",
                         help="inline (in this process, one run after another), local "
                              "(--jobs worker processes on this machine) or slurm (one "
                              "SLURM job per run, through submitit).")
-JOBS = typer.Option(1, "--jobs", min=1, help="local: runs at once, each in its own process.")
+JOBS = typer.Option(field_default(LaunchOptions, "jobs"), "--jobs", min=1, help="local: runs at once, each in its own process.")
 THREADS = typer.Option(None, "--threads-per-job", min=1,
                        help="torch threads per run (default: local, this machine's CPUs "
                             "divided by --jobs; slurm, --slurm-cpus; inline, torch's own).")
@@ -30,7 +34,7 @@ JOB_DIR = typer.Option(None, "--job-dir", help="local, slurm: folder for the run
 LIVE = typer.Option(None, "--live/--no-live", help="A live table of the runs (default: "
                     "when stderr is a terminal); otherwise one line per change.")
 PARTITION = typer.Option(None, "--slurm-partition", help="slurm: the partition.")
-TIME = typer.Option("60", "--slurm-time", help="slurm: time limit per job (minutes, h:mm:ss "
+TIME = typer.Option(str(field_default(SlurmOptions, "time_min")), "--slurm-time", help="slurm: time limit per job (minutes, h:mm:ss "
                     "or d-hh:mm:ss).")
 GPUS = typer.Option(None, "--slurm-gpus", min=0, help="slurm: GPUs per node.")
 CPUS = typer.Option(None, "--slurm-cpus", min=1, help="slurm: CPUs per task (also the "
@@ -40,7 +44,7 @@ ACCOUNT = typer.Option(None, "--slurm-account", help="slurm: the account to char
 QOS = typer.Option(None, "--slurm-qos", help="slurm: the quality of service.")
 PARAM = typer.Option(None, "--slurm-param", help="slurm: any other sbatch parameter, "
                      "KEY=VALUE (repeatable), e.g. constraint=a100.")
-NODES = typer.Option(1, "--slurm-nodes", min=1, help="slurm: nodes per run; with more than "
+NODES = typer.Option(field_default(SlurmOptions, "nodes"), "--slurm-nodes", min=1, help="slurm: nodes per run; with more than "
                      "one task in all, the pretext stage trains with DDP across the tasks.")
 TASKS = typer.Option(None, "--slurm-tasks-per-node", min=1, help="slurm: tasks per node "
                      "(default: --slurm-gpus, else 1), each one DDP process of the pretext.")
@@ -83,7 +87,7 @@ def slurm_args(names: dict) -> dict:
 
 
 def executor(options):
-    """The ``execute`` argument of :func:`harness.pipeline.run.sweep` for ``options`` (None for
+    """The ``execute`` argument of :func:`harness.pipeline.sweep.sweep` for ``options`` (None for
     inline without a thread count: the sweep runs each run itself, as it always did)."""
     if options.launcher == "inline" and options.threads_per_job is None:
         return None

@@ -8,8 +8,8 @@ from typing import List
 import typer
 
 from harness.api.errors import BadInputError
-from harness.profiles import ProfileName
-from harness.results.protocol import DEFAULT_EVALUATORS
+from harness.cli.defaults import PROFILE
+from harness.profiles import DEFAULT_EVALUATORS, ProfileName
 
 #: where the committed leaderboard and its records live (relative to the working directory)
 DEFAULT_OUT = Path("leaderboards")
@@ -35,7 +35,7 @@ def leaderboard(
                                             help="Move records not under the frozen protocol "
                                                  "(with their scores) from --results to "
                                                  "--out/archive/, then regenerate."),
-    profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
+    profile: ProfileName = typer.Option(PROFILE, "--profile",
                                         help="--freeze: the profile whose toy VOC and "
                                              "protocol scaling are frozen."),
     evaluator: List[str] = typer.Option(list(DEFAULT_EVALUATORS), "--evaluator", "-e",
@@ -49,7 +49,8 @@ def leaderboard(
     that disagrees is refused (exit 2), with or without --check."""
     from harness.results.archive import ARCHIVE_DIR
     from harness.results.archive import archive_superseded as move_superseded
-    from harness.leaderboard.board import build_leaderboard, check_leaderboard, write_leaderboard
+    from harness.leaderboard.board import build_leaderboard
+    from harness.leaderboard.writing import check_leaderboard, write_leaderboard
     from harness.results.protocol import (PROTOCOL_FILE, code_drift, current_protocol,
                                        read_frozen, write_frozen)
     from harness.results.records import code_info, read_record_files, read_test_scores, utc_now
@@ -94,8 +95,9 @@ def leaderboard(
     verify_record_files(files, scores)
     verify_record_files(archived_files)
     archived = [record for _, record in archived_files]
+    truths = _label_truth(out, records, archived)
     board = build_leaderboard(records, scores={k: v for k, v in scores.items() if v},
-                              archived=archived, frozen=frozen)
+                              archived=archived, frozen=frozen, truths=truths)
     if check:
         problems = check_leaderboard(board, out)
         if frozen is not None:
@@ -113,6 +115,24 @@ def leaderboard(
     written = write_leaderboard(board, out, may_empty=archive_superseded)
     typer.echo(f"wrote {len(written)} file(s) to {out} from {len(records)} record(s) "
                f"({len(archived)} archived)")
+
+
+def _label_truth(out: Path, records: list, archived: list) -> dict:
+    """Run id -> truth scores of each live record without its own, from ``out``'s
+    label-truth evidence (a record with neither reads "not recorded" on the page; `harness
+    label-truth --check` lists them); BadInputError (exit 2) if an entry was edited or does
+    not pin to its record."""
+    from harness.results.label_truth import (DEFAULT_EVIDENCE, check_evidence, read_evidence,
+                                             truth_of)
+
+    path = out / DEFAULT_EVIDENCE.relative_to(DEFAULT_EVIDENCE.parents[1])
+    entries = read_evidence(path)
+    problems, _ = check_evidence(entries, records, archived)
+    if problems:
+        raise BadInputError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)"
+                                                        if len(problems) > 1 else ""))
+    truths = {r["run_id"]: t for r in records if (t := truth_of(r, entries)) is not None}
+    return truths
 
 
 def _check_out_dir(out: Path) -> None:

@@ -17,9 +17,11 @@ from typing import List, Optional
 
 import typer
 
-from harness.runtime.devices import Precision
-from harness.profiles import ProfileName
+from harness.cli.defaults import PROFILE, field_default, from_profile
 from harness.cli.run import MonitorKind
+from harness.pretext.config import PretrainConfig
+from harness.profiles import DEFAULT_DEVICE, DEFAULT_SEED, MONITOR_EVERY, ProfileName
+from harness.runtime.devices import Precision
 
 
 class Origin(str, Enum):
@@ -36,37 +38,49 @@ def pretrain(
                                 "(with its .json sidecar)."),
     data: Path = typer.Option(..., "--data", help="The clip dataset the labels belong to."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: last.pt, metrics.jsonl."),
-    profile: ProfileName = typer.Option(ProfileName.toy, "--profile",
+    profile: ProfileName = typer.Option(PROFILE, "--profile",
                                         help="Where the schedule, augmentation and backbone "
                                              "parameters come from (as in `harness run`)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Fixed number of epochs "
-                                         "(default: the profile's)."),
+                                         "(default: the profile's).",
+                                         show_default=from_profile("pretext_epochs")),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size "
-                                             "(default: the profile's)."),
+                                             "(default: the profile's).",
+                                             show_default=from_profile("pretext_batch_size")),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the one-cycle "
-                                       "schedule (default: the profile's)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
+                                       "schedule (default: the profile's).",
+                                       show_default=from_profile("pretext_lr")),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay "
+                                                 "(default: the profile's).",
+                                                 show_default=from_profile("pretext_weight_decay")),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Side of the training "
-                                             "images, px (default: the profile's)."),
+                                             "images, px (default: the profile's).",
+                                             show_default=from_profile("image_size")),
     store_size: Optional[int] = typer.Option(None, "--store-size", help="Side of the stored "
                                              "frames crops are cut from, px (default: the "
-                                             "profile's, else the image size)."),
+                                             "profile's, else the image size).",
+                                             show_default=from_profile("pretext_store_size")),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Steps of "
                                                "linear warm-up before the one-cycle schedule "
-                                               "(default: the profile's)."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of clips held out."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, initialisation and augmentation."),
+                                               "(default: the profile's).",
+                                               show_default=from_profile("pretext_warmup_steps")),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of clips held "
+                                                 "out (default: the profile's).",
+                                                 show_default=from_profile("pretext_val_fraction")),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", min=0, help="Seed of the split, initialisation and augmentation."),
     param: List[str] = typer.Option([], "--backbone-param", "-p", help="Backbone parameter "
                                     "NAME=VALUE (repeatable, on top of the profile's), e.g. "
                                     "-p img_size=64."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
-    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16 "
+    device: str = typer.Option(DEFAULT_DEVICE, "--device", help="auto | cpu | cuda | cuda:N"),
+    precision: Precision = typer.Option(Precision(field_default(PretrainConfig, "precision")), "--precision", help="auto: bf16 "
                                         "autocast on CUDA and on CPUs with native bf16."),
-    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
+    channels_last: bool = typer.Option(field_default(PretrainConfig, "channels_last"),
+                                       "--channels-last/--no-channels-last",
                                        help="Channels-last memory format."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Epochs between checkpoints."),
-    origin: Origin = typer.Option(Origin.pretext, "--origin", help="Recorded in the checkpoint: "
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Epochs between checkpoints.",
+                                                   show_default=str(field_default(PretrainConfig, "checkpoint_every"))),
+    origin: Origin = typer.Option(Origin(field_default(PretrainConfig, "origin")), "--origin", help="Recorded in the checkpoint: "
                                   "pretext (sound labels) or supervised (true labels)."),
     restart: bool = typer.Option(False, "--restart", help="Overwrite a checkpoint of another run in OUT."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch "
@@ -79,7 +93,8 @@ def pretrain(
                                                "folder the monitor reads (train and val only)."),
     monitor_every: Optional[int] = typer.Option(None, "--monitor-every", min=1,
                                                 help="Epochs between monitor evaluations (and "
-                                                     "after the last; default: 10)."),
+                                                     "after the last).",
+                                                show_default=str(MONITOR_EVERY)),
     logger: List[str] = typer.Option([], "--logger", help="Logger plugin writing each "
                                       "epoch's figures to OUT/logs (repeatable): csv, "
                                       "tensorboard (see `harness plugins --kind logger`)."),
@@ -87,8 +102,8 @@ def pretrain(
     """Train a backbone on pseudo-labels (cross-entropy or BCE, AdamW, one-cycle schedule)."""
     from harness.cli.params import parse_params
     from harness.api.errors import BadInputError
-    from harness.pretext.train import PretrainConfig
     from harness.pretext.train import pretrain as run_pretrain
+    from harness.pretext.monitor import build_monitor
     from harness.profiles import get_profile, pretrain_settings
 
     if threads is not None and threads < 0:
@@ -112,7 +127,10 @@ def pretrain(
     if overrides and progress and _rank() == 0:
         typer.echo("pretrain: profile {} with {}".format(
             profile.value, ", ".join(f"{k}={v}" for k, v in overrides.items())), err=True)
-    watch = _monitor(monitor, monitor_voc, monitor_every, config)
+    watch = build_monitor(monitor.value if monitor else None, monitor_voc,
+                          backbone=config.backbone, backbone_params=config.backbone_params,
+                          image_size=config.image_size, every=monitor_every,
+                          voc_missing="--monitor needs --monitor-voc (the VOC folder to probe on)")
     logs = _loggers(logger, config)
     try:
         path = run_pretrain(config, monitor=watch, loggers=logs)
@@ -178,22 +196,6 @@ def _say_cpu_estimate(config) -> None:
                         val_fraction=config.val_fraction, threads=config.threads or None)
     if line:
         typer.echo(line, err=True)
-
-
-def _monitor(kind, voc, every, config):
-    """The per-epoch monitor the options ask for, or None."""
-    if kind is None:
-        return None
-    from harness.networks.checkpoint import build_backbone
-    from harness.api.errors import BadInputError
-    from harness.pretext.monitor import Monitor, MonitorConfig
-
-    if voc is None:
-        raise BadInputError("--monitor needs --monitor-voc (the VOC folder to probe on)")
-    bb = build_backbone(config.backbone, config.backbone_params)
-    given = {"every": every} if every is not None else {}
-    return Monitor(MonitorConfig(kind=kind.value, voc=voc, image_size=config.image_size, **given),
-                   bb.mean, bb.std)
 
 
 def _rank() -> int:

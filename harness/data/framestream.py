@@ -1,6 +1,6 @@
 """Frames streamed from a memory-mapped store by worker processes into pinned memory.
 
-A frame store that fits on the GPU is copied there whole (:class:`harness.pretext.train.FrameSource`);
+A frame store that fits on the GPU is copied there whole (:class:`harness.pretext.data.FrameSource`);
 past that (the paper's 55,000 clips of 256-pixel frames are 10.8 GB, AudioSet's 2 million
 about 390 GB) each batch has to come from the host. One gather thread in the training
 process competes with the Python thread that launches the kernels and is bounded by one

@@ -22,8 +22,6 @@ from typing import Callable
 from xml.etree.ElementTree import ParseError
 
 import numpy as np
-import torch
-import torch.utils.data
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import parse as parse_xml
 
@@ -152,34 +150,3 @@ def targets_matrix(images: list[VOCImage]) -> np.ndarray:
     if not images:
         return np.zeros((0, len(CLASSES)), dtype=np.int8)
     return np.stack([im.targets for im in images])
-
-
-class VOCClassification(torch.utils.data.Dataset):
-    """VOC07 multi-label classification: item ``i`` is ``(image, targets)``.
-
-    ``image`` is an RGB PIL image, or ``transform(image)`` when a transform is given;
-    ``targets`` is an int8 tensor [20] with 1 / 0 / -1 (present / absent / difficult-only).
-    """
-
-    def __init__(self, root: str | Path, split: str,
-                 transform: Callable | None = None):
-        self.split = split
-        self.images = read_voc(root, split)
-        self.transform = transform
-        self.classes = CLASSES
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def targets(self) -> np.ndarray:
-        """int8 [N, 20] targets of the whole split (no image is opened)."""
-        return targets_matrix(self.images)
-
-    def __getitem__(self, i: int):
-        from harness.data.images import load_rgb
-
-        item = self.images[i]
-        image = load_rgb(item.path)
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, torch.from_numpy(item.targets.copy())

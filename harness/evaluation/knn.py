@@ -17,7 +17,6 @@ absent.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from harness.api.errors import BadInputError
 
@@ -36,6 +35,8 @@ def knn_scores(bank: np.ndarray, bank_targets: np.ndarray, queries: np.ndarray, 
         raise BadInputError(f"knn: temperature must be > 0, got {temperature}")
     if len(bank) < k:
         raise BadInputError(f"knn: the bank has {len(bank)} images, fewer than k = {k}")
+    import torch     # here, so that reading K_DEFAULT needs no torch
+
     b = torch.nn.functional.normalize(torch.from_numpy(np.asarray(bank, dtype=np.float32)), dim=1)
     present = torch.from_numpy((np.asarray(bank_targets) == 1).astype(np.float64))
     out = []

@@ -50,70 +50,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.networks.batchnorm import recompute_bn
 from harness.runtime.cache import cache_root, hash_array, hash_file, hash_params, stage_key
 from harness.api.errors import BadInputError
 from harness.data.voc import VOCImage, read_voc, targets_matrix, voc2007_dir
+from harness.evaluation.views import image_size, render_views, view_boxes
+# STORAGE_DTYPES is read through this module by tests/test_frozen_features.py
+from harness.evaluation.layer_config import FLOAT16_MAX, STORAGE_DTYPES, FrozenConfig  # noqa: F401
 
-#: the declared size of a pooled layer (DeepCluster eval_linear.py lines 163-181)
-TARGET_VALUES = 9216
-#: the image side per evaluation profile: toy frames are 64 px (the pretext's size);
-#: the benchmark suite resizes VOC images to 224 (its extract_features configs)
-PROFILE_IMAGE_SIZE: dict[str, int] = {"toy": 64, "paper": 224}
 FORMAT = "harness-frozen/1"
-#: the dtypes features may be cached in
-STORAGE_DTYPES = ("float16", "float32")
-#: the largest finite float16
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class FeatureValuesError(BadInputError):
     """A layer's features are not finite, or do not fit the storage dtype (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class FrozenConfig:
-    """How features are extracted; every field is part of the cache key."""
-
-    #: side of the square network input (None: the profile's, :data:`PROFILE_IMAGE_SIZE`)
-    image_size: int | None = None
-    #: fixed views per image (view 0: the whole image); features are their mean
-    views: int = 1
-    #: pooled size of a convolutional layer
-    target_values: int = TARGET_VALUES
-    #: layers to capture (None: every layer the network declares)
-    layers: tuple[str, ...] | None = None
-    #: images per forward pass (does not change the features)
-    batch_size: int = 64
-    #: dtype of the cached features, "float16" or "float32" (None: the profile's,
-    #: :attr:`harness.profiles.EvalScaling.frozen_storage`)
-    storage: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.storage is not None and self.storage not in STORAGE_DTYPES:
-            raise BadInputError(f"frozen features: storage must be one of "
-                                f"{', '.join(STORAGE_DTYPES)}, got {self.storage!r}")
-        if self.views < 1:
-            raise BadInputError(f"frozen features: views must be >= 1, got {self.views}")
-        if self.target_values < 1:
-            raise BadInputError("frozen features: target_values must be >= 1")
-        if self.image_size is not None and self.image_size < 16:
-            raise BadInputError(f"frozen features: image_size must be >= 16, got {self.image_size}")
-
-    def resolved_size(self, profile: str) -> int:
-        if self.image_size is not None:
-            return self.image_size
-        if profile not in PROFILE_IMAGE_SIZE:
-            raise BadInputError(f"unknown profile {profile!r}; choose from "
-                                f"{', '.join(PROFILE_IMAGE_SIZE)}")
-        return PROFILE_IMAGE_SIZE[profile]
-
-    def resolved_storage(self, profile: str) -> str:
-        """The storage dtype: as given, else the profile's."""
-        if self.storage is not None:
-            return self.storage
-        from harness.profiles import get_profile
-
-        return get_profile(profile).evaluation.frozen_storage
 
 
 @dataclass
@@ -138,64 +87,6 @@ class FrozenFeatures:
         return FrozenFeatures(split=split, image_ids=tuple(image_ids), targets=self.targets[rows],
                               layers={k: v[rows] for k, v in self.layers.items()},
                               meta={**self.meta, "split": split, "subset_of": self.split})
-
-
-# --------------------------------------------------------------------------- views
-def view_boxes(sizes: np.ndarray, views: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (x0, y0, x1, y1) [N, V, 4] and flips [N, V] of every image's fixed views.
-
-    ``sizes`` is [N, 2] (height, width). View 0 is the whole image, unflipped; views 1..V-1
-    are square-ish crops of 40-100% of the area (aspect 3/4-4/3), mirrored with
-    probability 1/2, from ``numpy.random.default_rng([seed, 7411])``.
-    """
-    n = len(sizes)
-    boxes = np.zeros((n, views, 4), dtype=np.float64)
-    flips = np.zeros((n, views), dtype=bool)
-    boxes[:, 0, 2] = sizes[:, 1]
-    boxes[:, 0, 3] = sizes[:, 0]
-    rng = np.random.default_rng([seed, 7411])
-    for v in range(1, views):
-        area = rng.uniform(0.4, 1.0, size=n)
-        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3), size=n))
-        h, w = sizes[:, 0].astype(float), sizes[:, 1].astype(float)
-        cw = np.minimum(w, np.sqrt(area * h * w * aspect))
-        ch = np.minimum(h, np.sqrt(area * h * w / aspect))
-        x0 = rng.uniform(0, 1, size=n) * (w - cw)
-        y0 = rng.uniform(0, 1, size=n) * (h - ch)
-        boxes[:, v] = np.stack([x0, y0, x0 + cw, y0 + ch], axis=1)
-        flips[:, v] = rng.random(n) < 0.5
-    return boxes, flips
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    from harness.data.images import image_size as header_size
-
-    return header_size(path)
-
-
-def _render(path: Path, boxes: np.ndarray, flips: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [V, size, size, 3]: each view's box of the image, resized (antialiased)."""
-    from PIL import Image
-
-    from harness.data.images import load_rgb
-
-    rgb = load_rgb(path)
-    out = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
-    for v, (box, flip) in enumerate(zip(boxes, flips)):
-        view = rgb.resize((size, size), Image.Resampling.BILINEAR, box=tuple(float(b) for b in box))
-        if flip:
-            view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        out[v] = np.asarray(view)
-    return out
-
-
-def render_views(paths: Sequence[Path], boxes: np.ndarray, flips: np.ndarray,
-                 size: int) -> np.ndarray:
-    """uint8 [N, V, size, size, 3] of every image's views (decoded in threads)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return np.stack(list(pool.map(_render, paths, boxes, flips, [size] * len(paths))))
 
 
 # --------------------------------------------------------------------------- capture
@@ -262,28 +153,6 @@ def _normalised_batches(pixels: np.ndarray, view: int, mean, std, batch: int,
     for lo in range(0, len(pixels), batch):
         x = torch.from_numpy(pixels[lo:lo + batch, view]).to(device).permute(0, 3, 1, 2)
         yield x.float().div_(255.0).sub_(m).div_(s)
-
-
-def recompute_bn(net: nn.Module, batches: Iterator[torch.Tensor]) -> bool:
-    """Replace BatchNorm running statistics by the exact mean over ``batches``; False if
-    the network has no BatchNorm. Dropout stays off."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return False
-    modes = {m: m.training for m in net.modules()}
-    net.eval()
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None          # cumulative average over all batches
-        bn.train()
-    try:
-        with torch.no_grad():
-            for x in batches:
-                net(x)
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    return True
 
 
 # --------------------------------------------------------------------------- extraction

@@ -23,8 +23,9 @@ from harness.evaluation.rowspace import reduce
 #: the weight-decay grid searched on train -> val. Its range was set on the toy VOC's
 #: train -> val with a 4-epoch toy AlexNet: val mAP peaked at 1e-5 (conv2: 31.7; 1e-3:
 #: 23.5), 1e-7 (pool5: 28.5) and 1e-6 (fc7: 26.2), and fell at 1e-8 and above 1e-4
-#: (benchmarks/README.md). 1e-7 is left out for time: its fits run to the iteration cap
-#: (500) for half a point at most. DeepCluster's 1e-4 is inside the grid
+#: (benchmarks/LOG.md, 2026-12-02, frozen-feature evaluators). 1e-7 is left out for time:
+#: its fits run to the iteration cap (500) for half a point at most. DeepCluster's 1e-4 is
+#: inside the grid
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)
 MAX_ITER = 500
 

@@ -53,7 +53,7 @@ def _finite_number(value: Any) -> bool:
 def metrics_dict(metrics: EvalMetrics) -> dict[str, Any]:
     """The record's form of an evaluator's metrics (JSON values; ``test_scores`` is not
     part of it: it goes to the record's sidecar, :mod:`harness.results.scores`)."""
-    from harness.results.records import to_jsonable
+    from harness.results.schema import to_jsonable
 
     return to_jsonable({f.name: getattr(metrics, f.name) for f in dataclasses.fields(metrics)
                         if f.name != "test_scores"})

@@ -24,15 +24,9 @@ from harness.runtime.cache import cache_root, hash_array, stage_key
 from harness.runtime.cache_lock import entry_lock
 from harness.api.errors import BadInputError
 from harness.api.interfaces import Labeler, Labels
-from harness.runtime.io import check_pair, write_array_pair
+from harness.runtime.io import check_pair, sidecar_path, write_array_pair
 
 FORMAT = "harness-labels/1"
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """``labels.npy`` -> ``labels.json``."""
-    path = Path(path)
-    return path.with_suffix(".json") if path.suffix == ".npy" else path.with_name(path.name + ".json")
 
 
 def write_labels(path: str | os.PathLike, labels: Labels, info: dict[str, Any]) -> Path:

@@ -76,7 +76,7 @@ class LaunchOptions:
 def launch(configs: list, lines: list[str], options: LaunchOptions,
            echo: Callable[[str], None] = print) -> list:
     """Run ``configs`` (each announced by its line in ``lines``) as ``options`` says;
-    return their :class:`~harness.pipeline.run.RunResult`s. Raises BatchFailed if any failed."""
+    return their :class:`~harness.pipeline.config.RunResult`s. Raises BatchFailed if any failed."""
     if options.launcher == "inline":
         return _inline(configs, lines, options, echo)
     from harness.launch.jobs import Job, default_job_dir
@@ -124,7 +124,7 @@ def _result(job):
     """A finished job's RunResult, read back from the record it wrote."""
     import json
 
-    from harness.pipeline.run import RunResult
+    from harness.pipeline.config import RunResult
 
     return RunResult(json.loads(job.record.read_text(encoding="utf-8")), job.record)
 

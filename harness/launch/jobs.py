@@ -1,7 +1,7 @@
 """A launched run's files: its specification, log, live state and outcome.
 
 Every launcher hands a job the same thing: a JSON specification of one
-:class:`harness.pipeline.run.RunConfig` plus the torch thread count it runs with, in a job
+:class:`harness.pipeline.config.RunConfig` plus the torch thread count it runs with, in a job
 folder that also receives its log, a small state file the job rewrites as it enters each
 stage (what the status board shows), and, once its record is written, a result file naming
 the record. A job that dies leaves no result file, so the launcher knows it failed however
@@ -23,14 +23,14 @@ from harness.runtime.io import write_json
 
 def config_to_json(config) -> dict[str, Any]:
     """``config`` as plain JSON values (paths as strings, tuples as lists)."""
-    from harness.results.records import to_jsonable
+    from harness.results.schema import to_jsonable
 
     return {f.name: to_jsonable(getattr(config, f.name)) for f in fields(config)}
 
 
 def config_from_json(data: dict[str, Any]):
-    """The :class:`~harness.pipeline.run.RunConfig` that :func:`config_to_json` wrote."""
-    from harness.pipeline.run import RunConfig
+    """The :class:`~harness.pipeline.config.RunConfig` that :func:`config_to_json` wrote."""
+    from harness.pipeline.config import RunConfig
 
     kwargs = {}
     for f in fields(RunConfig):

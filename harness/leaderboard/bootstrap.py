@@ -32,7 +32,7 @@ was attached to. The basic interval reflects that shift back. Where the bias out
 spread (a test set so small that a class has a single positive image), more than 97.5% of
 the replicates lie above the figure and the basic interval lies wholly below it: the
 leaderboard then marks the interval as not containing its point and says why
-(:data:`harness.leaderboard.board.EXCLUDES_NOTE`). (Runs-only replicates, for
+(:data:`harness.leaderboard.cells.EXCLUDES_NOTE`). (Runs-only replicates, for
 records without per-image scores, take the plain percentile interval: a mean over runs
 has no such bias.) It covers run-to-run
 variation and test-image sampling on the worlds the runs used; it does not cover the

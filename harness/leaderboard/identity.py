@@ -1,12 +1,12 @@
 """What data and settings a leaderboard row stands for, read from its result record.
 
-The leaderboard (:mod:`harness.leaderboard.board`) keeps apart runs whose numbers are not
+The leaderboard (:mod:`harness.leaderboard.rows`) keeps apart runs whose numbers are not
 comparable. Besides the configuration, that takes the data on both sides of a run:
 
 - the **pretext clips** (the record's ``dataset``): two clip datasets are two rows, however
   alike their configurations. The toy world's clips are the exception: each world draws its
   own clips and its own VOC from one recipe, and a toy row pools the worlds of a recipe
-  (the world is told by the downstream data, :attr:`harness.leaderboard.board.Run.world`), so
+  (the world is told by the downstream data, :attr:`harness.leaderboard.rows.Run.world`), so
   for a toy downstream the clips add nothing to the row's identity;
 - the **downstream VOC folder** (the record's ``downstream``): already part of the table's
   identity by its fingerprint. Only a folder whose splits have PASCAL VOC2007's sizes

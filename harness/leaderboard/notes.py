@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from harness.leaderboard import bootstrap
+from harness.leaderboard.cells import markdown_table
 from harness.leaderboard.presentation import views
+from harness.leaderboard.prose import say
+
+#: the template of this module's prose
+NOTES_PROSE = "notes.md.j2"
 
 
 def networks_lines(group: Any) -> list[str]:
@@ -21,7 +26,7 @@ def networks_lines(group: Any) -> list[str]:
     from the plugin's default (the paper's), and which layers "Head" trains on each
     backbone (each backbone's own description)."""
     from harness.api.registry import default_registry
-    from harness.profiles import PROFILES
+    from harness.profiles import DEFAULT_BACKBONE, PROFILES
 
     profile = PROFILES.get(group.key.profile)
     if profile is None:
@@ -46,20 +51,17 @@ def networks_lines(group: Any) -> list[str]:
     if not parts:
         return []
     paper = PROFILES.get("paper")
-    size = (f" Images are {profile.image_size} px here"
-            + (f" ({paper.image_size} px in the paper profile)." if paper else "."))
-    note = ""
-    if "alexnet" in names and paper is not None:
-        d = registry.create("backbone", "alexnet").params()
-        note = (f" So the toy AlexNet is not the paper's (the AlexNet of Krizhevsky et "
-                f"al. it cites has no BatchNorm, {d['pool']} x {d['pool']} pooling before "
-                f"fc6 and {d['fc_units']:,}-unit fc6-fc7, at {paper.image_size} px).")
+    sentences = [say(NOTES_PROSE, "networks", parts="; ".join(parts)),
+                 say(NOTES_PROSE, "image_size", size=profile.image_size,
+                     paper_size=paper.image_size if paper else None)]
+    # the default backbone is the paper's AlexNet: say how the profile's differs from it
+    if DEFAULT_BACKBONE in names and paper is not None:
+        d = registry.create("backbone", DEFAULT_BACKBONE).params()
+        sentences.append(say(NOTES_PROSE, "paper_alexnet", pool=d["pool"],
+                             fc_units=d["fc_units"], paper_size=paper.image_size))
     if len(parts) > 1:
-        note += (" \"Head\" is not the same depth on every backbone: rows of different "
-                 "backbones compare a network and its head together, not architectures alone.")
-    return ["## The networks", "",
-            "Read from the backbones and the profile when this page was generated: "
-            + "; ".join(parts) + "." + size + note, ""]
+        sentences.append(say(NOTES_PROSE, "head_depths"))
+    return ["## The networks", "", " ".join(sentences), ""]
 
 
 def _over_runs(values: list[float], key: str) -> "bootstrap.Interval":
@@ -81,13 +83,7 @@ def truth_lines(group: Any, column: str = "objects") -> list[str]:
     sound = [row for row in group.rows if row.first.init == "sound"]
     if not sound:
         return []
-    out = ["## How much the sound told", "",
-           f"Normalised mutual information (NMI, 0 = none, 1 = the clusters are the "
-           f"objects) and purity between each sound row's pseudo-labels and the toy clips' "
-           f"true `{column}` (the set of classes a clip shows), as the run's labels stage "
-           f"scored them: mean over runs with a 95% percentile interval over runs. Records "
-           f"made before the labels stage scored its clusters against the clips' truth hold "
-           f"no such figure; their rows read \"not recorded\" (not zero).", ""]
+    out = ["## How much the sound told", "", say(NOTES_PROSE, "truth", column=column), ""]
     for worlds, part in views(group):
         rows = []
         for row in part.rows:
@@ -95,23 +91,28 @@ def truth_lines(group: Any, column: str = "objects") -> list[str]:
                 continue
             scored = [r.truth[column] for r in row.runs
                       if r.truth and isinstance(r.truth.get(column), dict)]
-            cells = [row.label]
+            cells, bits = [row.label], False
             for key in ("nmi", "purity"):
                 vals = [float(s[key]) for s in scored if isinstance(s.get(key), (int, float))]
+                if not vals and key == "nmi":   # binary codes: NMI of each bit, averaged
+                    vals = [float(s["mean_bit_nmi"]) for s in scored
+                            if isinstance(s.get("mean_bit_nmi"), (int, float))]
+                    bits = bool(vals)
                 if not vals:
-                    cells.append("not recorded")
+                    cells.append("— (binary codes)" if scored and key == "purity" and bits
+                                 else "not recorded")
                     continue
                 iv = _over_runs(vals, f"{row.first.row_key}|{key}|{','.join(sorted(worlds or ()))}")
-                cells.append(f"{iv.mean:.3f}" if not iv.has_interval
-                             else f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]")
+                cells.append((f"{iv.mean:.3f}" if not iv.has_interval
+                              else f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]")
+                             + (" (mean over bits)" if key == "nmi" and bits else ""))
             cells.append(f"{len(scored)} of {len(row.runs)}")
             rows.append(cells)
         if not rows:
             continue
-        from harness.leaderboard.board import _table
-
         if worlds is not None:
             out += [f"On {group.world_names(sorted(worlds))}:", ""]
-        out += [_table(["method", f"{column} NMI [95% CI]", f"{column} purity [95% CI]",
-                        "runs with it"], rows, numeric_from=1), ""]
+        out += [markdown_table(["method", f"{column} NMI [95% CI]",
+                                f"{column} purity [95% CI]", "runs with it"], rows,
+                               numeric_from=1), ""]
     return out

@@ -9,10 +9,10 @@ global state, default rc settings, and no software/time metadata.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from typing import Any
+
+from harness.runtime.cache import hash_params
 
 #: PNG text-chunk keys written into every plot
 PLOT_KIND_KEY = "harness-plot"
@@ -23,8 +23,7 @@ _DPI = 100
 
 def data_hash(data: Any) -> str:
     """sha256 of the plotted data (canonical JSON)."""
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hash_params(data)
 
 
 def png_text(path) -> dict[str, str]:

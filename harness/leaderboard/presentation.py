@@ -27,6 +27,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from harness.leaderboard import bootstrap
+from harness.leaderboard.cells import (DASH, EXCLUDES_MARK, EXCLUDES_NOTE, MARKS_PROSE,
+                                       markdown_table)
+from harness.leaderboard.groups import Group
+from harness.leaderboard.prose import say
+from harness.leaderboard.rows import Row
+from harness.profiles import DEFAULT_LABELER, EVALUATORS_WITH_TEST_SCORES
+
+#: the template of this module's prose
+TOY_PROSE = "toy_tables.md.j2"
 
 
 @dataclass(frozen=True)
@@ -42,17 +51,17 @@ class HeadlineSpec:
     baseline: str = "random"
 
     def matches(self, run: Any) -> bool:
-        """Whether ``run`` (a :class:`harness.leaderboard.board.Run`) is one of the headline's
+        """Whether ``run`` (a :class:`harness.leaderboard.rows.Run`) is one of the headline's
         sound rows."""
         return (run.init == "sound" and run.repr_name in self.representations
-                and (run.labeler_name or "kmeans") == self.labeler and run.size_name == "k"
+                and (run.labeler_name or DEFAULT_LABELER) == self.labeler and run.size_name == "k"
                 and run.k == self.k and run.backbone_name == self.backbone)
 
     def sentence(self) -> str:
+        """The comparison in words, as the index page declares it."""
         reps = " and ".join(f"`{r}`" for r in self.representations)
-        return (f"sound pseudo-labels ({self.labeler}, k = {self.k}) from {reps}, "
-                f"{self.backbone}, each minus the {self.baseline}-init {self.backbone} row, "
-                f"on every world the table ran")
+        return say(TOY_PROSE, "headline", labeler=self.labeler, k=self.k,
+                   representations=reps, backbone=self.backbone, baseline=self.baseline)
 
 
 #: The index page's headline, fixed before looking at the rows: it is the paper's own
@@ -65,28 +74,15 @@ HEADLINE = HeadlineSpec()
 #: runs and test images over several worlds; runs and test images on one world)
 MARKS = {"worlds and test images": "‡", "test images": "‡",
          "worlds and runs": "†", "runs": "†", "worlds": "†"}
-NOTES = {
-    "‡": ("‡ a single run on each world of the row (or of a row it is compared with): the "
-          "interval resamples test images (and worlds, over several) but not runs within a "
-          "world."),
-    "†": ("† no per-image test scores for the row (or for a row it is compared with): the "
-          "interval resamples runs within a world (and worlds, over several) but not test "
-          "images."),
-}
-#: the frozen-feature evaluators that return their headline layer's per-image test scores
-#: (plugins/evaluators/frozen_features.py); voc07_lowshot's figure averages sampled
-#: training sets and has none
-KEEPS_TEST_SCORES = ("linear_probe", "voc07_svm", "knn")
+NOTES = {"‡": say(MARKS_PROSE, "world_images_only"), "†": say(MARKS_PROSE, "world_runs_only")}
 
 
 def missing_scores_note(evaluator: str, missing: int, total: int) -> str:
-    """Why ``missing`` of the ``total`` runs of ``evaluator`` lack per-image test scores."""
-    if evaluator in KEEPS_TEST_SCORES:
-        return (f"{missing:,} of the {total:,} runs here were recorded before `{evaluator}` "
-                f"kept its per-image test scores, so their rows' intervals cannot resample "
-                f"the test images; newer records keep them.")
-    return (f"`{evaluator}` keeps no per-image test scores, so its intervals cannot resample "
-            f"the test images.")
+    """Why ``missing`` of the ``total`` runs of ``evaluator`` lack per-image test scores:
+    recorded before the evaluator kept them, or (one not among
+    :data:`harness.profiles.EVALUATORS_WITH_TEST_SCORES`) it keeps none."""
+    return say(TOY_PROSE, "missing_scores", evaluator=evaluator, missing=missing,
+               total=total, keeps_scores=evaluator in EVALUATORS_WITH_TEST_SCORES)
 
 
 def world_set(row: Any, evaluators: Sequence[str]) -> frozenset[str]:
@@ -107,8 +103,6 @@ def restrict(group: Any, worlds: frozenset[str], evaluators: Sequence[str]) -> A
     runs there; a row that ran more worlds is labelled with the worlds it is shown on. The
     view shares the group's image resamples and per-run replicates (same images, same
     numbers), not its per-row caches."""
-    from harness.leaderboard.board import Group, Row
-
     rows = []
     for row in group.rows:
         own = world_set(row, evaluators)
@@ -117,7 +111,8 @@ def restrict(group: Any, worlds: frozenset[str], evaluators: Sequence[str]) -> A
         runs = [r for r in row.runs if r.world in worlds]
         label = row.label if own == worlds else f"{row.label} · its {group.world_names(worlds)} runs"
         rows.append(Row(runs=runs, superseded=row.superseded, label=label))
-    return Group(group.key, rows, _images=group._images, _run_reps=group._run_reps)
+    return Group(group.key, rows, group.panels, _images=group._images,
+                 _run_reps=group._run_reps)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -239,8 +234,6 @@ def cell(iv: "bootstrap.Interval | None", marks: set[str], signed: bool = False,
          unit: str = "") -> str:
     """``mean [lo, hi]`` with the marks of :data:`MARKS` (collected into ``marks``) and the
     leaderboard's mark of an interval that misses its point."""
-    from harness.leaderboard.board import DASH, EXCLUDES_MARK
-
     if iv is None:
         return DASH
     fmt = (lambda x: f"{x:+.1f}{unit}") if signed else (
@@ -266,9 +259,7 @@ def views(group: Any, evaluators: Sequence[str] | None = None
     """The group as tables of one world set each: ``[(None, group)]`` when every row ran
     the same worlds, else one (world set, restricted group) per set, the largest first
     (world sets of ``evaluators``' runs; Table 1's pair by default)."""
-    from harness.leaderboard.board import PANELS
-
-    evs = list(evaluators or PANELS.values())
+    evs = list(evaluators or group.panels.values())
     sets = world_sets(group, evs)
     if len(sets) < 2:
         return [(None, group)]
@@ -276,33 +267,26 @@ def views(group: Any, evaluators: Sequence[str] | None = None
 
 
 def _table1_rows(sub: Any, worlds: Sequence[str], marks: set[str]) -> list[list[str]]:
-    from harness.leaderboard.board import ALL, HEAD
-
+    head_ev, all_ev = sub.panels["Head"], sub.panels["All"]
     out = []
     for row in sub.rows:
         sound = row.first.init not in ("random", "supervised")     # sound or imported
         lo, hi = sub.baseline(row, "random"), sub.baseline(row, "supervised")
         source = "imported" if row.first.init == "imported" else "measured"
-        cells = [row.label, source, cell(value(sub, row, HEAD, worlds), marks),
-                 cell(value(sub, row, ALL, worlds), marks), str(len(row.runs))]
-        for ev in (HEAD, ALL):
+        cells = [row.label, source, cell(value(sub, row, head_ev, worlds), marks),
+                 cell(value(sub, row, all_ev, worlds), marks), str(len(row.runs))]
+        for ev in (head_ev, all_ev):
             if not sound:
                 cells.append("(reference)" if row.first.init == "supervised" else "(baseline)")
             elif lo is None or hi is None:
-                cells.append(_dash())
+                cells.append(DASH)
             else:
                 cells.append(cell(share(sub, row, lo, hi, ev, worlds), marks, unit="%"))
-        for ev in (HEAD, ALL):
-            cells.append(_dash() if lo is None else cell(gain(sub, row, lo, ev, worlds), marks,
+        for ev in (head_ev, all_ev):
+            cells.append(DASH if lo is None else cell(gain(sub, row, lo, ev, worlds), marks,
                                                          signed=True))
         out.append(cells)
     return out
-
-
-def _dash() -> str:
-    from harness.leaderboard.board import DASH
-
-    return DASH
 
 
 def _worlds_of(sub: Any) -> list[str]:
@@ -311,28 +295,13 @@ def _worlds_of(sub: Any) -> list[str]:
 
 def interval_sentence(n_worlds: int) -> str:
     """What an interval of these tables covers, in one sentence."""
-    if n_worlds > 1:
-        return (f"Each interval is a 95% bootstrap interval ({bootstrap.REPLICATES:,} "
-                f"replicates, seed {bootstrap.SEED}) that resamples, in this order, the "
-                f"table's {n_worlds} worlds (with replacement, the same draw for every row), "
-                f"each row's runs within a drawn world, and that world's test images (the "
-                f"same image draw for every row, so differences and shares are paired); a "
-                f"row's figure is the mean of its per-world means, each world weighing the "
-                f"same."
-                + (f" With only {n_worlds} worlds, resampling them is coarse and tends to "
-                   f"understate how much another world could differ: the per-world tables "
-                   f"below show each world's figure." if n_worlds < 5 else ""))
-    return (f"Each interval is a 95% bootstrap interval ({bootstrap.REPLICATES:,} replicates, "
-            f"seed {bootstrap.SEED}) that resamples each row's runs on this world and the "
-            f"world's test images (the same image draw for every row, so differences and "
-            f"shares are paired); it cannot say how another world would come out.")
+    return say(TOY_PROSE, "intervals", n_worlds=n_worlds, replicates=bootstrap.REPLICATES,
+               seed=bootstrap.SEED)
 
 
 def table1_section(group: Any) -> tuple[list[str], set[str]]:
     """The lines of a toy group's Table 1 section: one table per world set, the bias and
     coverage sentences beside the first; and the marks used."""
-    from harness.leaderboard.board import HEAD, _table
-
     headers = ["method", "source", "Head mAP [95% CI]", "All mAP [95% CI]", "runs",
                "Head recovered [95% CI]", "All recovered [95% CI]",
                "Head − random [95% CI]", "All − random [95% CI]"]
@@ -343,33 +312,22 @@ def table1_section(group: Any) -> tuple[list[str], set[str]]:
         ws = _worlds_of(sub)
         names = group.world_names(ws) or "its world"
         if i == 0:
-            lines += [f"Rows run on {names}: every figure below is over exactly these "
-                      f"world(s). " + interval_sentence(len(ws)), ""]
+            lines += [say(TOY_PROSE, "first_table", names=names,
+                          intervals=interval_sentence(len(ws))), ""]
         else:
             lines += [f"### On {names} only: Head and All mAP", "",
-                      f"Rows run on {names} only (not on the other worlds), beside the "
-                      f"{names} runs of the rows run on more worlds (labelled \"its {names} "
-                      f"runs\"): their means, shares and differences here are over {names} "
-                      f"alone, never pooled with other worlds. " + interval_sentence(len(ws)),
-                      ""]
-        lines += [_table(headers, _table1_rows(sub, ws, marks), numeric_from=2), ""]
+                      say(TOY_PROSE, "other_table", names=names,
+                          intervals=interval_sentence(len(ws))), ""]
+        lines += [markdown_table(headers, _table1_rows(sub, ws, marks), numeric_from=2), ""]
         if i == 0:
-            bias = resampling_bias(sub, HEAD, ws)
+            bias = resampling_bias(sub, sub.panels["Head"], ws)
             if bias is not None:
-                lines += [f"The intervals sit mostly below their means, on purpose: AP on a "
-                          f"resampled test set reads high (an image drawn twice adds its "
-                          f"precision twice); on this table the resampled Head mAP averages "
-                          f"{bias:+.1f} points against the figure as measured, so each "
-                          f"interval is the basic bootstrap interval, the replicates' spread "
-                          f"reflected about the measured figure, which moves it down by about "
-                          f"that much.", ""]
+                lines += [say(TOY_PROSE, "resampling_bias", bias=bias), ""]
     return lines, marks
 
 
 def mark_notes(marks: set[str]) -> list[str]:
     """The sentences that explain ``marks`` (this module's and the excluded-point mark)."""
-    from harness.leaderboard.board import EXCLUDES_MARK, EXCLUDES_NOTE
-
     out = [NOTES[m] for m in ("‡", "†") if m in marks]
     if EXCLUDES_MARK in marks:
         out.append(EXCLUDES_NOTE)
@@ -380,9 +338,8 @@ def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any]]:
     """The declared headline rows of a group: (row, worlds, Head − random, All − random,
     Head recovered), each on the worlds the row ran (the headline asks for every world:
     the index names the worlds it got)."""
-    from harness.leaderboard.board import ALL, HEAD, PANELS
-
-    evs = list(PANELS.values())
+    evs = list(group.panels.values())
+    head_ev, all_ev = group.panels["Head"], group.panels["All"]
     out = []
     for row in group.rows:
         if not HEADLINE.matches(row.first):
@@ -392,7 +349,7 @@ def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any]]:
         (mine,) = [r for r in sub.rows if r.first.row_key == row.first.row_key]
         base, top = sub.baseline(mine, HEADLINE.baseline), sub.baseline(mine, "supervised")
         ws = sorted(worlds)
-        ivs = [None if base is None else gain(sub, mine, base, ev, ws) for ev in (HEAD, ALL)]
-        rec = None if base is None or top is None else share(sub, mine, base, top, HEAD, ws)
+        ivs = [None if base is None else gain(sub, mine, base, ev, ws) for ev in (head_ev, all_ev)]
+        rec = None if base is None or top is None else share(sub, mine, base, top, head_ev, ws)
         out.append((row, worlds, *ivs, rec))
     return out

@@ -1,1 +1,2 @@
-"""Networks between stages: the backbone shape, the checkpoint format, foreign weights."""
+"""Networks between stages: the backbone shape, the checkpoint format, foreign weights, and
+BatchNorm statistics of a network used frozen."""

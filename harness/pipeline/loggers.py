@@ -83,7 +83,7 @@ class RunLogs:
                 logger.log_metrics(int(step), values, prefix)
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
-        """One pretext epoch's row of metrics.jsonl (:func:`harness.pretext.train._train_epoch`)."""
+        """One pretext epoch's row of metrics.jsonl (:func:`harness.pretext.train.train_epoch`)."""
         self.log_metrics(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"},
                          "pretext")
 
@@ -100,7 +100,7 @@ class RunLogs:
         self.log_metrics(0, final, f"final/{name}")
 
     def log_config(self, config: Mapping[str, Any]) -> None:
-        from harness.results.records import to_jsonable
+        from harness.results.schema import to_jsonable
 
         for logger in self.loggers:
             logger.log_config(to_jsonable(dict(config)))

@@ -31,43 +31,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from harness.pretext.config import AugmentConfig
+
 #: ITU-R 601 luma weights (what torchvision's rgb_to_grayscale uses)
 _LUMA = (0.299, 0.587, 0.114)
 #: RGB -> YIQ; its I and Q rows sum to zero, so grey stays grey under a hue rotation
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 #: crop proposals drawn per image before falling back to the whole frame (as torchvision)
 _CROP_TRIES = 10
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentation. Jitter strengths are torchvision ``ColorJitter`` arguments."""
-
-    #: range of the crop's area as a fraction of the frame
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    #: range of the crop's aspect ratio (width / height)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    #: probability of a horizontal flip
-    flip: float = 0.5
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    #: hue shift in [-hue, hue] turns (at most 0.5)
-    hue: float = 0.1
-
-    def __post_init__(self) -> None:
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {self.crop_ratio}")
-        if not 0 <= self.flip <= 1:
-            raise ValueError(f"flip must be a probability, got {self.flip}")
-        for name in ("brightness", "contrast", "saturation"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ over the 2 x 500 toy images and a kNN (about a second on two cores).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,18 @@ import torch
 from harness.evaluation import knn as knn_mod
 from harness.evaluation import logreg
 from harness.api.errors import BadInputError
-from harness.evaluation.layer_features import (TARGET_VALUES, capture, image_size, render_views, resolve_layers,
-                            view_boxes)
+from harness.evaluation.layer_config import TARGET_VALUES
+from harness.evaluation.layer_features import capture, resolve_layers
+from harness.evaluation.views import image_size, render_views, view_boxes
 from harness.data.voc import read_voc, targets_matrix, voc2007_dir
+from harness.profiles import MONITOR_EVERY
 
 KINDS: tuple[str, ...] = ("knn", "linear_probe")
 #: the linear probe's weight decay when monitoring: the middle of the linear probe's grid,
 #: where its train -> val choice fell on the toy (harness.evaluation.logreg.WEIGHT_DECAYS)
 MONITOR_WEIGHT_DECAY = 1e-5
-#: epochs between evaluations by default: 9 in the toy profile's 90 epochs, about 7% of
-#: the pretext stage on two cores (benchmarks/README.md, "Frozen-feature evaluation")
-EVERY = 10
+#: epochs between evaluations by default (their home: :mod:`harness.profiles`)
+EVERY = MONITOR_EVERY
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class MonitorConfig:
     every: int = EVERY
     #: layer to probe (None: the trunk's output)
     layer: str | None = None
-    image_size: int = 64
+    #: side of the images probed (default: the default profile's image size)
+    image_size: int = field(default_factory=lambda: _default_image_size())
     batch_size: int = 128
 
     def __post_init__(self) -> None:
@@ -56,6 +58,32 @@ class MonitorConfig:
             raise BadInputError(f"unknown monitor {self.kind!r}; choose from {', '.join(KINDS)}")
         if self.every < 1:
             raise BadInputError(f"monitor: every must be >= 1 epoch, got {self.every}")
+
+
+def _default_image_size() -> int:
+    from harness.profiles import DEFAULT_PROFILE, get_profile
+
+    return get_profile(DEFAULT_PROFILE).image_size
+
+
+def build_monitor(kind: str | None, voc: Path | None, *, backbone: str,
+                  backbone_params: dict[str, Any], image_size: int, every: int | None = None,
+                  voc_missing: str = "the monitor needs the downstream VOC folder"
+                  ) -> Monitor | None:
+    """The monitor of ``kind`` (None: no monitor) probing the VOC folder ``voc`` with the
+    images normalised as ``backbone`` normalises them, every ``every`` epochs (None:
+    :data:`EVERY`); ``voc_missing`` is the error when ``voc`` is None (each command names
+    its own option). ``harness pretrain`` and ``harness run`` both build theirs here."""
+    if kind is None:
+        return None
+    from harness.networks.checkpoint import build_backbone
+
+    if voc is None:
+        raise BadInputError(voc_missing)
+    bb = build_backbone(backbone, backbone_params)
+    given = {"every": every} if every is not None else {}
+    return Monitor(MonitorConfig(kind=kind, voc=voc, image_size=image_size, **given),
+                   bb.mean, bb.std)
 
 
 class Monitor:

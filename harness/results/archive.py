@@ -24,9 +24,9 @@ ARCHIVE_DIR = "archive"
 
 def record_files(record_path: Path, record: Mapping[str, Any]) -> list[Path]:
     """The record file and, if it has one, its sidecar."""
-    from harness.results.records import sidecar_path
+    from harness.results.store import scores_path
 
-    sidecar = sidecar_path(record_path, record)
+    sidecar = scores_path(record_path, record)
     return [record_path] + ([sidecar] if sidecar is not None else [])
 
 
@@ -75,7 +75,7 @@ def archive_superseded(results_dir: Path, archive_dir: Path, frozen) -> list[tup
 
     Returns (file name, why superseded) of every record moved, in file-name order.
     """
-    from harness.results.records import read_record_files
+    from harness.results.store import read_record_files
 
     moved = []
     for path, record in read_record_files(results_dir):

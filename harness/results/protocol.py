@@ -19,7 +19,6 @@ Without a PROTOCOL.json (a fresh results folder of one's own) every record is cu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,16 +26,21 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.api.errors import BadInputError
-from harness.pipeline.run import DEFAULT_EVALUATORS
+from harness.profiles import DEFAULT_EVALUATORS
+from harness.runtime.cache import hash_params
 
 #: file name of the frozen protocol, in the leaderboard's folder
 PROTOCOL_FILE = "PROTOCOL.json"
 SCHEMA = "harness-protocol/1"
-#: the evaluators frozen unless others are named (Table 1's Head and All)
-_SEED_KEYS = {"seed", "random_state"}
+#: the keys that hold seeds in an evaluator's protocol: the fingerprint leaves them out
+#: (a seed does not change what a protocol is)
+SEED_KEYS = frozenset({"seed", "random_state"})
+#: the keys a leaderboard row leaves out of a record's configuration: the protocol's seeds
+#: and the toy world's seed (the runs of every world of one recipe make one row)
+ROW_SEED_KEYS = SEED_KEYS | {"world_seed"}
 
 
-def strip_seeds(obj: Any, keys: Iterable[str] = _SEED_KEYS) -> Any:
+def strip_seeds(obj: Any, keys: Iterable[str] = SEED_KEYS) -> Any:
     """``obj`` without the entries named in ``keys``, at every depth (seeds do not change
     what a protocol or a row is)."""
     keys = frozenset(keys)
@@ -45,12 +49,6 @@ def strip_seeds(obj: Any, keys: Iterable[str] = _SEED_KEYS) -> Any:
     if isinstance(obj, list):
         return [strip_seeds(v, keys) for v in obj]
     return obj
-
-
-def digest(obj: Any) -> str:
-    """sha256 of ``obj``'s canonical JSON."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"))
-                          .encode()).hexdigest()
 
 
 def data_recipe(downstream: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,13 +64,13 @@ def data_recipe(downstream: Mapping[str, Any]) -> dict[str, Any]:
 def evaluator_fingerprint(evaluator: str, protocol: Mapping[str, Any], profile: str,
                           recipe: Mapping[str, Any]) -> str:
     """The protocol fingerprint of one evaluator's result (see the module docstring)."""
-    return digest({"evaluator": evaluator, "protocol": strip_seeds(dict(protocol)),
-                    "profile": profile, "data": dict(recipe)})
+    return hash_params({"evaluator": evaluator, "protocol": strip_seeds(dict(protocol)),
+                        "profile": profile, "data": dict(recipe)})
 
 
 def record_fingerprints(record: Mapping[str, Any]) -> dict[str, str]:
     """Evaluator name -> protocol fingerprint, for every evaluator of ``record``."""
-    from harness.results.records import metrics_entries
+    from harness.results.metrics import metrics_entries
 
     recipe = data_recipe(record["downstream"])
     return {name: evaluator_fingerprint(name, m["protocol"], record["config"]["profile"],
@@ -82,7 +80,7 @@ def record_fingerprints(record: Mapping[str, Any]) -> dict[str, str]:
 
 def record_fingerprint(record: Mapping[str, Any]) -> str:
     """One digest of all of a record's evaluator fingerprints (shown in the archive)."""
-    return digest(record_fingerprints(record))
+    return hash_params(record_fingerprints(record))
 
 
 @dataclass
@@ -114,7 +112,7 @@ class FrozenProtocol:
 
     def why_superseded(self, record: Mapping[str, Any]) -> str:
         """What differs between ``record`` and the frozen protocol, in a few words."""
-        from harness.results.records import metrics_entries
+        from harness.results.metrics import metrics_entries
 
         if self.is_current(record):
             return ""
@@ -176,7 +174,6 @@ def current_protocol(profile_name: str, evaluators: Iterable[str] = DEFAULT_EVAL
                      params: Mapping[str, Mapping[str, Any]] | None = None) -> FrozenProtocol:
     """The protocol the code gives now, for the profile's toy VOC and the named evaluators
     with their default parameters (or ``params[name]``); not yet dated."""
-    from harness.runtime.cache import hash_params
     from harness.api.registry import default_registry
     from harness.profiles import get_profile
     from harness.data.toy import WORLD_VERSION, ToyConfig
@@ -195,7 +192,7 @@ def current_protocol(profile_name: str, evaluators: Iterable[str] = DEFAULT_EVAL
         if protocol is None:
             raise BadInputError(f"evaluator {name!r} cannot say its protocol without running "
                                 f"(its planned_protocol() returns None); it cannot be frozen")
-        from harness.results.records import to_jsonable
+        from harness.results.schema import to_jsonable
 
         protocol = strip_seeds(to_jsonable(protocol))
         frozen[name] = {"params": to_jsonable(given), "protocol": protocol,

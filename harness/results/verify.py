@@ -5,7 +5,7 @@ first recompute each record's figures and refuse, naming the file and the figure
 whose numbers disagree with:
 
 - **its per-image test scores** (the sidecar ``<run id>.scores.npz``, whose sha256 the
-  record names and :func:`harness.results.records.read_record` checks): every class's AP by
+  record names and :func:`harness.results.store.read_record` checks): every class's AP by
   Table 1's formula, by the devkit formulas where the record keeps those
   (``details["ap_voc07_11pt"]``, ``details["ap_voc10"]``), and their means;
 - **its own per-class figures**, for every evaluator, with scores or without: the
@@ -24,7 +24,7 @@ image's weight 1, which is scikit-learn's ``average_precision_score(y, s - 1e-5 
 evaluated without its per-call overhead. On the committed records it agrees with what
 the evaluators recorded to within 1e-13; a figure further than :data:`TOLERANCE`
 (relative, floor 1) from its recomputation is refused. A record's digest
-(:func:`harness.results.records.record_digest`) catches any edit of a record written with one;
+(:func:`harness.results.store.record_digest`) catches any edit of a record written with one;
 these checks catch an edited figure in every record, digest or not.
 """
 
@@ -199,9 +199,9 @@ def record_disagreements(record: Mapping[str, Any],
                          scores: Mapping[str, SplitScores] | None = None) -> list[str]:
     """Every figure of ``record`` that its evidence does not give (one line each, without
     the file name; empty: every figure checks out). ``scores`` are the record's per-image
-    test scores by evaluator (:func:`harness.results.records.read_test_scores`), None if it has none.
+    test scores by evaluator (:func:`harness.results.store.read_test_scores`), None if it has none.
     """
-    from harness.results.records import metrics_entries
+    from harness.results.metrics import metrics_entries
 
     found = _Findings()
     entries = metrics_entries(record)
@@ -237,9 +237,9 @@ def verify_record_files(files: Iterable[tuple[Path, Mapping[str, Any]]],
                         scores: Mapping[str, Mapping[str, SplitScores] | None] | None = None
                         ) -> None:
     """:func:`verify_record` for every (path, record) of ``files``
-    (:func:`harness.results.records.read_record_files`). ``scores`` holds per-image test scores
+    (:func:`harness.results.store.read_record_files`). ``scores`` holds per-image test scores
     already read, by run id; a record not in it has its sidecar (if any) read here."""
-    from harness.results.records import read_test_scores
+    from harness.results.store import read_test_scores
 
     scores = scores or {}
     for path, record in files:

@@ -61,9 +61,22 @@ def _canonical(obj: Any) -> Any:
     return obj
 
 
-def hash_params(obj: Any) -> str:
-    """A stable hex digest of JSON-like parameters (key order does not matter)."""
-    blob = json.dumps(_canonical(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+def canonical_json(obj: Any, *, ascii_only: bool = True) -> str:
+    """``obj`` as canonical JSON: keys (as strings) sorted, no whitespace, paths as strings,
+    numpy scalars as Python numbers, NaN and infinities refused (ValueError).
+
+    ``ascii_only=False`` keeps non-ASCII characters as themselves rather than ``\\u``
+    escapes (what a result record's digest is computed over).
+    """
+    return json.dumps(_canonical(obj), sort_keys=True, separators=(",", ":"), allow_nan=False,
+                      ensure_ascii=ascii_only)
+
+
+def hash_params(obj: Any, *, ascii_only: bool = True) -> str:
+    """The sha256 (hex) of ``obj``'s :func:`canonical_json`: a stable digest of JSON-like
+    parameters (key order does not matter). The one digest of JSON content everywhere:
+    cache keys, protocol fingerprints, leaderboard row keys, plot data, record digests."""
+    blob = canonical_json(obj, ascii_only=ascii_only)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -264,6 +264,13 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the JSON description of the array file ``path`` goes: ``labels.npy`` ->
+    ``labels.json`` (a name without ``.npy`` gets ``.json`` added)."""
+    path = Path(path)
+    return path.with_suffix(".json") if path.suffix == ".npy" else path.with_name(path.name + ".json")
+
+
 def write_array_pair(path: str | os.PathLike, array: np.ndarray, sidecar: str | os.PathLike,
                      meta: dict[str, Any]) -> None:
     """Write ``array`` to ``path`` (.npy) and ``meta`` to ``sidecar`` (.json) as one unit.

@@ -29,13 +29,15 @@ for a batch of 16, 2 threads), with conv5 giving fc6 only 256 inputs to work fro
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.api.errors import BadInputError
 from harness.api.interfaces import Backbone
-from harness.networks.shape import BackboneNet
+
+if TYPE_CHECKING:  # torch is imported when a network is built, so listing plugins needs none
+    from torch import nn
+
+    from harness.api import BackboneNet
 
 #: (out_channels, kernel, stride, padding) per convolution, "M" for a 3x3/2 max-pool
 _DEEPCLUSTER_FEATURES: list[tuple[int, int, int, int] | str] = [
@@ -54,6 +56,8 @@ _ALEXNET_TV_LAYERS = {"conv1": "trunk.0.1", "conv2": "trunk.0.4", "conv3": "trun
 
 
 def _features() -> nn.Sequential:
+    from torch import nn
+
     layers: list[nn.Module] = []
     channels = 3
     for spec in _DEEPCLUSTER_FEATURES:
@@ -77,6 +81,8 @@ def _init_deepcluster(module: nn.Module) -> None:
     with 0.01 at fan-in 256 its signal would shrink 6x per layer and a randomly
     initialised head would barely learn at the VOC07 protocols' learning rate of 0.001.
     """
+    from torch import nn
+
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     reference_fan_in = {id(m): f for m, f in zip(linears, (256 * 6 * 6, _FC_UNITS, _FC_UNITS))}
     for m in module.modules():
@@ -114,6 +120,10 @@ class AlexNetBN(Backbone):
         return {"dropout": self.dropout, "pool": self.pool, "fc_units": self.fc_units}
 
     def create(self, num_outputs: int) -> BackboneNet:
+        from torch import nn
+
+        from harness.api import BackboneNet
+
         trunk = nn.Sequential(_features(), nn.AdaptiveAvgPool2d((self.pool, self.pool)),
                               nn.Flatten())
         head = nn.Sequential(
@@ -143,7 +153,10 @@ class TorchvisionAlexNet(Backbone):
         return {"dropout": self.dropout}
 
     def create(self, num_outputs: int) -> BackboneNet:
+        from torch import nn
         from torchvision.models import alexnet
+
+        from harness.api import BackboneNet
 
         model = alexnet(weights=None, num_classes=num_outputs, dropout=self.dropout)
         trunk = nn.Sequential(model.features, model.avgpool, nn.Flatten())

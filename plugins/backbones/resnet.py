@@ -8,12 +8,12 @@ input of 32 px or more works. Deeper ResNets are available as ``timm:resnet50`` 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.api.interfaces import Backbone
-from harness.networks.shape import BackboneNet
+
+if TYPE_CHECKING:  # torch is imported when a network is built, so listing plugins needs none
+    from harness.api import BackboneNet
 
 _TRUNK_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
 
@@ -31,7 +31,10 @@ class ResNet18(Backbone):
         return {"zero_init_residual": self.zero_init_residual}
 
     def create(self, num_outputs: int) -> BackboneNet:
+        from torch import nn
         from torchvision.models import resnet18
+
+        from harness.api import BackboneNet
 
         model = resnet18(weights=None, num_classes=num_outputs,
                          zero_init_residual=self.zero_init_residual)

@@ -10,13 +10,15 @@ downloaded: ``pretrained=False`` always). Models with a fixed input size (ViTs) 
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Annotated, Any
 
 from harness.api.errors import PluginError
 from harness.api.interfaces import Backbone, Bounds
-from harness.networks.shape import BackboneNet
+
+if TYPE_CHECKING:  # torch is imported when a network is built, so listing plugins needs none
+    from torch import nn
+
+    from harness.api import BackboneNet
 
 
 class TimmBackbone(Backbone):
@@ -52,6 +54,9 @@ class TimmBackbone(Backbone):
 
     def create(self, num_outputs: int) -> BackboneNet:
         import timm
+        from torch import nn
+
+        from harness.api import BackboneNet
 
         extra = {} if self.img_size is None else {"img_size": self.img_size}
         trunk = timm.create_model(self.variant, pretrained=False, num_classes=0,

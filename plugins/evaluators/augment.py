@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness.runtime.devices import free_device_bytes
+from harness.api import free_device_bytes
 from harness.api.errors import BadInputError
 
 #: float32 bytes one crop call may convert at once on a CPU (85 padded VOC images; the toy
@@ -105,7 +105,7 @@ class ImageStore:
 
 
 def _decode(path: Path) -> np.ndarray:
-    from harness.data.images import load_rgb
+    from harness.api import load_rgb
 
     if not path.is_file():
         raise BadInputError(f"{path}: missing image")
@@ -113,7 +113,7 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def _check_header(path: Path) -> None:
-    from harness.data.images import open_image
+    from harness.api import open_image
 
     if not path.is_file():
         raise BadInputError(f"{path}: missing image")

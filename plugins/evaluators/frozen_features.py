@@ -31,19 +31,22 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 
-from harness.evaluation import ap as ap_mod
-from harness.evaluation import knn as knn_mod
-from harness.evaluation import logreg
+from harness.api import ap as ap_mod
+from harness.api import knn as knn_mod
+from harness.api import logreg
 from harness_plugins.evaluators import svm
-from harness.runtime.devices import usable_cpus
+from harness.api import usable_cpus
 from harness.api.errors import BadInputError
-from harness.evaluation.layer_features import TARGET_VALUES, FrozenConfig, FrozenFeatures, split_features
+from harness.api import TARGET_VALUES, FrozenConfig
 from harness.api.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
-from harness.data.voc import CLASSES
+from harness.api import CLASSES
+
+if TYPE_CHECKING:  # torch is imported when features are extracted, so listing plugins needs none
+    from harness.api import FrozenFeatures
 
 HEADLINE_FORMULA = ap_mod.HEADLINE
 
@@ -96,6 +99,8 @@ class FrozenFeatureEvaluator(Evaluator):
 
     # ------------------------------------------------------------------ shared steps
     def split(self, model, data_root, split: str, context: EvalContext) -> FrozenFeatures:
+        from harness.api import split_features
+
         return split_features(model, data_root, split, self.features, profile=context.profile,
                               seed=context.seed, device=context.device,
                               progress=context.progress)

@@ -42,7 +42,7 @@ statistics), as the one published VOC07 code for a BatchNorm AlexNet does whethe
 trains the trunk (DeepCluster ``eval_voc_classif.py`` lines 207-209: ``model.train()`` then
 ``model.features.eval()``); this also makes a crop's score independent of the other 15
 images of its batch, as it is at test time. A never-trained trunk first gets its running
-statistics from one pass over training crops (:func:`.training.recompute_bn`).
+statistics from one pass over training crops (:func:`.training.recompute_trunk_bn`).
 
 Both shuffle the training list once and then cycle through it in that order; both sum the
 raw outputs (logits) of the ten test crops; both divide the masked binary cross-entropy
@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness.api.errors import BadInputError
-from harness.profiles import get_profile
+from harness.api import get_profile
 
 Mode = Literal["head", "all"]
 HeadInit = Literal["pretext", "random"]

@@ -31,7 +31,8 @@ runs, with its shrinking, tolerance and ``max_iter``), compiled in :mod:`harness
 the Gram matrix of the normalised features, which every class, cost and fold shares; each
 problem's costs are solved in increasing order, each warm-started from the previous
 cost's solution. Its decision values agree with ``LinearSVC``'s to the solver's tolerance
-(``tests/test_frozen_features.py``), at 10-20x less time per fit (``benchmarks/README.md``).
+(``tests/test_frozen_features.py``), at 10-20x less time per fit (``benchmarks/LOG.md``,
+2026-12-04).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ SUITE_COSTS: tuple[float, ...] = (
 #: the toy profile's grid: 15 of the suite's 26 costs (its powers of ten from 1e-6 and 1/2
 #: to the powers 4, 7, ..., 19), for a 2-core CPU budget. 1e-7 is left out: liblinear needs
 #: about 10 s per fit there (max_iter) against 0.02-0.7 s for the others, and a cost that
-#: small leaves w at ~0 (measured on 667 x 9,216 features; benchmarks/README.md)
+#: small leaves w at ~0 (measured on 667 x 9,216 features; benchmarks/LOG.md, 2026-12-02)
 TOY_COSTS: tuple[float, ...] = (
     1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0,
     *(0.5 ** p for p in (4, 7, 10, 13, 16, 19)))

@@ -2,9 +2,10 @@
 
 The steps :class:`~harness_plugins.evaluators.voc07.VOC07Evaluator` runs, in order:
 :func:`prepare_net` (20 new outputs, initialised as the protocol says),
-:func:`recompute_bn` (BatchNorm statistics of a never-trained trunk used frozen),
+:func:`recompute_trunk_bn` (BatchNorm statistics of a never-trained trunk used frozen),
 :func:`train` (SGD, resumable from a state file in ``workdir``) and :func:`test_scores`
-(each test image scored as the sum of ``test_crops`` augmented crops).
+(each test image scored as the sum of ``test_crops`` augmented crops). The crops they
+draw and the arithmetic they run in are :mod:`.batches`'.
 
 Every random draw is seeded from the protocol's seed and the iteration number alone
 (crop boxes, views, dropout), so a run resumed from its state file ends exactly where an
@@ -13,9 +14,7 @@ uninterrupted one does (on the CPU; on a GPU up to kernel nondeterminism).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.runtime.devices import torch_threads
+from harness.api import batchnorm_layers, hashed_seed, recompute_bn, torch_threads
+from harness.api import needs_bn_recompute as never_trained_with_bn
 from harness.api.errors import HarnessError
 from harness.api.interfaces import PretrainedModel
-from harness.data.voc import CLASSES, VOCImage, targets_matrix
+from harness.api import CLASSES, VOCImage, targets_matrix
 
-from .augment import ImageStore, base_scales, sample_resized_crop, sample_window_crop
+from .augment import ImageStore
+from .batches import augmented_crops, autocast, batch_images, sample_boxes, to_input
 from .protocol import Protocol
 
 STATE_FILE = "train-state.pt"
@@ -45,52 +46,7 @@ PLAN_CHUNK = 100
 FEATURE_BATCH = 400
 
 
-def _bf16(dev: torch.device, proto: Protocol) -> bool:
-    from harness.runtime.devices import resolve_precision
-
-    return resolve_precision(proto.precision, str(dev))
-
-
-def autocast(dev: torch.device, proto: Protocol):
-    """The protocol's arithmetic: bf16 autocast or float32. ``auto`` means what it means for
-    every stage (:func:`harness.runtime.devices.resolve_precision`): bf16 on CUDA and on a CPU
-    with native bf16 (AVX512-BF16 or AMX), float32 elsewhere."""
-    if _bf16(dev, proto):
-        return torch.autocast(dev.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def precision_used(dev: torch.device, proto: Protocol) -> str:
-    """What :func:`autocast` runs on ``dev``, in words (recorded with the metrics)."""
-    if _bf16(dev, proto):
-        return "bf16 autocast" + (", channels-last" if dev.type == "cuda" else "")
-    return "float32"
-
-
 # ---------------------------------------------------------------------------- batches
-def _sample_boxes(store: ImageStore, indices: np.ndarray, proto: Protocol,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Training-augmentation crop boxes and flips for ``store[indices]``."""
-    sizes = store.sizes[indices]
-    if proto.augmentation == "window_crop":
-        return sample_window_crop(rng, sizes, proto.crop_size, proto.scale_min,
-                                  proto.scale_max, proto.mirror,
-                                  base_scales(sizes, proto.base_short_side))
-    return sample_resized_crop(rng, sizes, proto.scale_min, proto.scale_max,
-                               proto.aspect_min, proto.aspect_max, proto.mirror)
-
-
-def _to_input(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
-
-
-def _augmented(store: ImageStore, indices: np.ndarray, proto: Protocol,
-               rng: np.random.Generator) -> torch.Tensor:
-    """Training-augmented crops of ``store[indices]`` (the test crops use this too)."""
-    boxes, flips = _sample_boxes(store, indices, proto, rng)
-    return _to_input(store.crops(indices, boxes, flips, proto.crop_size))
-
-
 @dataclass
 class _Plan:
     """The batches of iterations ``first .. first + len - 1``, already on the device."""
@@ -109,7 +65,7 @@ class _Plan:
         """What iteration ``first + k`` feeds the trained layers: features or images."""
         if self.features is not None:
             return self.features[k]
-        return _to_input(store.crops(self.indices[k], self.boxes[k], self.flips[k], crop_size))
+        return to_input(store.crops(self.indices[k], self.boxes[k], self.flips[k], crop_size))
 
 
 def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, count: int,
@@ -126,8 +82,8 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
     """
     b = proto.batch_size
     if views is not None:
-        idx = [_batch(order, b, it) for it in range(first, first + count)]
-        pick = [np.random.default_rng(_seed(proto.seed, 5, it)).integers(0, views.shape[0], b)
+        idx = [batch_images(order, b, it) for it in range(first, first + count)]
+        pick = [np.random.default_rng(hashed_seed(proto.seed, 5, it)).integers(0, views.shape[0], b)
                 for it in range(first, first + count)]
         indices = torch.as_tensor(np.stack(idx), dtype=torch.long).to(dev)
         which = torch.as_tensor(np.stack(pick), dtype=torch.long).to(dev)
@@ -135,8 +91,9 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
                      features=views[which, indices])
     idx, boxes, flips = [], [], []
     for it in range(first, first + count):
-        i = _batch(order, b, it)
-        bx, fl = _sample_boxes(store, i, proto, np.random.default_rng(_seed(proto.seed, 5, it)))
+        i = batch_images(order, b, it)
+        rng = np.random.default_rng(hashed_seed(proto.seed, 5, it))
+        bx, fl = sample_boxes(store, i, proto, rng)
         idx.append(i)
         boxes.append(bx)
         flips.append(fl)
@@ -149,11 +106,6 @@ def _plan(store: ImageStore, order: np.ndarray, proto: Protocol, first: int, cou
     return plan
 
 
-def _batch(order: np.ndarray, batch_size: int, it: int) -> np.ndarray:
-    """The images of iteration ``it``: the next ``batch_size`` of the cycled order."""
-    return order[(it * batch_size + np.arange(batch_size)) % len(order)]
-
-
 @torch.no_grad()
 def encode_views(bar, net: nn.Module, store: ImageStore, proto: Protocol,
                  dev: torch.device) -> torch.Tensor:
@@ -163,11 +115,11 @@ def encode_views(bar, net: nn.Module, store: ImageStore, proto: Protocol,
     task = bar.add_task(f"encode {n_views} views", total=n_views * n)
     out = []
     for v in range(n_views):
-        rng = np.random.default_rng(_seed(proto.seed, 7, v))
+        rng = np.random.default_rng(hashed_seed(proto.seed, 7, v))
         for lo in range(0, n, FEATURE_BATCH):
             idx = np.arange(lo, min(n, lo + FEATURE_BATCH))
             with autocast(dev, proto):
-                out.append(net.trunk(_augmented(store, idx, proto, rng)).float())
+                out.append(net.trunk(augmented_crops(store, idx, proto, rng)).float())
             bar.advance(task, len(idx))
     return torch.cat(out).view(n_views, n, -1)
 
@@ -180,7 +132,7 @@ def _trunk_features(net: nn.Module, store: ImageStore, plan: _Plan, proto: Proto
     out = []
     for lo in range(0, len(idx), FEATURE_BATCH):
         sl = slice(lo, lo + FEATURE_BATCH)
-        x = _to_input(store.crops(idx[sl], boxes[sl], flips[sl], proto.crop_size))
+        x = to_input(store.crops(idx[sl], boxes[sl], flips[sl], proto.crop_size))
         with autocast(dev, proto):
             out.append(net.trunk(x))
     return torch.cat(out).view(len(plan), proto.batch_size, -1)
@@ -189,7 +141,7 @@ def _trunk_features(net: nn.Module, store: ImageStore, plan: _Plan, proto: Proto
 # ---------------------------------------------------------------------------- network
 def prepare_net(model: PretrainedModel, proto: Protocol, dev: torch.device) -> nn.Module:
     """A copy of the network with 20 new outputs initialised as the protocol says."""
-    from harness.networks.shape import BackboneNet
+    from harness.api import BackboneNet
 
     if not isinstance(model.net, BackboneNet):
         raise HarnessError(f"{model.checkpoint}: the network is not a harness BackboneNet")
@@ -201,7 +153,7 @@ def prepare_net(model: PretrainedModel, proto: Protocol, dev: torch.device) -> n
     else:
         net.reset_classifier(n_classes)
         new_layers = [net.classifier()]
-    gen = torch.Generator().manual_seed(_seed(proto.seed, 4))
+    gen = torch.Generator().manual_seed(hashed_seed(proto.seed, 4))
     with torch.no_grad():
         for layer in new_layers:
             nn.init.normal_(layer.weight, 0.0, proto.init_std, generator=gen)
@@ -213,32 +165,27 @@ def prepare_net(model: PretrainedModel, proto: Protocol, dev: torch.device) -> n
     return net
 
 
-def _bn_modules(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def needs_bn_recompute(model: PretrainedModel, net: nn.Module, proto: Protocol) -> bool:
+def trunk_needs_bn_recompute(model: PretrainedModel, net: nn.Module, proto: Protocol) -> bool:
     """A never-trained trunk whose BatchNorm statistics will be used frozen."""
-    return model.origin == "random" and proto.trunk_bn == "running" and bool(_bn_modules(net.trunk))
+    return proto.trunk_bn == "running" and never_trained_with_bn(model.origin, net.trunk)
 
 
-def recompute_bn(bar, net: nn.Module, store: ImageStore, proto: Protocol,
-                 dev: torch.device) -> None:
-    """Running statistics of the trunk's BatchNorm layers from one pass of training crops."""
-    from torch.optim.swa_utils import update_bn
-
-    rng = np.random.default_rng(_seed(proto.seed, 3))
+def recompute_trunk_bn(bar, net: nn.Module, store: ImageStore, proto: Protocol,
+                       dev: torch.device) -> None:
+    """Running statistics of the trunk's BatchNorm layers from one pass of training crops
+    (:func:`harness.networks.batchnorm.recompute_bn`)."""
+    rng = np.random.default_rng(hashed_seed(proto.seed, 3))
     order = rng.permutation(len(store))
     batches = [order[i:i + BN_BATCH] for i in range(0, len(order), BN_BATCH)]
     task = bar.add_task("batch-norm statistics", total=len(batches))
 
     def crops():
         for idx in batches:
-            yield _augmented(store, idx, proto, rng)
+            yield augmented_crops(store, idx, proto, rng)
             bar.advance(task)
 
     with autocast(dev, proto):
-        update_bn(crops(), net.trunk)
+        recompute_bn(net.trunk, crops())
 
 
 # ---------------------------------------------------------------------------- training
@@ -257,7 +204,7 @@ def _set_train_mode(net: nn.Module, proto: Protocol) -> None:
         net.trunk.eval()
         net.trunk.requires_grad_(False)
     elif proto.trunk_bn == "running":
-        for bn in _bn_modules(net.trunk):
+        for bn in batchnorm_layers(net.trunk):
             bn.eval()
 
 
@@ -274,7 +221,7 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
         start, curve = _load_state(state_path, key, net, optimizer, dev)
     resumed_from = start
 
-    order = np.random.default_rng(_seed(proto.seed, 1)).permutation(len(store))
+    order = np.random.default_rng(hashed_seed(proto.seed, 1)).permutation(len(store))
     window = max(1, proto.iterations // 40)
     pending: list[torch.Tensor] = []
     task = bar.add_task(f"train {proto.trained}", total=proto.iterations, completed=start)
@@ -285,7 +232,7 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
     if proto.trained == "head" and proto.head_views and start < proto.iterations:
         views = encode_views(bar, net, store, proto, dev)
     # a "Head" step on encoded views is the fc layers at batch 16: a second CPU thread only
-    # adds OpenMP barriers (4.9 against 4.35 ms a step, benchmarks/README.md)
+    # adds OpenMP barriers (4.9 against 4.35 ms a step, benchmarks/LOG.md, 2026-12-04)
     one_thread = views is not None and dev.type == "cpu"
     dropout_gen = dropout_generator(dev)
     try:
@@ -298,7 +245,7 @@ def train(bar, net: nn.Module, store: ImageStore, targets: torch.Tensor, proto: 
                     plan = _plan(store, order, proto, first,
                                  min(PLAN_CHUNK, proto.iterations - first), dev, net, views)
                 k = it - plan.first
-                dropout_gen.manual_seed(_seed(proto.seed, 2, it))  # this iteration's dropout
+                dropout_gen.manual_seed(hashed_seed(proto.seed, 2, it))  # this iteration's dropout
                 loss = _gradients(net, optimizer, trained,
                                   plan.inputs(k, store, proto.crop_size),
                                   targets[plan.indices[k]], proto, dev)
@@ -407,27 +354,21 @@ def score_test_split(bar, net: nn.Module, store: ImageStore, proto: Protocol,
     total = torch.zeros((n, len(CLASSES)), dtype=torch.float64, device=dev)
     task = bar.add_task(f"test {proto.test_crops} crops", total=proto.test_crops * n)
     for crop in range(proto.test_crops):
-        rng = np.random.default_rng(_seed(proto.seed, 6, crop))
+        rng = np.random.default_rng(hashed_seed(proto.seed, 6, crop))
         for lo in range(0, n, TEST_BATCH):
             idx = np.arange(lo, min(n, lo + TEST_BATCH))
             with autocast(dev, proto):
-                logits = net(_augmented(store, idx, proto, rng))
+                logits = net(augmented_crops(store, idx, proto, rng))
             total[lo:lo + len(idx)] += logits.double()
             bar.advance(task, len(idx))
     return total.cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- resumable state
-def _seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (stable across runs and machines)."""
-    digest = hashlib.sha256(repr(tuple(int(p) for p in parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def state_key(proto: Protocol, net_hash: str, train_images: list[VOCImage],
               model: PretrainedModel) -> str:
     """Identifies one training run: protocol, starting network, training images."""
-    from harness.runtime.cache import hash_params
+    from harness.api import hash_params
 
     return hash_params({"format": STATE_FORMAT, "protocol": proto.to_dict(),
                         "net": net_hash, "origin": model.origin,
@@ -437,7 +378,7 @@ def state_key(proto: Protocol, net_hash: str, train_images: list[VOCImage],
 
 def _save_state(path: Path, key: str, iteration: int, net: nn.Module,
                 optimizer: torch.optim.Optimizer, curve: list[list[float]]) -> None:
-    from harness.runtime.io import save_torch
+    from harness.api import save_torch
 
     save_torch(path, {"format": STATE_FORMAT, "key": key, "iteration": iteration,
                       "net": net.state_dict(), "optimizer": optimizer.state_dict(),

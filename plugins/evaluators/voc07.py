@@ -20,25 +20,26 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
-from harness.evaluation import ap as ap_mod
+from harness.api import ap as ap_mod
 from harness.api.errors import BadInputError
-from harness.networks.checkpoint import backbone_name
-from harness.runtime.devices import resolve_device, usable_cpus
+from harness.api import resolve_device, usable_cpus
 from harness.api.interfaces import Bounds, EvalContext, EvalMetrics, Evaluator, PretrainedModel
-from harness.runtime.io import write_text
-from harness.networks.shape import weights_digest
-from harness.runtime.progress import enabled as progress_enabled, make_progress
-from harness.data.voc import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
+from harness.api import write_text
+from harness.api import make_progress, progress_enabled
+from harness.api import CLASSES, VOCImage, read_voc, targets_matrix, voc2007_dir
 
-from . import training
-from .augment import ImageStore, check_readable, load_images
 from .protocol import Mode, Precision, Protocol, resolve
+
+if TYPE_CHECKING:  # torch and the training code are imported when an evaluation runs, so
+    # that creating an evaluator and reading its parameters need no torch
+    import torch
+    from torch import nn
+
+    from .augment import ImageStore
 
 
 @dataclass
@@ -108,6 +109,8 @@ class VOC07Evaluator(Evaluator):
         returned in ``test_scores`` (the core keeps them beside the record); the
         resumable training state is removed once they are written.
         """
+        from . import training
+
         result = self.run(model, data_root, context)
         path = Path(context.work_dir) / SCORES_FILE
         write_text(path, scores_csv(result.scores))
@@ -120,6 +123,13 @@ class VOC07Evaluator(Evaluator):
 
     def run(self, model: PretrainedModel, data_root: Path, context: EvalContext) -> EvalResult:
         """Like :meth:`evaluate`, also returning the per-image test scores and the network."""
+        import torch
+
+        from harness.api import weights_digest
+
+        from . import training
+        from .augment import check_readable
+
         proto = self.protocol(context)
         dev = _device(context.device)
         workdir = Path(context.work_dir)
@@ -139,8 +149,8 @@ class VOC07Evaluator(Evaluator):
             net_hash = weights_digest(model.net)
             bn_recomputed = False
             t = time.perf_counter()
-            if training.needs_bn_recompute(model, net, proto):
-                training.recompute_bn(bar, net, train_store, proto, dev)
+            if training.trunk_needs_bn_recompute(model, net, proto):
+                training.recompute_trunk_bn(bar, net, train_store, proto, dev)
                 bn_recomputed = True
             timings["bn_recompute_s"] = time.perf_counter() - t
 
@@ -174,6 +184,10 @@ class VOC07Evaluator(Evaluator):
     # ------------------------------------------------------------------ metrics
     def _metrics(self, model, report, proto, dev, voc, train_images, test_images,
                  bn_recomputed, curve, resumed_from, timings) -> EvalMetrics:
+        from harness.api import backbone_name
+
+        from . import batches, training
+
         figures = report.to_metrics()
         details: dict[str, Any] = {
             "evaluator": self.name,
@@ -193,7 +207,7 @@ class VOC07Evaluator(Evaluator):
                       "input_size": model.meta.get("input_size")},
             "voc": str(voc),
             "device": str(dev),
-            "precision": training.precision_used(dev, proto),
+            "precision": batches.precision_used(dev, proto),
             "train_loss_curve": curve,
             "resumed_from_iteration": resumed_from,
             "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -247,6 +261,8 @@ def _read_splits(data_root: Path, proto: Protocol) -> tuple[list[VOCImage], list
 
 def _load(bar, label: str, images: list[VOCImage], model: PretrainedModel,
           dev: torch.device, threads: int) -> ImageStore:
+    from .augment import load_images
+
     task = bar.add_task(label, total=len(images))
     return load_images([im.path for im in images], model.backbone.mean, model.backbone.std,
                        dev, threads=threads, progress=lambda: bar.advance(task))
@@ -255,10 +271,14 @@ def _load(bar, label: str, images: list[VOCImage], model: PretrainedModel,
 # ---------------------------------------------------------------------------- device
 def _device(device: str | torch.device) -> torch.device:
     """The context's device (resolved by the core; checked again for direct callers)."""
+    import torch
+
     return torch.device(resolve_device(str(device)))
 
 
 def _cuda_index(dev: torch.device) -> list[int]:
+    import torch
+
     if dev.type != "cuda":
         return []
     return [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -267,6 +287,8 @@ def _cuda_index(dev: torch.device) -> list[int]:
 @contextlib.contextmanager
 def _cudnn_benchmark(dev: torch.device):
     """Let cuDNN pick the fastest kernels for the fixed crop size (restored afterwards)."""
+    import torch
+
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = before or dev.type == "cuda"
     try:

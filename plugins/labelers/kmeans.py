@@ -33,7 +33,7 @@ import numpy as np
 from harness.api.errors import BadInputError
 from harness.api.interfaces import SEED_BOUNDS, Bounds, Labeler, Labels
 
-from harness.labels.diagnostics import cluster_sizes, size_warnings
+from harness.api import cluster_sizes, size_warnings
 from .preprocess import apply_preprocess, check_features, check_preprocess
 
 Backend = Literal["sklearn", "faiss"]

@@ -50,7 +50,7 @@ class CsvLogger(Logger):
         self._file.flush()
 
     def log_config(self, config: dict[str, Any]) -> None:
-        from harness.runtime.io import write_json
+        from harness.api import write_json
 
         path = self._folder / CONFIG_FILE
         write_json(path, config)

@@ -25,7 +25,8 @@ evaluated on any time grid from B_k coefficients:
   kernel's reach of either end, the part of the kernel that falls outside the clip
   (:class:`CoarseGridFilter`). The only approximation is the aliasing of the compressed
   envelope on the coarse grid (|a|^0.3 is not band-limited); it falls about 4x per
-  doubling of ``oversample`` (benchmarks/README.md has the measured errors).
+  doubling of ``oversample`` (benchmarks/LOG.md, 2026-12-02, texture statistics, has the
+  measured errors).
 
 Each clip is computed on its own, by the same operations on arrays of the same shapes
 whatever the batch, so a batch gives bit-identical rows to clip-by-clip calls; clips

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.signal
 
 from .filters import cochlear_filterbank, modulation_filterbank, octave_resample_kernel
-from .statistics import correlation_pairs
+from .layout import correlation_pairs
 
 
 def octave_resample(x: np.ndarray, factor: int) -> np.ndarray:

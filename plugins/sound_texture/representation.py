@@ -9,29 +9,29 @@ Two modes, recorded in :meth:`SoundTexture.params`:
 * ``fast``: on a CPU, each band's envelope is computed on a coarse grid of a few times
   its bandwidth (:mod:`.baseband`, ``BasebandConfig.oversample``) and low-passed with the same
   kernel; the only error is the aliasing of the compressed envelope, measured on the
-  reference clips in tests/test_sound_texture.py and benchmarks/README.md. On a GPU,
+  reference clips in tests/test_sound_texture.py and benchmarks/LOG.md (2026-12-02). On a GPU,
   fast mode is the full-length computation in float32 (that torch code, run on a CPU,
   is within 5e-7 of exact on the reference clips by the same measure).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from harness.api.errors import BadClipError, BadInputError
 from harness.api.interfaces import SoundRepresentation
 
-from .baseband import BasebandConfig, get_baseband_plan
-from .envelopes import EnvelopeConfig, envelopes, get_plan, resample_kernel
-from .statistics import assemble, feature_dim, texture_statistics
+from .layout import feature_dim
+
+if TYPE_CHECKING:  # torch is imported when features are computed, so listing plugins needs none
+    import torch
 
 #: mode -> GPU compute dtype (the CPU path is float64 in exact mode, see baseband.py)
-MODES: dict[str, torch.dtype] = {
-    "exact": torch.float64,
-    "fast": torch.float32,
+MODES: dict[str, str] = {
+    "exact": "float64",
+    "fast": "float32",
 }
 
 
@@ -67,14 +67,26 @@ class SoundTexture(SoundRepresentation):
         self.mode = mode
         self.loudness_floor = float(loudness_floor)
         self.chunk_rows = chunk_rows
-        self.compute_dtype = MODES[mode]
+        # the envelope settings' modules import torch: here, not when the class is declared
+        from .baseband import BasebandConfig
+        from .envelopes import EnvelopeConfig
+
         factor = self.sample_rate // self.env_rate
         self.config = EnvelopeConfig(num_samples=self.num_samples, sample_rate=self.sample_rate,
                                      n_bands=self.n_bands, factor=factor, downsampler="octave")
         self.cpu_config = BasebandConfig(num_samples=self.num_samples, sample_rate=self.sample_rate,
                                          n_bands=self.n_bands, factor=factor, mode=mode)
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The torch dtype of the GPU path in this mode (:data:`MODES`)."""
+        import torch
+
+        return getattr(torch, MODES[self.mode])
+
     def params(self) -> dict[str, Any]:
+        from .envelopes import resample_kernel
+
         taps = resample_kernel(self.config).size
         if self.mode == "exact":
             envelope = "full-rate envelopes, float64 (CPU: per-band pruned inverse FFTs)"
@@ -103,12 +115,18 @@ class SoundTexture(SoundRepresentation):
     # ------------------------------------------------------------------ computing
     def envelopes(self, waveforms: np.ndarray, device: str = "cpu") -> np.ndarray:
         """The compressed 400 Hz subband envelopes [B, 32, 1500] (float64 in exact mode)."""
+        import torch
+
         self.validate(np.asarray(waveforms))
         with torch.inference_mode():
             return self._envelopes(waveforms, device).cpu().numpy()
 
     def compute(self, waveforms: np.ndarray, *, dtype: Any = np.float32,
                 device: str = "cpu") -> np.ndarray:
+        import torch
+
+        from .statistics import assemble, texture_statistics
+
         waveforms = np.asarray(waveforms)
         self.validate(waveforms)
         with torch.inference_mode():
@@ -122,6 +140,11 @@ class SoundTexture(SoundRepresentation):
         return out
 
     def _envelopes(self, waveforms: np.ndarray, device: str) -> torch.Tensor:
+        import torch
+
+        from .baseband import get_baseband_plan
+        from .envelopes import envelopes, get_plan
+
         dev = torch.device(device)
         if dev.type == "cpu":
             plan = get_baseband_plan(self.cpu_config)
@@ -134,6 +157,8 @@ class SoundTexture(SoundRepresentation):
 
     def _reject_degenerate(self, stats: dict[str, torch.Tensor]) -> None:
         """Raise BadClipError for the first clip that is silent or has a flat band."""
+        import torch
+
         quiet = stats["loudness"] < self.loudness_floor
         flat_bands = (stats["var"] <= 0) | (stats["mean"] <= 0)
         bad = torch.nonzero(quiet | flat_bands.any(dim=1))

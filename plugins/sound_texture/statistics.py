@@ -21,18 +21,7 @@ import torch
 
 from . import fft
 from .filters import modulation_filterbank
-
-#: band offsets whose correlations are kept (Owens et al.'s subset of the toolbox's C)
-CORRELATION_OFFSETS = (1, 2, 3, 5)
-
-
-@functools.lru_cache(maxsize=8)
-def correlation_pairs(n_channels: int = 32, offsets: tuple[int, ...] = CORRELATION_OFFSETS
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, i + o), i outer and o inner, skipping i + o beyond the last band."""
-    pairs = [(i, i + o) for i in range(n_channels) for o in offsets if i + o < n_channels]
-    first, second = (np.array(p, dtype=np.int64) for p in zip(*pairs))
-    return first, second
+from .layout import CORRELATION_OFFSETS, correlation_pairs
 
 
 @functools.lru_cache(maxsize=8)
@@ -41,11 +30,6 @@ def _pair_order(n_channels: int) -> list[int]:
     starts = np.cumsum([0] + [n_channels - o for o in CORRELATION_OFFSETS])
     return [int(starts[j]) + i for i in range(n_channels)
             for j, o in enumerate(CORRELATION_OFFSETS) if i + o < n_channels]
-
-
-def feature_dim(n_channels: int = 32, n_mod: int = 10) -> int:
-    """Length of the statistics vector: 502 for 32 channels and 10 modulation filters."""
-    return 2 * n_channels + len(correlation_pairs(n_channels)[0]) + n_channels * n_mod + 1
 
 
 @functools.lru_cache(maxsize=16)

@@ -23,9 +23,9 @@ from harness.api.errors import BadInputError
 from harness.runtime.io import ensure_dir, partial_prefix, remove_stale_partials
 from harness.runtime.processes import die_with_parent
 from harness.runtime.progress import make_progress
-from harness.data.toy.config import ToyConfig
+from harness.data.toy.config import DEFAULT_PRESET, ToyConfig
 from harness.data.toy.picture import render
-from harness.data.toy.sound import synthesize
+from harness.data.toy.soundtrack import soundtrack
 from harness.data.toy.world import SCENE_NAMES, sample_composition
 from harness.data.voc import CLASSES, SPLITS
 
@@ -124,7 +124,7 @@ def _make_clips(out: Path, seed: int, cfg: ToyConfig, indices: Sequence[int]) ->
         rng = item_rng(seed, _CLIPS, index)
         comp = sample_composition(rng, cfg, cfg.clip_object_counts)
         pixels, placed = render(rng, comp, cfg)
-        audio = synthesize(rng, comp, cfg)
+        audio, truth = soundtrack(rng, comp, cfg)
         frame, wav = _clip_paths(index)
         (out / frame).parent.mkdir(parents=True, exist_ok=True)
         (out / wav).parent.mkdir(parents=True, exist_ok=True)
@@ -134,14 +134,17 @@ def _make_clips(out: Path, seed: int, cfg: ToyConfig, indices: Sequence[int]) ->
         (out / wav).write_bytes(buf.getvalue())
         seen = sorted({CLASSES[p.cls] for p in placed if p.visible >= cfg.min_visible},
                       key=CLASSES.index)
-        audible = [o for o in comp.objects if o.audible]
-        heard = sorted({CLASSES[o.cls] for o in audible}, key=CLASSES.index)
-        loudest = CLASSES[max(audible, key=lambda o: o.gain_db).cls] if audible else ""
-        rows.append({"clip_id": f"toy-{index:06d}", "video": f"toy/{index:06d}",
-                     "timestamp": cfg.clip_seconds / 2, "frame": frame, "audio": wav,
-                     "sample_rate": cfg.sample_rate, "scene": SCENE_NAMES[comp.scene],
-                     "objects": ";".join(seen), "sounding": ";".join(heard),
-                     "loudest": loudest, "_index": index})
+        sources = truth.sources
+        heard = sorted({e.name for e in sources}, key=CLASSES.index)
+        loudest = max(sources, key=lambda e: e.gain_db).name if sources else ""
+        row = {"clip_id": f"toy-{index:06d}", "video": f"toy/{index:06d}",
+               "timestamp": cfg.clip_seconds / 2, "frame": frame, "audio": wav,
+               "sample_rate": cfg.sample_rate, "scene": SCENE_NAMES[comp.scene],
+               "objects": ";".join(seen), "sounding": ";".join(heard),
+               "loudest": loudest, "_index": index}
+        if cfg.has_soundtrack:  # the oracle's manifest keeps the columns it always had
+            row.update(truth.columns())
+        rows.append(row)
     return rows
 
 
@@ -167,8 +170,12 @@ def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfi
     """Write a toy clip dataset of ``n_clips`` clips to ``out``; return it as a ClipDataset.
 
     Ground truth goes in the manifest's extra columns: ``scene``, ``objects`` (classes
-    visible in the frame), ``sounding`` (classes audible) and ``loudest`` (the loudest
-    audible class), ``;``-joined in VOC order. None of it is drawn into pixels or audio.
+    visible in the frame), ``sounding`` (classes audible, in the frame or not) and
+    ``loudest`` (the loudest audible class), ``;``-joined in VOC order; with soundtrack
+    knobs on, also :data:`~harness.data.toy.soundtrack.SOUNDTRACK_COLUMNS` (every sound
+    with its span and level, beds, off-screen sources, unrelated audio). None of it is
+    drawn into pixels or audio. The config's preset (:attr:`ToyConfig.preset_label`) is
+    recorded in dataset.json when it is not the oracle.
     The dataset is built beside ``out`` and renamed into place when complete (replacing a
     previous toy dataset there), so an interrupted run leaves ``out`` as it was.
     """
@@ -194,6 +201,8 @@ def generate_clips(out: str | Path, n_clips: int, seed: int, *, config: ToyConfi
                 "seed": int(seed), "n_clips": n_clips,
                 "config": cfg.to_dict(), "classes": list(CLASSES), "scenes": list(SCENE_NAMES),
                 "report": {"videos": n_clips, "clips": n_clips, "skipped": {}}}
+        if cfg.preset_label != DEFAULT_PRESET:  # the oracle's dataset.json is as it always was
+            meta["preset"] = cfg.preset_label
         write_dataset(tmp, rows, meta)
         if out.exists():
             shutil.rmtree(out)
@@ -275,8 +284,11 @@ def generate_voc(out: str | Path, seed: int, *, config: ToyConfig | None = None,
     (None: from ``seed``, like trainval), so a test split can be sealed: drawn from a seed
     no tuning ever saw, while trainval stays the same. The folder is built beside its
     destination and renamed into place when complete. Returns the VOC2007 path.
+
+    A toy VOC has no audio: it is drawn and recorded with ``config``'s
+    :meth:`~ToyConfig.picture_config`, so every preset gives the same VOC, marker included.
     """
-    cfg = config or ToyConfig()
+    cfg = (config or ToyConfig()).picture_config()
     _check_seed(seed)
     test_seed = seed if test_seed is None else test_seed
     _check_seed(test_seed)

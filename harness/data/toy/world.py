@@ -158,7 +158,10 @@ def sample_composition(rng: np.random.Generator, config: ToyConfig,
             cls = typical[int(rng.integers(len(typical)))]
         else:
             cls = int(rng.integers(len(CLASSES)))
-        audible = CLASSES[cls] not in config.silent_classes and rng.random() < config.sound_prob
+        # the audibility draw is taken for silent classes too, so which classes are silent
+        # never shifts the draws after it: the pictures are the same under every preset
+        heard = rng.random() < config.sound_prob
+        audible = heard and CLASSES[cls] not in config.silent_classes
         nearness = float(rng.random())
         c = config.nearness_coupling
         lo, hi = config.object_gain_db
