@@ -14,15 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from PIL import Image
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.data.clips import write_dataset
 from harness.api.errors import BadInputError
+from tests.test_reliability import _children, _gone, make_clips  # /proc helpers, clips
+from tests.test_tamper_evidence import refused
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -30,33 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 def invoke(*args, env: dict[str, str] | None = None):
     return runner.invoke(app, [str(a) for a in args], env=env)
-
-
-def refused(result, *words: str) -> str:
-    """The command exited 2 with one ``error:`` line on stderr holding every word."""
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for word in words:
-        assert word in err[0], err[0]
-    return err[0]
-
-
-def make_clips(root: Path, n: int = 4, rate: int = 1000, seconds: float = 0.5) -> Path:
-    """A clip dataset of ``n`` noise WAVs and 16-pixel PNG frames."""
-    (root / "audio").mkdir(parents=True, exist_ok=True)
-    (root / "frames").mkdir(exist_ok=True)
-    rows = []
-    for i in range(n):
-        wave = np.random.default_rng(i).normal(0, 0.1, int(rate * seconds)).astype(np.float32)
-        sf.write(root / f"audio/{i:03d}.wav", wave, rate, subtype="FLOAT")
-        Image.new("RGB", (16, 16), (i * 40 % 255, 80, 0)).save(root / f"frames/{i:03d}.png")
-        rows.append({"clip_id": f"c{i:03d}", "video": "synthetic", "timestamp": 1.0 + i,
-                     "frame": f"frames/{i:03d}.png", "audio": f"audio/{i:03d}.wav",
-                     "sample_rate": rate})
-    write_dataset(root, rows, {"source": "test"})
-    return root
 
 
 def cache_dir() -> Path:
@@ -108,7 +79,6 @@ def read_only_folder(tmp_path):
 
 
 # ----------------------------------------------------------------------------- partial folders
-from tests.test_reliability import _children, _gone  # noqa: E402  (the /proc helpers)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")

@@ -1,7 +1,7 @@
 """Frozen features: a network run once over a VOC split, chosen layers captured and cached.
 
 What the per-layer probes, the VOC07 SVMs and kNN read (:mod:`harness.evaluation.logreg`,
-:mod:`harness_plugins.evaluators.svm`, :mod:`harness.evaluation.knn`). One extraction:
+the ``voc07_svm`` evaluator plugin, :mod:`harness.evaluation.knn`). One extraction:
 
 - **views**: each image is seen through ``views`` fixed views. View 0 is the whole image
   resized to ``image_size`` square (the benchmark suite's "resize" features,

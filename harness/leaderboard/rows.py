@@ -14,6 +14,7 @@ from harness.profiles import DEFAULT_EVALUATORS
 from harness.results.protocol import ROW_SEED_KEYS, strip_seeds
 from harness.results.metrics import legacy_headline_ap, metrics_entries
 from harness.results.naming import label_from_parts, labeler_size
+from harness.results.label_truth import recorded_truth
 from harness.runtime.cache import hash_params
 
 #: Table 1's columns by the role their evaluator's protocol records (its ``mode``): "Head"
@@ -205,7 +206,7 @@ class Run:
             splits=board_identity.voc_split_sizes(record),
             overrides=board_identity.overrides(record),
             imported=config.get("imported"),
-            truth=((record.get("labels") or {}).get("diagnostics") or {}).get("truth"))
+            truth=recorded_truth(record))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
