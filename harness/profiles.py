@@ -197,6 +197,14 @@ EVALUATORS_WITH_TEST_SCORES: tuple[str, ...] = ("linear_probe", "voc07_svm", "kn
 #: AlexNet); harness.leaderboard.presentation.HEADLINE
 HEADLINE_COMPARISON: dict = {"representations": ("mfcc", "sound_texture"), "labeler": "kmeans",
                              "k": 15, "backbone": "alexnet", "baseline": "random"}
+#: the toy worlds (docs/toy-worlds.md) whose runs the frozen toy protocol admits, each in
+#: :func:`harness.data.toy.config.world_overrides` form: the oracle world every record
+#: before the presets ran on; the realistic preset, every knob from the public labels its
+#: fields cite (none tuned); and the realistic preset with one of its two biggest knobs off
+#: (off-screen sources; music and narration beds), whose runs measure that knob alone
+FROZEN_TOY_WORLDS: tuple[dict, ...] = (
+    {}, {"preset": "realistic"}, {"preset": "realistic", "offscreen_prob": 0.0},
+    {"preset": "realistic", "music_prob": 0.0, "narration_prob": 0.0})
 #: a run's seed, the toy world's seed, its device and the folder its record goes in
 DEFAULT_SEED = 0
 DEFAULT_WORLD_SEED = 0

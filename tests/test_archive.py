@@ -77,6 +77,35 @@ def test_fingerprint_ignores_seeds_and_worlds_but_not_the_protocol(frozen):
     assert not frozen.is_current(other_profile)
 
 
+def test_only_the_frozen_toy_worlds_are_current_and_a_changed_preset_is_drift(frozen):
+    """A sound record's clips must come from a frozen toy world (the oracle, the realistic
+    preset or one of its frozen single-knob variants); a knob the protocol does not list is
+    superseded and says which world it ran on."""
+    import dataclasses
+
+    from harness.results.protocol import code_drift
+
+    def on(world):
+        record, _ = current_record(frozen)
+        record["config"]["overrides"] = {"toy_world": world} if world else {}
+        return record
+
+    for world in ({}, {"preset": "realistic"}, {"preset": "realistic", "offscreen_prob": 0.0}):
+        assert frozen.is_current(on(world)), world
+    other = on({"preset": "realistic", "event_share": 1.0})
+    assert not frozen.is_current(other)
+    assert "toy world 'realistic with event_share=1.0' is not a frozen one" in \
+        frozen.why_superseded(other)
+    # a protocol frozen before the presets admits the oracle alone
+    before = dataclasses.replace(frozen, worlds={})
+    assert before.is_current(on({})) and not before.is_current(on({"preset": "realistic"}))
+    # the realistic preset's knobs are frozen by value, not by name
+    edited = copy.deepcopy(frozen)
+    edited.worlds["realistic"]["knobs"]["music_prob"] = 0.3
+    assert any("toy worlds differ (realistic)" in p for p in code_drift(edited))
+    assert code_drift(frozen) == []
+
+
 def test_a_record_missing_a_frozen_evaluator_is_not_current(tmp_path, frozen):
     """A record with fewer evaluators than the frozen protocol would leave a hole in the
     missing evaluator's table: it is superseded, and says which it lacks; a run writing

@@ -9,6 +9,12 @@ A record's **protocol fingerprint**, per evaluator, is a digest of
   sizes, a digest of the world's configuration and the sealed test seed (the test seed
   minus the world seed: the profile's ``toy_test_seed``, the same for every world).
 
+The toy VOC is drawn from the pictures alone, so a toy world's audio preset and knobs are
+not in that digest; the frozen protocol lists instead the toy **worlds** whose clips a
+current record may have been trained on (``profiles.FROZEN_TOY_WORLDS``: a preset and its
+knob values), so a run on another world, or on a preset whose knobs were changed after the
+freeze, is not current.
+
 ``leaderboards/PROTOCOL.json`` holds the fingerprints the code produced when the protocol
 was frozen (``harness leaderboard --freeze``), with the protocol dicts themselves, the
 date and the commit. A record is *current* when every one of its evaluators' fingerprints
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from harness.api.errors import BadInputError
-from harness.profiles import DEFAULT_EVALUATORS
+from harness.profiles import DEFAULT_EVALUATORS, FROZEN_TOY_WORLDS
 from harness.runtime.cache import hash_params
 
 #: file name of the frozen protocol, in the leaderboard's folder
@@ -59,6 +65,38 @@ def data_recipe(downstream: Mapping[str, Any]) -> dict[str, Any]:
             "n_trainval": downstream.get("n_trainval"), "n_test": downstream.get("n_test"),
             "toy_config": downstream.get("toy_config"),
             "test_seed": test - world if test is not None and world is not None else test}
+
+
+def world_form(profile: str, world: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A toy world given as ``{"preset": NAME, KNOB: VALUE}`` on top of the profile's, in
+    canonical form (:func:`harness.data.toy.config.world_overrides`; ``{}`` the oracle)."""
+    from harness.data.toy.config import world_overrides
+    from harness.profiles import get_profile
+
+    return world_overrides({**get_profile(profile).toy_world, **dict(world or {})})
+
+
+def record_world(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The toy world a record's clips came from, in canonical form; None for a record whose
+    clips are not the toy world's (its own videos)."""
+    if (record.get("dataset") or {}).get("kind") != "toy":
+        return None
+    config = record["config"]
+    return world_form(config["profile"], (config.get("overrides") or {}).get("toy_world"))
+
+
+def frozen_world(profile: str, world: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A world's name (its preset and changed knobs) and its PROTOCOL.json entry: its
+    canonical form and the value of every preset knob, so a preset changed in the code after
+    the freeze shows as drift."""
+    from harness.data.toy.config import PRESET_KNOBS, world_config
+
+    form = world_form(profile, world)
+    cfg = world_config(form)
+    values = cfg.to_dict()
+    knobs = {k: values.get(k, getattr(cfg, k)) for k in PRESET_KNOBS}
+    knobs = {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}
+    return cfg.preset_label, {"world": form, "knobs": knobs}
 
 
 def evaluator_fingerprint(evaluator: str, protocol: Mapping[str, Any], profile: str,
@@ -95,6 +133,10 @@ class FrozenProtocol:
     frozen_at: str = ""
     commit: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: world name -> {"world": canonical form, "knobs": every preset knob's value}: the toy
+    #: worlds a current record's clips may come from (none listed: the oracle alone, as
+    #: before the presets)
+    worlds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def test_seed(self) -> int | None:
@@ -108,7 +150,14 @@ class FrozenProtocol:
         """Whether ``record`` ran exactly the frozen evaluators, each under its frozen
         protocol (a record missing one would leave a gap in that evaluator's table)."""
         frozen, mine = self.fingerprints(), record_fingerprints(record)
-        return set(mine) == set(frozen) and all(frozen[name] == fp for name, fp in mine.items())
+        return (set(mine) == set(frozen) and all(frozen[name] == fp for name, fp in mine.items())
+                and self.admits_world(record))
+
+    def admits_world(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record``'s toy world (if its clips are toy ones) is a frozen one."""
+        world = record_world(record)
+        allowed = [w["world"] for w in self.worlds.values()] if self.worlds else [{}]
+        return world is None or world in allowed
 
     def why_superseded(self, record: Mapping[str, Any]) -> str:
         """What differs between ``record`` and the frozen protocol, in a few words."""
@@ -134,6 +183,11 @@ class FrozenProtocol:
         missing = sorted(set(self.evaluators) - set(entries))
         if missing:
             reasons.append("no " + ", ".join(missing))
+        if not self.admits_world(record):
+            from harness.data.toy.config import world_config
+
+            label = world_config(record_world(record)).preset_label
+            reasons.append(f"toy world {label!r} is not a frozen one")
         for name, m in sorted(entries.items()):
             frozen = self.evaluators.get(name)
             if frozen is None:
@@ -151,7 +205,7 @@ class FrozenProtocol:
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "frozen_at": self.frozen_at, "commit": self.commit,
                 "profile": self.profile, "test_seed": self.test_seed, "data": self.data,
-                "evaluators": self.evaluators, "notes": self.notes}
+                "evaluators": self.evaluators, "notes": self.notes, "worlds": self.worlds}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str | os.PathLike) -> "FrozenProtocol":
@@ -165,7 +219,8 @@ class FrozenProtocol:
                     raise ValueError(f"evaluator {name!r} lacks a fingerprint or protocol")
             return cls(profile=str(data["profile"]), data=dict(data["data"]),
                        evaluators=evaluators, frozen_at=str(data.get("frozen_at", "")),
-                       commit=data.get("commit"), notes=list(data.get("notes") or []))
+                       commit=data.get("commit"), notes=list(data.get("notes") or []),
+                       worlds={str(k): dict(v) for k, v in (data.get("worlds") or {}).items()})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BadInputError(f"{source}: not a frozen protocol file ({exc})") from None
 
@@ -198,7 +253,8 @@ def current_protocol(profile_name: str, evaluators: Iterable[str] = DEFAULT_EVAL
         frozen[name] = {"params": to_jsonable(given), "protocol": protocol,
                         "fingerprint": evaluator_fingerprint(name, protocol, profile.name,
                                                              data)}
-    return FrozenProtocol(profile=profile.name, data=data, evaluators=frozen)
+    worlds = dict(frozen_world(profile.name, w) for w in FROZEN_TOY_WORLDS)
+    return FrozenProtocol(profile=profile.name, data=data, evaluators=frozen, worlds=worlds)
 
 
 def frozen_for_results(results: str | os.PathLike) -> tuple[Path, FrozenProtocol] | None:
@@ -239,6 +295,10 @@ def code_drift(frozen: FrozenProtocol) -> list[str]:
         keys = sorted(k for k in set(now.data) | set(frozen.data)
                       if now.data.get(k) != frozen.data.get(k))
         problems.append(f"the toy VOC recipe differs ({', '.join(keys)})")
+    if frozen.worlds and now.worlds != frozen.worlds:
+        names = sorted(k for k in set(now.worlds) | set(frozen.worlds)
+                       if now.worlds.get(k) != frozen.worlds.get(k))
+        problems.append(f"the toy worlds differ ({', '.join(names)})")
     for name, e in sorted(frozen.evaluators.items()):
         if now.evaluators[name]["fingerprint"] != e["fingerprint"]:
             p_now, p_then = now.evaluators[name]["protocol"], e["protocol"]
