@@ -225,6 +225,15 @@ def test_cli_freeze_archive_check(tmp_path, frozen):
     res = runner.invoke(app, [*args, "--check"])
     assert res.exit_code == 1 and "voc07_full's protocol differs (iterations)" in res.output
 
+    # a refreeze keeps the frozen evaluators and the notes (the history outlives a freeze)
+    wider = current_protocol("toy", ["voc07_linear", "voc07_full", "knn"])
+    wider.notes = ["first freeze"]
+    write_frozen(out / PROTOCOL_FILE, wider)
+    assert runner.invoke(app, ["leaderboard", "--out", str(out), "--freeze"]).exit_code == 0
+    again = read_frozen(out / PROTOCOL_FILE)
+    assert again.fingerprints() == wider.fingerprints() and again.notes == ["first freeze"]
+    assert set(again.worlds) == set(wider.worlds) and "realistic" in again.worlds
+
 
 def test_archiving_everything_empties_the_live_tables_but_keeps_the_archive(tmp_path, frozen):
     results, out = tmp_path / "results", tmp_path / "board"

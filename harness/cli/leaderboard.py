@@ -38,9 +38,11 @@ def leaderboard(
     profile: ProfileName = typer.Option(PROFILE, "--profile",
                                         help="--freeze: the profile whose toy VOC and "
                                              "protocol scaling are frozen."),
-    evaluator: List[str] = typer.Option(list(DEFAULT_EVALUATORS), "--evaluator", "-e",
+    evaluator: List[str] = typer.Option(None, "--evaluator", "-e",
                                         help="--freeze: an evaluator to freeze, with its "
-                                             "default parameters (repeatable)."),
+                                             "default parameters (repeatable); default: "
+                                             "those of the protocol frozen in --out, else "
+                                             + " and ".join(DEFAULT_EVALUATORS) + "."),
 ) -> None:
     """Regenerate leaderboards/ from result records: Table-1 and Table-2 style markdown per
     dataset and protocol, with bootstrap intervals, sweep plots, the archive of superseded
@@ -62,9 +64,16 @@ def leaderboard(
     _check_out_dir(out)
     protocol_path = out / PROTOCOL_FILE
     if freeze:
-        frozen = current_protocol(profile.value, evaluator)
-        frozen.frozen_at, frozen.commit = utc_now(), code_info().get("git_commit")
         earlier = read_frozen(protocol_path) if protocol_path.exists() else None
+        if evaluator:
+            frozen = current_protocol(profile.value, evaluator)
+        elif earlier is not None:   # a refreeze keeps the evaluators, with their parameters
+            frozen = current_protocol(profile.value, list(earlier.evaluators),
+                                      {n: e.get("params") or {}
+                                       for n, e in earlier.evaluators.items()})
+        else:
+            frozen = current_protocol(profile.value)
+        frozen.frozen_at, frozen.commit = utc_now(), code_info().get("git_commit")
         if earlier is not None:     # the protocol's history outlives each freeze
             frozen.notes = list(earlier.notes)
         write_frozen(protocol_path, frozen)
