@@ -147,10 +147,11 @@ def test_the_headline_is_the_declared_comparison_even_when_another_row_is_larger
                 r["metrics"]["voc07_linear"]["value"])
     gap = np.mean([np.mean(head["sound", w]) - np.mean(head["random", w]) for w in (0, 1, 2)])
     cells = [c.strip() for c in lines[0].strip("|").split("|")]
-    mean, lo, hi, _ = _cell(cells[4])
-    assert mean == round(float(gap), 1) and lo < mean < hi and cells[2] == "worlds 0, 1, 2"
+    mean, lo, hi, _ = _cell(cells[5])
+    assert mean == round(float(gap), 1) and lo < mean < hi and cells[3] == "worlds 0, 1, 2"
+    assert cells[2] == "oracle"                 # the toy world preset of the row's clips
     each = [np.mean(head["sound", w]) - np.mean(head["random", w]) for w in (0, 1, 2)]
-    assert cells[3] == " / ".join(f"{g:+.1f}" for g in each)
+    assert cells[4] == " / ".join(f"{g:+.1f}" for g in each)
     assert bp.HEADLINE.matches(Run.from_record(pairs[2][0]))
 
 

@@ -49,13 +49,16 @@ def entry(scores: SplitScores) -> dict:
 
 def toy_record(init: str, *, seed: int, world: int, quality: float, n: int = 60,
                with_scores: bool = True, rep: str = "mfcc", k: int = 15, tag: int = 0,
-               backbone: str = "alexnet"):
-    """A record of a run on toy world ``world`` (and its per-image scores)."""
+               backbone: str = "alexnet", toy_world: dict | None = None):
+    """A record of a run on toy world ``world`` (and its per-image scores); ``toy_world``
+    is its clips' preset and knobs, as ``config.overrides.toy_world`` records them."""
     key = ({"random": 1, "supervised": 2, "sound": 3}[init], seed, tag, k, len(rep),
            len(backbone))
     scores = {"voc07_linear": run_scores(world, (*key, 0), quality, n),
               "voc07_full": run_scores(world, (*key, 1), quality + 0.5, n)}
     cfg = {**config(init, seed=seed, k=k, repr_name=rep, backbone=backbone), "world_seed": world}
+    if toy_world:
+        cfg["overrides"] = {**(cfg.get("overrides") or {}), "toy_world": toy_world}
     if cfg["pretrain"]:                       # as in real records: the recipe names its net
         cfg["pretrain"] = {**cfg["pretrain"], "backbone": backbone}
     record = records.build_record(

@@ -164,6 +164,8 @@ class Group:
             cands = same
         if len(cands) > 1:      # e.g. supervised rows trained on different clip datasets
             cands = [b for b in cands if b.first.pretext_key == f.pretext_key]
+        if len(cands) > 1:      # every toy world has the same pictures: its own if it has one
+            cands = [b for b in cands if b.first.toy_world == f.toy_world]
         return cands[0] if len(cands) == 1 else None
 
     def gain(self, row: Row, evaluator: str) -> "bootstrap.Interval | None":
@@ -231,12 +233,24 @@ def group_records(records: Iterable[Mapping[str, Any]],
     return [groups[k] for k in sorted(groups)]
 
 
+def world_suffix(run: Run) -> str:
+    """What a row's label says of its toy world: nothing for the default preset (the
+    oracle, every row's world before the presets) or no toy clips; else `` · realistic
+    audio`` (the presets differ only in the audio), with any knob it changed."""
+    from harness.data.toy.config import DEFAULT_PRESET
+
+    if run.toy_world is None or run.toy_world == DEFAULT_PRESET:
+        return ""
+    preset, _, knobs = run.toy_world.partition(" with ")
+    return f" · {preset} audio" + (f" with {knobs}" if knobs else "")
+
+
 def _label_rows(rows: list[Row]) -> None:
     """Readable labels; rows that would share one get their pretext clips' fingerprint
     appended where those differ, and their configuration hash where that is not enough."""
     by_label: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        label = base_label(row.first)
+        label = base_label(row.first) + world_suffix(row.first)
         by_label[label].append(row)
         row.label = label
     for label, same in by_label.items():

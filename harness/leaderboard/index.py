@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from harness.leaderboard import paper_tables, presentation
+from harness.leaderboard import paper_tables, presentation, toy_worlds
 from harness.leaderboard.cells import DASH, markdown_table, num, num_int
 from harness.leaderboard.groups import Group
 from harness.leaderboard.prose import say
@@ -56,6 +56,7 @@ def index_page(groups: list[Group], frozen=None, n_archived: int = 0,
         out += [markdown_table(["table", "dataset", "preset", "profile", "configurations",
                                 "runs"], rows, align="llllrr"), ""]
         out += headline_lines(groups)
+        out += toy_worlds.survival_lines(groups)
     else:
         out += [say(INDEX_PROSE, "no_records", frozen=frozen is not None), ""]
     stale = list(stale)
@@ -87,24 +88,29 @@ def headline_lines(groups: list[Group]) -> list[str]:
     marks: set[str] = set()
     rows = []
     for g in groups:
-        for row, worlds, head, all_, rec in presentation.headline(g):
+        for row, worlds, head, all_, rec, rec_all in presentation.headline(g):
             names = g.world_names(worlds) or "its one world"
             base, head_ev = g.baseline(row, spec.baseline), g.panels["Head"]
             per_world = DASH if base is None else " / ".join(
                 f"{row.world_mean(head_ev, w) - base.world_mean(head_ev, w):+.1f}"
                 for w, _, _ in g.worlds if w in worlds and w in base.world_counts(head_ev)
                 and w in row.world_counts(head_ev))
-            rows.append([f"[{g.key.title}]({g.key.slug}.md)", row.label, names, per_world,
+            rows.append([f"[{g.key.title}]({g.key.slug}.md)", row.label,
+                         row.first.toy_world or DASH, names, per_world,
                          presentation.cell(head, marks, signed=True),
                          presentation.cell(all_, marks, signed=True),
-                         presentation.cell(rec, marks, unit="%")])
+                         presentation.cell(rec, marks, unit="%"),
+                         presentation.cell(rec_all, marks, unit="%"),
+                         toy_worlds.nmi_cell(row, sorted(worlds))])
     out = ["## Headline", "",
            say(INDEX_PROSE, "headline", comparison=spec.sentence()), ""]
     if not rows:
         return out + ["No table has the headline's rows yet.", ""]
-    out += [markdown_table(["table", "row", "worlds", "Head − random, each world",
+    out += [markdown_table(["table", "row", "toy world", "worlds", "Head − random, each world",
                     "Head − random [95% CI]", "All − random [95% CI]",
-                    "Head recovered [95% CI]"], rows, align="llllrrr"), "",
+                    "Head recovered [95% CI]", "All recovered [95% CI]",
+                    f"{toy_worlds.TRUTH_COLUMN} NMI [95% CI]"], rows,
+                    align="lllllrrrrr"), "",
             say(INDEX_PROSE, "headline_intervals"),
             *presentation.mark_notes(marks), ""]
     return out

@@ -64,7 +64,7 @@ def networks_lines(group: Any) -> list[str]:
     return ["## The networks", "", " ".join(sentences), ""]
 
 
-def _over_runs(values: list[float], key: str) -> "bootstrap.Interval":
+def over_runs(values: list[float], key: str) -> "bootstrap.Interval":
     """Mean of per-run values with a 95% percentile interval over runs (None: one run)."""
     mean = float(np.mean(values))
     if len(values) < 2:
@@ -102,7 +102,7 @@ def truth_lines(group: Any, column: str = "objects") -> list[str]:
                     cells.append("— (binary codes)" if scored and key == "purity" and bits
                                  else "not recorded")
                     continue
-                iv = _over_runs(vals, f"{row.first.row_key}|{key}|{','.join(sorted(worlds or ()))}")
+                iv = over_runs(vals, f"{row.first.row_key}|{key}|{','.join(sorted(worlds or ()))}")
                 cells.append((f"{iv.mean:.3f}" if not iv.has_interval
                               else f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]")
                              + (" (mean over bits)" if key == "nmi" and bits else ""))

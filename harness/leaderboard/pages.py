@@ -8,7 +8,7 @@ from __future__ import annotations
 from harness.leaderboard import bootstrap, presentation
 from harness.leaderboard import identity as board_identity
 from harness.leaderboard import notes as board_notes
-from harness.leaderboard import paper_tables
+from harness.leaderboard import paper_tables, plot_data, toy_worlds
 from harness.leaderboard.cells import (EXCLUDES_MARK, EXCLUDES_NOTE, footnotes, fmt_interval,
                                        markdown_table, num, pct)
 from harness.leaderboard.groups import Group
@@ -85,6 +85,9 @@ def group_page(group: Group, plot_files: list[str]) -> str:
             out += [EXCLUDES_NOTE, ""]
     if k.downstream == "toy-voc":
         out += toy_framing()
+        knobs = plot_data.knob_plot_file(group)
+        out += toy_worlds.knob_lines(group, knobs if knobs in plot_files else None)
+        plot_files = [name for name in plot_files if name != knobs]
     out += board_notes.networks_lines(group)
     if toy:
         out += board_notes.truth_lines(group)

@@ -18,8 +18,9 @@ import re
 from collections import defaultdict
 from typing import Any, Collection
 
-from harness.leaderboard.groups import Group
+from harness.leaderboard.groups import Group, world_suffix
 from harness.leaderboard.rows import INIT_ORDER, Row, base_label
+from harness.leaderboard.toy_worlds import knob_plot
 from harness.profiles import DEFAULT_LABELER
 from harness.runtime.cache import hash_params
 
@@ -67,7 +68,7 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
         f = row.first
         if f.init == "sound" and f.k is not None:
             series[(f.repr_name, f.labeler_name, f.backbone_name, f.backbone_key,
-                    f.evaluators_key, f.pretrain_key)].append(row)
+                    f.evaluators_key, f.pretrain_key, f.toy_world or "")].append(row)
     swept = {key: rows for key, rows in series.items()
              if len({r.first.k for r in rows}) >= 2 and len({r.first.k for r in rows}) == len(rows)}
     if not swept:
@@ -83,7 +84,8 @@ def k_sweep_plot(group: Group) -> dict[str, Any] | None:
     data_series = []
     for key in order:
         rows = swept[key]
-        label = base_label(rows[0].first).replace(f" k={rows[0].first.k}", "")
+        label = (base_label(rows[0].first).replace(f" k={rows[0].first.k}", "")
+                 + world_suffix(rows[0].first))
         data_series.append({"label": label, "points": _series_points(group, rows, worlds)})
     baselines = []
     for init, b in lines:
@@ -112,6 +114,7 @@ def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
                              else f"{f.repr_name} {size}")
             if f.labeler_name and f.labeler_name != DEFAULT_LABELER:
                 setting_label += f" {f.labeler_name}"
+            setting_label += world_suffix(f)
         elif varying == "backbone":
             setting_label = base_label(f).replace(f" {f.backbone_name}", "")
         else:
@@ -125,7 +128,7 @@ def compare_plot(group: Group, varying: str) -> dict[str, Any] | None:
         setting = (setting_label, INIT_ORDER[f.init],
                    f.backbone_name if varying == "repr" else f.repr_name or "",
                    f.labeler_name or "", f.k if f.k is not None else -1, other,
-                   f.evaluators_key, recipe)
+                   f.evaluators_key, recipe, f.toy_world or "")
         if variant in cells[setting]:  # two rows in one cell: ambiguous, skip the setting
             cells[setting][variant] = None
         else:
@@ -169,8 +172,16 @@ def group_plots(group: Group) -> dict[str, tuple[str, dict[str, Any]]]:
         data = compare_plot(group, varying)
         if data:
             out[f"{group.key.slug}-{varying}.png"] = ("compare", data)
+    knobs = knob_plot(group)
+    if knobs:
+        out[knob_plot_file(group)] = ("knobs", knobs)
     out.update(monitor_plots(group))
     return out
+
+
+def knob_plot_file(group: Group) -> str:
+    """The file name of a group's single-knob plot (:mod:`harness.leaderboard.toy_worlds`)."""
+    return f"{group.key.slug}-toy-world-knobs.png"
 
 
 # --------------------------------------------------------------------------- frozen-feature plots

@@ -46,7 +46,7 @@ def render(kind: str, data: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
     draw = {"k_sweep": _draw_k_sweep, "compare": _draw_compare, "lowshot": _draw_lowshot,
-            "monitor": _draw_monitor}[kind]
+            "monitor": _draw_monitor, "knobs": _draw_knobs}[kind]
     with matplotlib.rc_context():
         matplotlib.rcdefaults()
         matplotlib.rcParams.update({"svg.hashsalt": "harness", "axes.grid": True,
@@ -171,6 +171,29 @@ def _draw_monitor(fig, data: dict[str, Any]) -> None:
     ax.set_xlabel("pretext epoch")
     ax.set_ylabel("VOC val mAP (%)")
     ax.legend(fontsize=7)
+    _suptitle(fig, data["title"])
+
+
+def _draw_knobs(fig, data: dict[str, Any]) -> None:
+    """Gain over random init for each toy world's audio (x), one panel per Table 1
+    column, with the 95% interval as an error bar and a line at no gain."""
+    labels = data["labels"]
+    for ax, panel in _panels(fig, data):
+        cells = data["values"][panel]
+        xs = [i for i, c in enumerate(cells) if c is not None]
+        pts = [cells[i] for i in xs]
+        ax.plot(xs, [p["mean"] for p in pts], "o", color=matplotlib_colors()[0])
+        idx, yerr = _error_bars(pts)
+        if idx:
+            ax.errorbar([xs[j] for j in idx], [pts[j]["mean"] for j in idx], yerr=yerr,
+                        fmt="none", capsize=4, ecolor="black")
+        ax.axhline(0.0, linestyle="--", linewidth=1, color="#7f7f7f")
+        ax.set_xticks(range(len(labels)),
+                      [label.replace(" with ", "\nwith ").replace(", ", ",\n")
+                       for label in labels], fontsize=7)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_ylabel(f"{panel} mAP − random (points)")
+        ax.set_title(f"{panel}: gain over random init by audio")
     _suptitle(fig, data["title"])
 
 

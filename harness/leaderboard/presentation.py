@@ -49,19 +49,23 @@ class HeadlineSpec:
     backbone: str
     #: the row each headline row is measured against
     baseline: str
+    #: the toy world presets shown side by side (a row on clips of one's own always counts)
+    worlds: tuple[str, ...] = ("oracle",)
 
     def matches(self, run: Any) -> bool:
         """Whether ``run`` (a :class:`harness.leaderboard.rows.Run`) is one of the headline's
         sound rows."""
         return (run.init == "sound" and run.repr_name in self.representations
                 and (run.labeler_name or DEFAULT_LABELER) == self.labeler and run.size_name == "k"
-                and run.k == self.k and run.backbone_name == self.backbone)
+                and run.k == self.k and run.backbone_name == self.backbone
+                and (run.toy_world is None or run.toy_world in self.worlds))
 
     def sentence(self) -> str:
         """The comparison in words, as the index page declares it."""
         reps = " and ".join(f"`{r}`" for r in self.representations)
         return say(TOY_PROSE, "headline", labeler=self.labeler, k=self.k,
-                   representations=reps, backbone=self.backbone, baseline=self.baseline)
+                   representations=reps, backbone=self.backbone, baseline=self.baseline,
+                   worlds=" and ".join(self.worlds))
 
 
 #: The index page's headline, fixed before looking at the rows: it is the paper's own
@@ -337,8 +341,8 @@ def mark_notes(marks: set[str]) -> list[str]:
 
 def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any]]:
     """The declared headline rows of a group: (row, worlds, Head − random, All − random,
-    Head recovered), each on the worlds the row ran (the headline asks for every world:
-    the index names the worlds it got)."""
+    Head recovered, All recovered), each on the worlds the row ran (the headline asks for
+    every world: the index names the worlds it got)."""
     evs = list(group.panels.values())
     head_ev, all_ev = group.panels["Head"], group.panels["All"]
     out = []
@@ -351,6 +355,7 @@ def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any]]:
         base, top = sub.baseline(mine, HEADLINE.baseline), sub.baseline(mine, "supervised")
         ws = sorted(worlds)
         ivs = [None if base is None else gain(sub, mine, base, ev, ws) for ev in (head_ev, all_ev)]
-        rec = None if base is None or top is None else share(sub, mine, base, top, head_ev, ws)
-        out.append((row, worlds, *ivs, rec))
+        recs = [None if base is None or top is None else share(sub, mine, base, top, ev, ws)
+                for ev in (head_ev, all_ev)]
+        out.append((row, worlds, *ivs, *recs))
     return out

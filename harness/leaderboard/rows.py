@@ -160,6 +160,9 @@ class Run:
     truth: dict[str, Any] | None = None
     #: an imported network's origin: source, architecture, file, sha256 (harness.networks.foreign)
     imported: dict[str, Any] | None = None
+    #: the toy world preset its clips came from, with any knob changed ("oracle",
+    #: "realistic", "realistic with offscreen_prob=0.0"); None when it read no toy clips
+    toy_world: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], evaluator: str | None = None,
@@ -206,7 +209,7 @@ class Run:
             splits=board_identity.voc_split_sizes(record),
             overrides=board_identity.overrides(record),
             imported=config.get("imported"),
-            truth=recorded_truth(record))
+            truth=recorded_truth(record), toy_world=toy_world_label(record))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
@@ -296,6 +299,16 @@ class Row:
         f = self.first
         return (INIT_ORDER[f.init], f.repr_name or "", f.labeler_name or "",
                 f.k if f.k is not None else -1, f.backbone_name, self.label, f.row_key)
+
+
+def toy_world_label(record: Mapping[str, Any]) -> str | None:
+    """The name of the toy world whose clips the record trained on (its preset, and the
+    knobs it changed); None when it read no toy clips (a random init, one's own videos)."""
+    from harness.data.toy.config import world_config
+    from harness.results.protocol import record_world
+
+    world = record_world(record)
+    return None if world is None else world_config(world).preset_label
 
 
 def base_label(run: Run) -> str:
