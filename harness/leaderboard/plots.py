@@ -189,8 +189,8 @@ def _draw_knobs(fig, data: dict[str, Any]) -> None:
                         fmt="none", capsize=4, ecolor="black")
         ax.axhline(0.0, linestyle="--", linewidth=1, color="#7f7f7f")
         ax.set_xticks(range(len(labels)),
-                      [label.replace(" with ", "\nwith ").replace(", ", ",\n")
-                       for label in labels], fontsize=7)
+                      [label.replace(" with ", "\n").replace(", ", "\n") for label in labels],
+                      fontsize=7)
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_ylabel(f"{panel} mAP − random (points)")
         ax.set_title(f"{panel}: gain over random init by audio")

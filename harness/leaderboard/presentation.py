@@ -339,7 +339,7 @@ def mark_notes(marks: set[str]) -> list[str]:
     return out
 
 
-def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any]]:
+def headline(group: Any) -> list[tuple[Any, frozenset[str], Any, Any, Any, Any]]:
     """The declared headline rows of a group: (row, worlds, Head − random, All − random,
     Head recovered, All recovered), each on the worlds the row ran (the headline asks for
     every world: the index names the worlds it got)."""
