@@ -136,3 +136,26 @@ def test_an_oracle_only_board_has_neither_section():
     assert "audio keeps" not in board.markdown[INDEX]
     assert not any(kind == "knobs" for kind, _ in board.plots.values())
     assert all("one knob at a time" not in t for t in board.markdown.values())
+
+
+def test_the_page_names_each_preset_of_the_clips_and_every_kind_of_machine():
+    """Rows made on another kind of CPU are named under the page's title (a seed repeats
+    its figures only on its own kind), and the clips of each preset are told apart."""
+    import copy
+
+    from harness.leaderboard.provenance import datasets_line, machines_line
+
+    pairs = world_pairs(knobs=False)
+    for record, _ in pairs:
+        if (record["config"].get("overrides") or {}).get("toy_world"):
+            record["environment"] = copy.deepcopy(record["environment"])
+            record["environment"]["machine"]["cpu_model"] = "Xeon"
+            record["environment"]["device"]["torch_threads"] = 1
+            record["dataset"] = {**record["dataset"], "fingerprint": "e" * 64}
+    (g,) = group_records([r for r, _ in pairs], {r["run_id"]: s for r, s in pairs})
+    line = machines_line(g)
+    assert line.startswith("Machines: Xeon, 1 torch thread (sound: mfcc k=15 alexnet · "
+                           "realistic audio); every other run on ?.")
+    assert "`eeeeeeee` (realistic audio)" in datasets_line(g)
+    (same,) = group_records([r for r, _ in world_pairs(realistic=False, knobs=False)])
+    assert machines_line(same) == "Machine: every run on ?."

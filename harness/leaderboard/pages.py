@@ -12,7 +12,8 @@ from harness.leaderboard import paper_tables, plot_data, toy_worlds
 from harness.leaderboard.cells import (EXCLUDES_MARK, EXCLUDES_NOTE, footnotes, fmt_interval,
                                        markdown_table, num, pct)
 from harness.leaderboard.groups import Group
-from harness.leaderboard.provenance import datasets_line, overrides_lines, seeds_line
+from harness.leaderboard.provenance import (datasets_line, machines_line, overrides_lines,
+                                            seeds_line)
 from harness.leaderboard.prose import paragraphs, say
 from harness.leaderboard.reported import SOME_REPORTED, ap_formula_note
 from harness.leaderboard.tables import (group_other_formulas, group_runs_table, group_table1,
@@ -61,7 +62,7 @@ def group_page(group: Group, plot_files: list[str]) -> str:
     else:
         table1_lines, marks = [group_table1(group, covers), ""], set()
     out = [MARKER, "", f"# {k.title}", "", *([seeds_line(group), ""] if toy else []),
-           datasets_line(group), "", *overrides_lines(group),
+           datasets_line(group), "", machines_line(group), "", *overrides_lines(group),
            say(GROUP_PROSE, "about", downstream=k.downstream, data_key=k.fingerprint[:16],
                preset=k.preset, profile=k.profile, n_rows=len(group.rows),
                n_runs=group.n_runs, head=group.panels["Head"], all=group.panels["All"]), "",
@@ -121,7 +122,8 @@ def generic_page(group: Group, plot_files: list[str] = ()) -> str:
                      r.first.metrics[ev]["formula"]) for r in group.rows})
     heads = "; ".join(f"{b} `{h}`, {f if i == 0 else f.split(':')[0]}"
                       for i, (b, h, f) in enumerate(named))
-    out = [MARKER, "", f"# {k.title}", "", datasets_line(group), "", *overrides_lines(group),
+    out = [MARKER, "", f"# {k.title}", "", datasets_line(group), "", machines_line(group), "",
+           *overrides_lines(group),
            say(EVALUATOR_PROSE, "about", downstream=k.downstream,
                data_key=k.fingerprint[:16], evaluator=ev, profile=k.profile,
                n_rows=len(group.rows), n_runs=group.n_runs, heads=heads,

@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.leaderboard import identity as board_identity
 from harness.leaderboard.cells import DASH, num_int
-from harness.leaderboard.groups import Group
+from harness.leaderboard.groups import Group, world_suffix
 from harness.leaderboard.prose import say
 
 #: the template of this module's prose
@@ -49,8 +49,10 @@ def datasets_line(group: Group) -> str:
     clips: dict[str, dict[str, Any]] = {}
     for r in runs:
         if r.pretext is not None:
-            clips.setdefault(str(r.pretext.get("fingerprint")), {**r.pretext, "worlds": set()})[
-                "worlds"].add(r.world_seed)
+            entry = clips.setdefault(str(r.pretext.get("fingerprint")),
+                                     {**r.pretext, "worlds": set(), "audio": ""})
+            entry["worlds"].add(r.world_seed)
+            entry["audio"] = world_suffix(r).removeprefix(" · ")
     random = any(r.init == "random" for r in runs)
     if not clips:
         pretext = say(PROSE, "no_clips")
@@ -61,10 +63,12 @@ def datasets_line(group: Group) -> str:
         names = ", ".join(
             f"world{'s' if len(c['worlds']) > 1 else ''} "
             f"{', '.join(num_int(w) for w in worlds_of(c))} {_fp(fp)}"
+            + (f" ({c['audio']})" if c["audio"] else "")
             for fp, c in sorted(clips.items(), key=lambda i: (
-                [(w is None, w or 0) for w in worlds_of(i[1])], i[0])))
+                [(w is None, w or 0) for w in worlds_of(i[1])], i[1]["audio"], i[0])))
         one = all(len(c["worlds"]) == 1 for c in clips.values())
         pretext = say(PROSE, "toy_clips", one_per_world=one, names=names,
+                      presets=any(c["audio"] for c in clips.values()),
                       n_clips=_each({c.get("n_clips") for c in clips.values()}), random=random)
     else:
         sets = [f"`{c.get('kind')}` dataset {_fp(fp)} ({_count(c.get('n_clips'))} clips"
@@ -89,6 +93,22 @@ def datasets_line(group: Group) -> str:
             down = say(PROSE, "voc_folder", folders=folders, splits=splits,
                        name=group.key.downstream, trainval=tv, test=test)
     return f"{pretext} {down}"
+
+
+def machines_line(group: Group) -> str:
+    """Which kinds of machine the group's runs were made on (CPU model and torch threads,
+    or GPU), by row when there is more than one: a seed gives the same figures only on the
+    kind it ran on, so runs of different kinds differ by floating-point rounding too."""
+    kinds: dict[str, list[str]] = {}
+    for row in group.rows:
+        for machine in sorted({r.machine for r in row.runs}):
+            kinds.setdefault(machine, []).append(row.label)
+    if len(kinds) < 2:
+        return say(PROSE, "one_machine", machine=next(iter(kinds), "?"))
+    most = max(sorted(kinds), key=lambda m: len(kinds[m]))
+    others = [f"{machine} ({'; '.join(labels)})" for machine, labels in sorted(kinds.items())
+              if machine != most]
+    return say(PROSE, "machines", most=most, others=others)
 
 
 def overrides_lines(group: Group) -> list[str]:

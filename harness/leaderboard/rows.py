@@ -160,6 +160,8 @@ class Run:
     truth: dict[str, Any] | None = None
     #: an imported network's origin: source, architecture, file, sha256 (harness.networks.foreign)
     imported: dict[str, Any] | None = None
+    #: the machine it ran on: CPU model and torch threads, or the GPU
+    machine: str = "?"
     #: the toy world preset its clips came from, with any knob changed ("oracle",
     #: "realistic", "realistic with offscreen_prob=0.0"); None when it read no toy clips
     toy_world: str | None = None
@@ -209,7 +211,8 @@ class Run:
             splits=board_identity.voc_split_sizes(record),
             overrides=board_identity.overrides(record),
             imported=config.get("imported"),
-            truth=recorded_truth(record), toy_world=toy_world_label(record))
+            truth=recorded_truth(record), toy_world=toy_world_label(record),
+            machine=machine_label(record))
 
     def map(self, evaluator: str, field_name: str = "map") -> float | None:
         """The headline figure (``map``) or another of the evaluator's ``details``."""
@@ -299,6 +302,18 @@ class Row:
         f = self.first
         return (INIT_ORDER[f.init], f.repr_name or "", f.labeler_name or "",
                 f.k if f.k is not None else -1, f.backbone_name, self.label, f.row_key)
+
+
+def machine_label(record: Mapping[str, Any]) -> str:
+    """The kind of machine a record ran on, as its environment says: the GPU's name, or
+    the CPU model with its torch thread count ("?" where the record does not say)."""
+    env = record.get("environment") or {}
+    device = env.get("device") or {}
+    if device.get("type") not in (None, "cpu"):
+        return str(device.get("name") or device.get("type"))
+    model = (env.get("machine") or {}).get("cpu_model") or device.get("name") or "?"
+    threads = device.get("torch_threads")
+    return f"{model}, {threads} torch thread{'s' if threads != 1 else ''}" if threads else str(model)
 
 
 def toy_world_label(record: Mapping[str, Any]) -> str | None:
