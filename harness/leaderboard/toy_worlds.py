@@ -46,10 +46,11 @@ def _recipe_rows(group: Any, representation: str) -> dict[str, Any]:
     return out
 
 
-def _worlds(rows: Sequence[Any], evaluator: str) -> list[str]:
-    """The worlds on which every one of ``rows`` has runs of ``evaluator``."""
+def _worlds(group: Any, rows: Sequence[Any], evaluator: str) -> list[str]:
+    """The worlds on which every one of ``rows`` has runs of ``evaluator``, by seed."""
     sets = [set(row.world_counts(evaluator)) for row in rows]
-    return sorted(set.intersection(*sets)) if sets else []
+    shared = set.intersection(*sets) if sets else set()
+    return [w for w, _, _ in group.worlds if w in shared]
 
 
 def _ratio(m: np.ndarray) -> np.ndarray:
@@ -89,7 +90,7 @@ def survival_rows(group: Any, marks: set[str] | None = None) -> list[list[str]]:
         if base is None or group.baseline(orac, spec.baseline) is not base:
             continue
         for panel, ev in group.panels.items():
-            ws = _worlds([real, orac, base], ev)
+            ws = _worlds(group, [real, orac, base], ev)
             if not ws:
                 continue
             gains = [[row.world_mean(ev, w) - base.world_mean(ev, w) for w in ws]
@@ -144,8 +145,9 @@ def knob_rows(group: Any) -> tuple[list[str], list[tuple[str, Any]]] | None:
         base = group.baseline(rows[realistic], spec.baseline)
         if base is None:
             continue
-        ws = sorted(set.intersection(*(set(_worlds([row, base], ev)) for _, row in chosen
-                                       for ev in group.panels.values())))
+        shared = set.intersection(*(set(_worlds(group, [row, base], ev)) for _, row in chosen
+                                    for ev in group.panels.values()))
+        ws = [w for w, _, _ in group.worlds if w in shared]
         if ws:
             return ws, chosen
     return None
