@@ -52,13 +52,17 @@ class HeadlineSpec:
     #: the toy world presets shown side by side (a row on clips of one's own always counts)
     worlds: tuple[str, ...] = ("oracle",)
 
-    def matches(self, run: Any) -> bool:
-        """Whether ``run`` (a :class:`harness.leaderboard.rows.Run`) is one of the headline's
-        sound rows."""
+    def in_recipe(self, run: Any) -> bool:
+        """Whether ``run`` (a :class:`harness.leaderboard.rows.Run`) is a sound run of the
+        headline's recipe (representations, labeler, k, backbone), on any toy world."""
         return (run.init == "sound" and run.repr_name in self.representations
                 and (run.labeler_name or DEFAULT_LABELER) == self.labeler and run.size_name == "k"
-                and run.k == self.k and run.backbone_name == self.backbone
-                and (run.toy_world is None or run.toy_world in self.worlds))
+                and run.k == self.k and run.backbone_name == self.backbone)
+
+    def matches(self, run: Any) -> bool:
+        """Whether ``run`` is one of the headline's sound rows: its recipe, on one of its
+        toy worlds (or on clips of one's own)."""
+        return self.in_recipe(run) and (run.toy_world is None or run.toy_world in self.worlds)
 
     def sentence(self) -> str:
         """The comparison in words, as the index page declares it."""

@@ -24,7 +24,6 @@ from harness.leaderboard import presentation
 from harness.leaderboard.cells import DASH, markdown_table
 from harness.leaderboard.notes import over_runs
 from harness.leaderboard.prose import say
-from harness.profiles import DEFAULT_LABELER
 
 #: the template of this module's prose
 PROSE = "toy_worlds.md.j2"
@@ -35,15 +34,9 @@ TRUTH_COLUMN = "objects"
 def _recipe_rows(group: Any, representation: str) -> dict[str, Any]:
     """Toy world name -> the group's sound row of the headline's recipe for
     ``representation`` (every world it ran)."""
-    spec = presentation.HEADLINE
-    out = {}
-    for row in group.rows:
-        f = row.first
-        if (f.init == "sound" and f.repr_name == representation and f.toy_world
-                and (f.labeler_name or DEFAULT_LABELER) == spec.labeler
-                and f.size_name == "k" and f.k == spec.k and f.backbone_name == spec.backbone):
-            out[f.toy_world] = row
-    return out
+    return {row.first.toy_world: row for row in group.rows
+            if row.first.repr_name == representation and row.first.toy_world
+            and presentation.HEADLINE.in_recipe(row.first)}
 
 
 def _worlds(group: Any, rows: Sequence[Any], evaluator: str) -> list[str]:

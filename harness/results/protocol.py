@@ -93,9 +93,8 @@ def frozen_world(profile: str, world: Mapping[str, Any]) -> tuple[str, dict[str,
 
     form = world_form(profile, world)
     cfg = world_config(form)
-    values = cfg.to_dict()
-    knobs = {k: values.get(k, getattr(cfg, k)) for k in PRESET_KNOBS}
-    knobs = {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}
+    knobs = {k: list(v) if isinstance(v, tuple) else v
+             for k, v in ((k, getattr(cfg, k)) for k in PRESET_KNOBS)}
     return cfg.preset_label, {"world": form, "knobs": knobs}
 
 
