@@ -93,8 +93,7 @@ def frozen_world(profile: str, world: Mapping[str, Any]) -> tuple[str, dict[str,
 
     form = world_form(profile, world)
     cfg = world_config(form)
-    knobs = {k: list(v) if isinstance(v, tuple) else v
-             for k, v in ((k, getattr(cfg, k)) for k in PRESET_KNOBS)}
+    knobs = {k: list(v) if isinstance(v := getattr(cfg, k), tuple) else v for k in PRESET_KNOBS}
     return cfg.preset_label, {"world": form, "knobs": knobs}
 
 
